@@ -34,6 +34,8 @@ export enum ErrorCode {
   POLICY_INVALID = 'POLICY_INVALID',
   // 429
   RATE_LIMITED = 'RATE_LIMITED',
+  // 501: a feature the policy may name but this version does not provide
+  NOT_SUPPORTED = 'NOT_SUPPORTED',
   // 5xx: never for client input
   CONNECTOR_FAILED = 'CONNECTOR_FAILED',
   INTERNAL = 'INTERNAL',

@@ -1,0 +1,26 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { Logger } from 'nestjs-pino';
+import type { AppConfig } from '../../libs/config/config.js';
+import { PolicyService } from '../../libs/elevation/policy.service.js';
+import { BrokerModule } from './broker.module.js';
+
+const BODY_LIMIT = '256kb';
+
+/** Builds the broker (migrations run, policy loaded) without listening; `main.ts` and the tests share it. */
+export async function createBroker(config: AppConfig): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(BrokerModule.forRoot(config), {
+    bufferLogs: true,
+    bodyParser: false,
+    abortOnError: false,
+  });
+  app.useLogger(app.get(Logger));
+  app.useBodyParser('json', { limit: BODY_LIMIT });
+  app.useBodyParser('urlencoded', { limit: BODY_LIMIT, extended: false });
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.enableShutdownHooks();
+  await app.get(PolicyService).loadFromDirectory('boot');
+  return app;
+}

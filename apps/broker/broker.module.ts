@@ -1,0 +1,51 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import type { AppConfig } from '../../libs/config/config.js';
+import { ConfigModule } from '../../libs/config/config.module.js';
+import { DatabaseModule } from '../../libs/db/database.module.js';
+import { ElevationModule } from '../../libs/elevation/elevation.module.js';
+import { JobsModule } from '../../libs/jobs/jobs.module.js';
+import { IdentityGuard } from './auth/identity.guard.js';
+import { EntitlementsController } from './entitlements/entitlements.controller.js';
+import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
+import { createValidationPipe } from './errors/validation.js';
+import { HealthController } from './health/health.controller.js';
+import { RequestsController } from './requests/requests.controller.js';
+import { IntrospectionService } from './tokens/introspection.service.js';
+import { TokensController } from './tokens/tokens.controller.js';
+
+/** Structured logs; credentials, cookies and test identities never reach them. */
+export function loggerModule(config: AppConfig) {
+  return LoggerModule.forRoot({
+    pinoHttp: {
+      level: config.logLevel,
+      redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
+      autoLogging: config.env !== 'test',
+    },
+  });
+}
+
+/** The HTTP API (DESIGN §10). */
+@Module({})
+export class BrokerModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: BrokerModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        loggerModule(config),
+        DatabaseModule.forRoot(config.databaseUrl, { applicationName: 'jit-broker' }),
+        JobsModule.forRoot({ redisUrl: config.redisUrl, prefix: config.queuePrefix }),
+        ElevationModule,
+      ],
+      controllers: [HealthController, RequestsController, EntitlementsController, TokensController],
+      providers: [
+        IntrospectionService,
+        { provide: APP_GUARD, useClass: IdentityGuard },
+        { provide: APP_FILTER, useClass: ErrorEnvelopeFilter },
+        { provide: APP_PIPE, useFactory: createValidationPipe },
+      ],
+    };
+  }
+}

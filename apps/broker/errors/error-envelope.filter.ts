@@ -1,0 +1,109 @@
+import {
+  Catch,
+  HttpException,
+  HttpStatus,
+  Logger,
+  type ArgumentsHost,
+  type ExceptionFilter,
+} from '@nestjs/common';
+import type { Response } from 'express';
+import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
+
+/** HTTP status of each domain error code. */
+export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
+  [ErrorCode.VALIDATION_FAILED]: 400,
+  [ErrorCode.INVALID_ID]: 400,
+  [ErrorCode.UNAUTHENTICATED]: 401,
+  [ErrorCode.STEP_UP_REQUIRED]: 401,
+  [ErrorCode.STEP_UP_INVALID]: 401,
+  [ErrorCode.FORBIDDEN]: 403,
+  [ErrorCode.NOT_ELIGIBLE]: 403,
+  [ErrorCode.SELF_APPROVAL]: 403,
+  [ErrorCode.NOT_AN_APPROVER]: 403,
+  [ErrorCode.NOT_REQUESTER]: 403,
+  [ErrorCode.NOT_FOUND]: 404,
+  [ErrorCode.ENTITLEMENT_NOT_FOUND]: 404,
+  [ErrorCode.REQUEST_NOT_FOUND]: 404,
+  [ErrorCode.ALREADY_DECIDED]: 409,
+  [ErrorCode.REQUEST_NOT_PENDING]: 409,
+  [ErrorCode.REQUEST_NOT_APPROVED]: 409,
+  [ErrorCode.REQUEST_NOT_ACTIVE]: 409,
+  [ErrorCode.REQUEST_FINISHED]: 409,
+  [ErrorCode.NOT_YET_STARTED]: 409,
+  [ErrorCode.ACTIVATION_WINDOW_PASSED]: 409,
+  [ErrorCode.NOT_YET_DUE]: 409,
+  [ErrorCode.DURATION_TOO_LONG]: 422,
+  [ErrorCode.JUSTIFICATION_REQUIRED]: 422,
+  [ErrorCode.TICKET_REQUIRED]: 422,
+  [ErrorCode.TICKET_INVALID]: 422,
+  [ErrorCode.POLICY_INVALID]: 422,
+  [ErrorCode.RATE_LIMITED]: 429,
+  [ErrorCode.NOT_SUPPORTED]: 501,
+  [ErrorCode.CONNECTOR_FAILED]: 502,
+  [ErrorCode.INTERNAL]: 500,
+};
+
+const CODE_OF_STATUS: Record<number, string> = {
+  400: ErrorCode.VALIDATION_FAILED,
+  401: ErrorCode.UNAUTHENTICATED,
+  403: ErrorCode.FORBIDDEN,
+  404: ErrorCode.NOT_FOUND,
+  405: 'METHOD_NOT_ALLOWED',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  429: ErrorCode.RATE_LIMITED,
+};
+
+export interface ErrorEnvelope {
+  error: { code: string; message: string; details?: unknown };
+}
+
+/** Client-caused errors raised below Nest (body-parser: malformed JSON, too large, bad charset). */
+function isExposedClientError(error: unknown): error is { status: number; message: string } {
+  if (typeof error !== 'object' || error === null) return false;
+  const { status, expose } = error as { status?: unknown; expose?: unknown };
+  return typeof status === 'number' && status >= 400 && status < 500 && expose === true;
+}
+
+/** Every error leaves as `{ error: { code, message, details? } }` (DESIGN §10); never 500 for client input. */
+@Catch()
+export class ErrorEnvelopeFilter implements ExceptionFilter {
+  private readonly logger = new Logger('Errors');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const response = host.switchToHttp().getResponse<Response>();
+    const [status, envelope] = this.toEnvelope(exception);
+    if (status >= 500)
+      this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : exception);
+    if (status === 401) response.setHeader('WWW-Authenticate', 'Passkey');
+    response.status(status).json(envelope);
+  }
+
+  private toEnvelope(exception: unknown): [number, ErrorEnvelope] {
+    if (exception instanceof DomainError) {
+      const error: ErrorEnvelope['error'] = { code: exception.code, message: exception.message };
+      if (exception.details !== undefined) error.details = exception.details;
+      return [STATUS_OF[exception.code], { error }];
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const body = exception.getResponse();
+      const message =
+        typeof body === 'object' && body !== null && 'message' in body
+          ? String(body.message)
+          : exception.message;
+      return [status, { error: { code: CODE_OF_STATUS[status] ?? `HTTP_${status}`, message } }];
+    }
+    if (isExposedClientError(exception)) {
+      const status = exception.status;
+      return [
+        status,
+        { error: { code: CODE_OF_STATUS[status] ?? `HTTP_${status}`, message: exception.message } },
+      ];
+    }
+    return [
+      HttpStatus.INTERNAL_SERVER_ERROR,
+      { error: { code: ErrorCode.INTERNAL, message: 'Internal error' } },
+    ];
+  }
+}

@@ -1,0 +1,69 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import type { ElevationRequestEntity } from '../../../libs/db/index.js';
+import type { Actor } from '../../../libs/elevation/actor.js';
+import { RequestsService } from '../../../libs/elevation/requests.service.js';
+import { CurrentActor } from '../auth/current-actor.decorator.js';
+import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
+import { ApproveDto, CreateRequestDto, DenyDto, ListRequestsQuery, toRequestView } from './requests.dto.js';
+
+const DEFAULT_PAGE_SIZE = 50;
+
+@Controller('api/requests')
+export class RequestsController {
+  constructor(private readonly requests: RequestsService) {}
+
+  @Post()
+  async create(@CurrentActor() actor: Actor, @Body() body: CreateRequestDto) {
+    const request = await this.requests.create(actor, {
+      entitlementId: body.entitlementId,
+      durationSeconds: body.durationSeconds,
+      justification: body.justification,
+      ticket: body.ticket ?? null,
+      notBefore: body.notBefore ? new Date(body.notBefore) : null,
+    });
+    return this.view(request);
+  }
+
+  @Get()
+  async list(@CurrentActor() actor: Actor, @Query() query: ListRequestsQuery) {
+    const page = await this.requests.list(actor, {
+      limit: query.limit ?? DEFAULT_PAGE_SIZE,
+      cursor: query.cursor ?? null,
+      state: query.state ?? null,
+    });
+    const usernames = await this.requests.usernames(page.items.map((item) => item.requesterId));
+    return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
+  }
+
+  @Get(':id')
+  async get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string) {
+    return this.view(await this.requests.get(actor, id));
+  }
+
+  @Post(':id/approve')
+  @HttpCode(200)
+  async approve(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: ApproveDto) {
+    return this.view(await this.requests.decide(actor, id, 'approve', body.comment ?? null));
+  }
+
+  @Post(':id/deny')
+  @HttpCode(200)
+  async deny(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: DenyDto) {
+    return this.view(await this.requests.decide(actor, id, 'deny', body.reason));
+  }
+
+  @Post(':id/activate')
+  @HttpCode(200)
+  async activate(
+    @CurrentActor() actor: Actor,
+    @Param('id', UuidPipe) id: string,
+    @Body(EmptyBodyPipe) _body: unknown,
+  ) {
+    const { request, credential } = await this.requests.activate(actor, id);
+    return { request: await this.view(request), credential };
+  }
+
+  private async view(request: ElevationRequestEntity) {
+    return toRequestView(request, await this.requests.usernames([request.requesterId]));
+  }
+}

@@ -1,0 +1,102 @@
+import { Type } from 'class-transformer';
+import {
+  IsDateString,
+  IsEnum,
+  IsInt,
+  IsNotEmpty,
+  IsOptional,
+  IsString,
+  IsUUID,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+} from 'class-validator';
+import type { ElevationRequestEntity } from '../../../libs/db/index.js';
+import { RequestState } from '../../../libs/domain/request-state.js';
+
+const ONE_WEEK_SECONDS = 7 * 24 * 3600;
+
+export class CreateRequestDto {
+  @IsString()
+  @Matches(/^[a-z0-9][a-z0-9-]{0,63}$/, { message: 'entitlementId must be an entitlement id' })
+  entitlementId: string;
+
+  @IsInt()
+  @Min(1)
+  @Max(ONE_WEEK_SECONDS)
+  durationSeconds: number;
+
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(2000)
+  justification: string;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  ticket?: string;
+
+  @IsOptional()
+  @IsDateString({ strict: true })
+  notBefore?: string;
+}
+
+export class ApproveDto {
+  @IsOptional()
+  @IsString()
+  @MaxLength(2000)
+  comment?: string;
+}
+
+export class DenyDto {
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(2000)
+  reason: string;
+}
+
+export class ListRequestsQuery {
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(200)
+  limit?: number;
+
+  @IsOptional()
+  @IsUUID()
+  cursor?: string;
+
+  @IsOptional()
+  @IsEnum(RequestState)
+  state?: RequestState;
+}
+
+/** The request as clients see it (DESIGN §10): ISO times, `notAfter` once active. */
+export function toRequestView(request: ElevationRequestEntity, usernames: ReadonlyMap<string, string>) {
+  const iso = (date: Date | null) => date?.toISOString() ?? null;
+  return {
+    id: request.id,
+    requesterId: request.requesterId,
+    requester: usernames.get(request.requesterId) ?? null,
+    entitlementId: request.entitlementId,
+    policyHash: request.policyHash,
+    scope: request.scope,
+    durationSeconds: request.durationSeconds,
+    justification: request.justification,
+    ticket: request.ticket,
+    notBefore: iso(request.notBefore),
+    breakGlass: request.breakGlass,
+    approvalsRequired: request.approvalsRequired,
+    state: request.state,
+    createdAt: iso(request.createdAt),
+    pendingUntil: iso(request.pendingUntil),
+    decidedAt: iso(request.decidedAt),
+    activateBy: iso(request.activateBy),
+    activatedAt: iso(request.activatedAt),
+    notAfter: iso(request.endsAt),
+    endedAt: iso(request.endedAt),
+    endReason: request.endReason,
+  };
+}

@@ -1,0 +1,266 @@
+// `npm start`: the whole stack on one machine. Embedded PostgreSQL and a redis-server child unless
+// DATABASE_URL / REDIS_URL point elsewhere, then the broker and the worker; Ctrl-C stops all of it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { createDatabase } from '../../libs/devstack/databases.js';
+import { startEmbeddedPostgres } from '../../libs/devstack/embedded-postgres.js';
+import { startRedisServer } from '../../libs/devstack/redis-server.js';
+
+// This file runs as dist/apps/dev/start.js.
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const dataDir = path.join(root, '.data');
+
+const READY_DEADLINE_MS = 60_000;
+const READY_POLL_MS = 250;
+const APP_STOP_GRACE_MS = 10_000;
+const ENROLL_PREFIX = 'ENROLL_URL=';
+
+interface RunningApp {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<void>;
+}
+
+/** Thrown inside boot() once a stop was asked for, so that nothing new starts. */
+class StopRequested extends Error {}
+
+const services: Array<() => Promise<void>> = [];
+const apps: RunningApp[] = [];
+let stopRequested = false;
+let shuttingDown: Promise<never> | undefined;
+let ready = false;
+let enrollUrl: string | undefined;
+
+function say(message: string): void {
+  console.log(`[dev] ${message}`);
+}
+
+function checkpoint(): void {
+  if (stopRequested) throw new StopRequested();
+}
+
+async function boot(): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
+
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  env.NODE_ENV ||= 'development';
+  env.PORT ||= '3000';
+  env.PUBLIC_URL ||= `http://localhost:${env.PORT}`;
+  env.POLICY_DIR ||= path.join(root, 'policies');
+  env.BROKER_MASTER_KEY ||= await masterKey();
+  // The children's output goes through pipes here; keep their colours when a person is watching.
+  if (process.stdout.isTTY && env.FORCE_COLOR === undefined) env.FORCE_COLOR = '1';
+
+  if (!env.DATABASE_URL) {
+    say('starting embedded PostgreSQL (data in .data/pg)');
+    const postgres = await startEmbeddedPostgres({
+      dataDir: path.join(dataDir, 'pg'),
+      persistent: true,
+      onLog: (line) => {
+        if (/\b(WARNING|ERROR|FATAL|PANIC):/.test(line)) console.error(`[postgres] ${line}`);
+      },
+    });
+    services.push(postgres.stop);
+    checkpoint();
+    env.DATABASE_URL = await createDatabase(postgres.adminUrl, 'broker');
+    // The postgres connector logs in with this URL to create and drop temporary roles.
+    env.DEMO_TARGET_DB_URL = await createDatabase(postgres.adminUrl, 'demo_target');
+    await prepareDemoTarget(env.DEMO_TARGET_DB_URL);
+  } else if (!env.DEMO_TARGET_DB_URL) {
+    say('DATABASE_URL is set and DEMO_TARGET_DB_URL is not: no demo target database.');
+  }
+
+  checkpoint();
+  if (!env.REDIS_URL) {
+    const dir = path.join(dataDir, 'redis');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const redis = await startRedisServer({ dir });
+    services.push(redis.stop);
+    env.REDIS_URL = redis.url;
+  }
+
+  checkpoint();
+  startApp('broker', env, (line) => {
+    if (!line.startsWith(ENROLL_PREFIX)) return false;
+    enrollUrl = line.slice(ENROLL_PREFIX.length).trim();
+    if (ready) printEnrollment();
+    return true;
+  });
+  startApp('worker', env);
+
+  await waitUntilReady(Number(env.PORT));
+  ready = true;
+  const url = `http://localhost:${env.PORT}`;
+  const rule = '-'.repeat(72);
+  console.log(`\n${rule}\n  Broker ready: ${url}`);
+  if (env.PUBLIC_URL !== url) console.log(`  Public URL:   ${env.PUBLIC_URL}`);
+  if (enrollUrl !== undefined) printEnrollment();
+  console.log(`  Stop with Ctrl-C.\n${rule}\n`);
+}
+
+function printEnrollment(): void {
+  console.log(`  First admin enrollment link: ${enrollUrl}`);
+}
+
+/** The key that encrypts signing keys at rest; generated once, then reused so restarts can decrypt. */
+async function masterKey(): Promise<string> {
+  const file = path.join(dataDir, 'master.key');
+  try {
+    const stored = (await readFile(file, 'utf8')).trim();
+    if (stored !== '') {
+      await chmod(file, 0o600);
+      return stored;
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const key = randomBytes(32).toString('base64');
+  await writeFile(file, `${key}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  say('generated a master key in .data/master.key');
+  return key;
+}
+
+/** Roles and a table for the postgres connector's demo entitlements; safe to run on every start. */
+async function prepareDemoTarget(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    // One simple-protocol query string runs as one implicit transaction.
+    await client.query(`
+      DO $$
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_read') THEN CREATE ROLE app_read NOLOGIN; END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_write') THEN CREATE ROLE app_write NOLOGIN; END IF;
+      END
+      $$;
+      CREATE TABLE IF NOT EXISTS public.orders (id serial PRIMARY KEY, item text NOT NULL, qty int NOT NULL);
+      INSERT INTO public.orders (item, qty)
+        SELECT item, qty FROM (VALUES ('widget', 3), ('gadget', 1)) AS seed (item, qty)
+        WHERE NOT EXISTS (SELECT 1 FROM public.orders);
+      GRANT USAGE ON SCHEMA public TO app_read, app_write;
+      GRANT SELECT ON public.orders TO app_read;
+      GRANT SELECT, INSERT, UPDATE, DELETE ON public.orders TO app_write;
+      GRANT USAGE, SELECT ON SEQUENCE public.orders_id_seq TO app_write;
+    `);
+  } finally {
+    await client.end();
+  }
+}
+
+/** `onStdoutLine` returns true for a line it consumed; every other line is forwarded with the app's prefix. */
+function startApp(name: string, env: NodeJS.ProcessEnv, onStdoutLine?: (line: string) => boolean): void {
+  const child = spawn(process.execPath, [path.join(root, 'dist', 'apps', name, 'main.js')], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      resolve();
+      if (!stopRequested) {
+        const how = signal === null ? `with code ${code}` : `on ${signal}`;
+        void shutdown(1, `${name} exited unexpectedly ${how}; stopping everything`);
+      }
+    });
+    child.once('error', (error) => {
+      resolve();
+      if (!stopRequested) void shutdown(1, `${name} could not be started: ${error.message}`);
+    });
+  });
+  forwardLines(child.stdout, (line) => {
+    if (onStdoutLine?.(line) !== true) process.stdout.write(`[${name}] ${line}\n`);
+  });
+  forwardLines(child.stderr, (line) => process.stderr.write(`[${name}] ${line}\n`));
+  apps.push({ name, child, exited });
+}
+
+function forwardLines(stream: Readable, onLine: (line: string) => void): void {
+  createInterface({ input: stream, crlfDelay: Infinity }).on('line', onLine);
+}
+
+async function waitUntilReady(port: number): Promise<void> {
+  const deadline = Date.now() + READY_DEADLINE_MS;
+  for (;;) {
+    checkpoint();
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/health/ready`, {
+        signal: AbortSignal.timeout(2_000),
+      });
+      await response.arrayBuffer();
+      if (response.status === 200) return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the broker did not answer 200 on /health/ready within ${READY_DEADLINE_MS / 1000} s`);
+    }
+    await delay(READY_POLL_MS);
+  }
+}
+
+async function stopApp(app: RunningApp): Promise<void> {
+  const { child } = app;
+  if (child.exitCode === null && child.signalCode === null) {
+    const kill = setTimeout(() => {
+      say(`${app.name} did not stop within ${APP_STOP_GRACE_MS / 1000} s; killing it`);
+      child.kill('SIGKILL');
+    }, APP_STOP_GRACE_MS);
+    child.kill('SIGTERM');
+    await app.exited;
+    clearTimeout(kill);
+  }
+}
+
+let booted: Promise<void> = Promise.resolve();
+
+/** Stops the apps first (they hold connections), then Redis, then PostgreSQL, and exits with `code`. */
+function shutdown(code: number, reason?: string): Promise<never> {
+  stopRequested = true;
+  shuttingDown ??= (async () => {
+    if (reason !== undefined) (code === 0 ? console.log : console.error)(`[dev] ${reason}`);
+    // Whatever boot() is in the middle of starting must be registered before it can be stopped.
+    await booted;
+    await Promise.all(apps.map(stopApp));
+    for (let stop = services.pop(); stop !== undefined; stop = services.pop()) {
+      await stop().catch((error: unknown) => console.error('[dev] stopping a service failed:', error));
+    }
+    process.exit(code);
+  })();
+  return shuttingDown;
+}
+
+function takeOverSignals(): void {
+  // embedded-postgres registers handlers that stop PostgreSQL and exit at once on these signals, racing the
+  // ordered shutdown (apps first) and dropping our exit code. Its 'exit' hook stays as a last resort.
+  for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'beforeExit'] as const)
+    process.removeAllListeners(event);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (shuttingDown === undefined) void shutdown(0, `${signal}: stopping`);
+      else say('still stopping...');
+    });
+  }
+  // Last resort for paths that never reach shutdown(): children must not outlive this process.
+  process.on('exit', () => {
+    for (const { child } of apps)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  });
+}
+
+takeOverSignals();
+booted = boot().then(
+  () => undefined,
+  (error: unknown) => {
+    if (error instanceof StopRequested) return;
+    void shutdown(1, error instanceof Error ? error.message : String(error));
+  },
+);

@@ -1,0 +1,22 @@
+import { Processor, WorkerHost } from '@nestjs/bullmq';
+import type { Job } from 'bullmq';
+import { RevocationService } from '../../libs/elevation/revocation.service.js';
+import { JobName, QueueName } from '../../libs/jobs/jobs.js';
+import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
+
+/** Periodic work that rebuilds everything Redis could have lost from PostgreSQL. */
+@Processor(QueueName.Maintenance)
+export class MaintenanceProcessor extends WorkerHost {
+  private readonly handlers: JobHandlers = {
+    [JobName.Sweep]: () => this.revocation.sweep(),
+  };
+
+  constructor(private readonly revocation: RevocationService) {
+    super();
+    assertHandlesEveryJob(QueueName.Maintenance, this.handlers);
+  }
+
+  process(job: Job): Promise<unknown> {
+    return dispatch(QueueName.Maintenance, this.handlers, job);
+  }
+}

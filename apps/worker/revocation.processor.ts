@@ -1,0 +1,46 @@
+import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { Logger } from '@nestjs/common';
+import { DelayedError, type Job } from 'bullmq';
+import { RevocationService } from '../../libs/elevation/revocation.service.js';
+import { JobName, QueueName, type JobPayloads } from '../../libs/jobs/jobs.js';
+import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
+
+/** Revokes grants at notAfter. Thin: RevocationService decides from PostgreSQL. */
+@Processor(QueueName.Revocation, { concurrency: 8 })
+export class RevocationProcessor extends WorkerHost {
+  private readonly logger = new Logger(RevocationProcessor.name);
+  private readonly handlers: JobHandlers = {
+    [JobName.RevokeGrant]: (job) => this.revokeGrant(job as Job<JobPayloads[JobName.RevokeGrant]>),
+  };
+
+  constructor(private readonly revocation: RevocationService) {
+    super();
+    assertHandlesEveryJob(QueueName.Revocation, this.handlers);
+  }
+
+  process(job: Job, token?: string): Promise<unknown> {
+    return dispatch(QueueName.Revocation, this.handlers, job)
+      .catch(async (error: unknown) => {
+        if (error instanceof DelayedError) throw error;
+        const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+        await this.revocation.recordFailure((job.data as { grantId: string }).grantId, error, finalAttempt);
+        throw error;
+      })
+      .then((outcome) => this.rescheduleIfEarly(job, outcome, token));
+  }
+
+  private async revokeGrant(job: Job<JobPayloads[JobName.RevokeGrant]>) {
+    const outcome = await this.revocation.revokeExpiredGrant(job.data.grantId);
+    if (outcome.status === 'revoked')
+      this.logger.log(`Revoked grant ${job.data.grantId}, lag ${outcome.lagMs} ms`);
+    return outcome;
+  }
+
+  /** A job that fires before PostgreSQL's clock reaches notAfter (clock drift) waits for the remainder. */
+  private async rescheduleIfEarly(job: Job, outcome: unknown, token?: string): Promise<unknown> {
+    const early = outcome as { status?: string; remainingMs?: number };
+    if (early.status !== 'not-due' || !token) return outcome;
+    await job.moveToDelayed(Date.now() + (early.remainingMs ?? 0), token);
+    throw new DelayedError();
+  }
+}

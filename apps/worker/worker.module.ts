@@ -1,0 +1,52 @@
+import { InjectQueue } from '@nestjs/bullmq';
+import { Inject, Logger, Module, type DynamicModule, type OnApplicationBootstrap } from '@nestjs/common';
+import type { Queue } from 'bullmq';
+import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
+import { ConfigModule } from '../../libs/config/config.module.js';
+import { DatabaseModule } from '../../libs/db/database.module.js';
+import { ElevationModule } from '../../libs/elevation/elevation.module.js';
+import { RevocationService } from '../../libs/elevation/revocation.service.js';
+import { JobName, QueueName } from '../../libs/jobs/jobs.js';
+import { JobsModule } from '../../libs/jobs/jobs.module.js';
+import { loggerModule } from '../broker/broker.module.js';
+import { MaintenanceProcessor } from './maintenance.processor.js';
+import { RevocationProcessor } from './revocation.processor.js';
+
+const SWEEP_SCHEDULER_ID = 'sweep';
+
+/** The worker: BullMQ processors only (no HTTP). */
+@Module({})
+export class WorkerModule implements OnApplicationBootstrap {
+  private readonly logger = new Logger('Worker');
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly revocation: RevocationService,
+    @InjectQueue(QueueName.Maintenance) private readonly maintenanceQueue: Queue,
+  ) {}
+
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: WorkerModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        loggerModule(config),
+        DatabaseModule.forRoot(config.databaseUrl, { applicationName: 'jit-worker' }),
+        JobsModule.forRoot({ redisUrl: config.redisUrl, prefix: config.queuePrefix }),
+        ElevationModule,
+      ],
+      providers: [RevocationProcessor, MaintenanceProcessor],
+    };
+  }
+
+  /** Restore on boot: sweep from PostgreSQL first, then keep sweeping on a schedule. */
+  async onApplicationBootstrap(): Promise<void> {
+    const scheduled = await this.revocation.sweep();
+    this.logger.log(`Boot sweep scheduled ${scheduled} unrevoked grant(s)`);
+    await this.maintenanceQueue.upsertJobScheduler(
+      SWEEP_SCHEDULER_ID,
+      { every: this.config.sweepIntervalSeconds * 1000 },
+      { name: JobName.Sweep, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } },
+    );
+  }
+}

@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+
+/** The hash of "no previous event": 32 zero bytes. */
+export const GENESIS_HASH = Buffer.alloc(32);
+
+/** An audit event as it is hashed and exported: everything but its own hash. */
+export interface ChainedEvent {
+  seq: number;
+  at: string;
+  actorId: string;
+  action: string;
+  subjectType: string;
+  subjectId: string;
+  requestId: string | null;
+  data: Record<string, unknown>;
+  /** Hex of the previous event's hash. */
+  prevHash: string;
+}
+
+/** RFC 8785 (JCS) canonical JSON text of a value. */
+export function canonicalJson(value: unknown): string {
+  const text = canonicalize(value);
+  if (text === undefined) throw new TypeError('value has no canonical JSON form');
+  return text;
+}
+
+/** hash = sha256(prevHash bytes ‖ JCS(event without hash)), DESIGN §9. */
+export function chainHash(prevHash: Buffer, event: ChainedEvent): Buffer {
+  return createHash('sha256').update(prevHash).update(canonicalJson(event), 'utf8').digest();
+}
+
+/** Where a chain first breaks, or null when every link holds. */
+export interface ChainBreak {
+  seq: number;
+  reason: string;
+}
+
+/** Recomputes a contiguous run of events; `startHash` is the hash before the first one. */
+export function verifyChain(
+  events: Iterable<ChainedEvent & { hash: string }>,
+  startHash: Buffer = GENESIS_HASH,
+): ChainBreak | null {
+  let previous = startHash;
+  let expectedSeq: number | null = null;
+  for (const event of events) {
+    if (expectedSeq !== null && event.seq !== expectedSeq) {
+      return { seq: event.seq, reason: `expected seq ${expectedSeq}, found ${event.seq}` };
+    }
+    if (event.prevHash !== previous.toString('hex')) {
+      return { seq: event.seq, reason: 'prevHash does not match the previous event' };
+    }
+    const { hash, ...body } = event;
+    const recomputed = chainHash(previous, body);
+    if (recomputed.toString('hex') !== hash) {
+      return { seq: event.seq, reason: 'hash does not match the event content' };
+    }
+    previous = recomputed;
+    expectedSeq = event.seq + 1;
+  }
+  return null;
+}

@@ -1,0 +1,39 @@
+/** What a connector needs to mint one grant's credential. */
+export interface GrantSpec {
+  grantId: string;
+  requestId: string;
+  /** The requester's username: the credential's subject. */
+  subject: string;
+  entitlementId: string;
+  /** The entitlement's scope from the policy (e.g. `{ grantRoles: [...] }`, `{ scopes: [...] }`). */
+  scope: Record<string, unknown>;
+  /** The end of the window, whole seconds: the credential expires on its own at this instant. */
+  notAfter: Date;
+  sshPublicKey?: string | null;
+}
+
+/** The credential as shown to the requester once (`type` + connector-specific fields); never stored. */
+export interface Credential {
+  type: string;
+  notAfter: string;
+  [field: string]: unknown;
+}
+
+export interface Minted {
+  credential: Credential;
+  /** What revoke() needs to find the external state again (a role name, a serial, a token id). */
+  externalRef: string;
+  /** sha256 of the secret, base64url: identifies the credential in the audit log without revealing it. */
+  fingerprint: string;
+  notAfter: Date;
+}
+
+/** A credential backend (DESIGN §7). */
+export interface Connector {
+  readonly type: string;
+  mint(grant: GrantSpec): Promise<Minted>;
+  /** Idempotent: revoking twice, or revoking a reference that no longer exists, is success. */
+  revoke(externalRef: string): Promise<void>;
+  /** Shared external state: revoke only when no other active grant holds the same key. */
+  overlapKey?(grant: GrantSpec): string;
+}

@@ -1,0 +1,42 @@
+import { createHash } from 'node:crypto';
+import { SignJWT } from 'jose';
+import type { Connector, GrantSpec, Minted } from './connector.js';
+import type { SigningKeyStore } from './signing-keys.js';
+
+/** The token type of RFC 9068 JWT access tokens. */
+export const ACCESS_TOKEN_TYPE = 'at+jwt';
+
+/** Mints ES256 access tokens; `exp` is the grant's notAfter and `jti` its id, so introspection can revoke. */
+export class JwtConnector implements Connector {
+  readonly type = 'jwt';
+
+  constructor(
+    private readonly keys: SigningKeyStore,
+    private readonly options: { issuer: string; audience: string },
+  ) {}
+
+  async mint(grant: GrantSpec): Promise<Minted> {
+    const key = await this.keys.currentKey('jwt');
+    const scopes = Array.isArray(grant.scope.scopes) ? grant.scope.scopes.map(String) : [];
+    const notAfterSeconds = grant.notAfter.getTime() / 1000;
+    if (!Number.isInteger(notAfterSeconds)) throw new Error('notAfter must be a whole second');
+    const token = await new SignJWT({ scope: scopes.join(' '), entitlement: grant.entitlementId })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: ACCESS_TOKEN_TYPE })
+      .setIssuer(this.options.issuer)
+      .setSubject(grant.subject)
+      .setAudience(this.options.audience)
+      .setIssuedAt()
+      .setExpirationTime(notAfterSeconds)
+      .setJti(grant.grantId)
+      .sign(key.privateKey);
+    return {
+      credential: { type: 'jwt', notAfter: grant.notAfter.toISOString(), token },
+      externalRef: grant.grantId,
+      fingerprint: createHash('sha256').update(token).digest('base64url'),
+      notAfter: grant.notAfter,
+    };
+  }
+
+  /** Nothing to undo outside the broker: the grant's REVOKED state makes introspection answer inactive. */
+  async revoke(): Promise<void> {}
+}

@@ -1,0 +1,57 @@
+import { DataSource } from 'typeorm';
+import { ApprovalEntity } from './entities/approval.entity.js';
+import { AuditChainHeadEntity, AuditEventEntity } from './entities/audit-event.entity.js';
+import { ElevationRequestEntity } from './entities/elevation-request.entity.js';
+import { GrantEntity } from './entities/grant.entity.js';
+import { PolicyVersionEntity } from './entities/policy-version.entity.js';
+import { SigningKeyEntity } from './entities/signing-key.entity.js';
+import { UserEntity } from './entities/user.entity.js';
+import { InitialSchema1763900000000 } from './migrations/1763900000000-initial-schema.js';
+
+/** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
+export const ENTITIES = [
+  UserEntity,
+  PolicyVersionEntity,
+  ElevationRequestEntity,
+  ApprovalEntity,
+  GrantEntity,
+  AuditEventEntity,
+  AuditChainHeadEntity,
+  SigningKeyEntity,
+];
+
+/** Every migration, in order. */
+export const MIGRATIONS = [InitialSchema1763900000000];
+
+/** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */
+export function createDataSource(url: string, options: { poolSize?: number; applicationName?: string } = {}) {
+  return new DataSource({
+    type: 'postgres',
+    url,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    synchronize: false,
+    migrationsRun: false,
+    logging: ['error'],
+    poolSize: options.poolSize ?? 10,
+    applicationName: options.applicationName ?? 'jit-broker',
+    extra: { options: '-c timezone=UTC' },
+  });
+}
+
+// An arbitrary constant: the advisory-lock key that serialises migration runs across processes.
+const MIGRATION_LOCK_KEY = 7_214_003_117;
+
+/** Runs pending migrations under a cluster-wide advisory lock, so broker and worker may boot together. */
+export async function runMigrations(dataSource: DataSource): Promise<string[]> {
+  const lockRunner = dataSource.createQueryRunner();
+  await lockRunner.connect();
+  try {
+    await lockRunner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    const applied = await dataSource.runMigrations({ transaction: 'each' });
+    return applied.map((migration) => migration.name);
+  } finally {
+    await lockRunner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    await lockRunner.release();
+  }
+}

@@ -1,0 +1,70 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+/** A request for an entitlement. Only RequestsService writes `state` (one writer per aggregate). */
+@Entity({ name: 'elevation_requests' })
+export class ElevationRequestEntity {
+  @PrimaryColumn('uuid')
+  id: string;
+
+  @Column('uuid', { name: 'requester_id' })
+  requesterId: string;
+
+  @Column('text', { name: 'entitlement_id' })
+  entitlementId: string;
+
+  @Column('text', { name: 'policy_hash' })
+  policyHash: string;
+
+  @Column('jsonb')
+  scope: Record<string, unknown>;
+
+  @Column('integer', { name: 'duration_seconds' })
+  durationSeconds: number;
+
+  @Column('text')
+  justification: string;
+
+  @Column('text', { nullable: true })
+  ticket: string | null;
+
+  @Column('timestamptz', { name: 'not_before', nullable: true })
+  notBefore: Date | null;
+
+  @Column('boolean', { name: 'break_glass', default: false })
+  breakGlass: boolean;
+
+  @Column('uuid', { name: 'extends_request_id', nullable: true })
+  extendsRequestId: string | null;
+
+  @Column('integer', { name: 'approvals_required' })
+  approvalsRequired: number;
+
+  @Column('text')
+  state: string;
+
+  @Column('timestamptz', { name: 'created_at' })
+  createdAt: Date;
+
+  /** When a still-PENDING request expires (pending TTL). */
+  @Column('timestamptz', { name: 'pending_until', nullable: true })
+  pendingUntil: Date | null;
+
+  @Column('timestamptz', { name: 'decided_at', nullable: true })
+  decidedAt: Date | null;
+
+  /** Deadline to activate once approved (activation window). */
+  @Column('timestamptz', { name: 'activate_by', nullable: true })
+  activateBy: Date | null;
+
+  @Column('timestamptz', { name: 'activated_at', nullable: true })
+  activatedAt: Date | null;
+
+  @Column('timestamptz', { name: 'ends_at', nullable: true })
+  endsAt: Date | null;
+
+  @Column('timestamptz', { name: 'ended_at', nullable: true })
+  endedAt: Date | null;
+
+  @Column('text', { name: 'end_reason', nullable: true })
+  endReason: string | null;
+}

@@ -1,0 +1,44 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+export type GrantState = 'ACTIVE' | 'REVOKED' | 'REVOKE_FAILED';
+
+/** An issued credential. The secret itself is never stored: only a fingerprint of it. */
+@Entity({ name: 'grants' })
+export class GrantEntity {
+  @PrimaryColumn('uuid')
+  id: string;
+
+  @Column('uuid', { name: 'request_id' })
+  requestId: string;
+
+  /** Connector instance name from the policy (e.g. `api-token`). */
+  @Column('text')
+  connector: string;
+
+  @Column('text', { name: 'connector_type' })
+  connectorType: string;
+
+  @Column('text', { name: 'external_ref' })
+  externalRef: string;
+
+  @Column('text')
+  fingerprint: string;
+
+  @Column('timestamptz', { name: 'issued_at' })
+  issuedAt: Date;
+
+  @Column('timestamptz', { name: 'not_after' })
+  notAfter: Date;
+
+  @Column('text')
+  state: GrantState;
+
+  @Column('timestamptz', { name: 'revoked_at', nullable: true })
+  revokedAt: Date | null;
+
+  @Column('integer', { name: 'revoke_attempts', default: 0 })
+  revokeAttempts: number;
+
+  @Column('text', { name: 'last_error', nullable: true })
+  lastError: string | null;
+}

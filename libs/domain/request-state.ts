@@ -1,0 +1,201 @@
+import { DomainError, ErrorCode } from './errors.js';
+
+/** Where an elevation request is in its life (DESIGN.md §3). */
+export enum RequestState {
+  PENDING = 'PENDING',
+  APPROVED = 'APPROVED',
+  DENIED = 'DENIED',
+  ACTIVE = 'ACTIVE',
+  ENDED = 'ENDED',
+  REVOKED = 'REVOKED',
+  CANCELLED = 'CANCELLED',
+  EXPIRED = 'EXPIRED',
+}
+
+/** States a request never leaves; every event on them is refused with REQUEST_FINISHED. */
+export const TERMINAL_STATES: ReadonlySet<RequestState> = new Set([
+  RequestState.DENIED,
+  RequestState.ENDED,
+  RequestState.REVOKED,
+  RequestState.CANCELLED,
+  RequestState.EXPIRED,
+]);
+
+/** Everything that can happen to a request after it is created. */
+export type RequestEvent = 'approve' | 'deny' | 'activate' | 'cancel' | 'expire' | 'end' | 'revoke';
+
+/** The facts each event's guards need, gathered by the caller (the pure core looks nothing up). */
+export interface EventContext {
+  approve: {
+    actorId: string;
+    requesterId: string;
+    actorIsApprover: boolean;
+    actorAlreadyDecided: boolean;
+    approvalsBefore: number;
+    approvalsRequired: number;
+  };
+  deny: { actorId: string; requesterId: string; actorIsApprover: boolean; actorAlreadyDecided: boolean };
+  activate: {
+    actorId: string;
+    requesterId: string;
+    now: Date;
+    notBefore: Date | null;
+    activateBy: Date | null;
+  };
+  cancel: { actorId: string; requesterId: string; actorIsAdmin: boolean };
+  expire: { now: Date; deadline: Date };
+  end: { now: Date; notAfter: Date };
+  /** actorId null means the system (e.g. the requester was suspended). */
+  revoke: { actorId: string | null; requesterId: string; actorIsApprover: boolean; actorIsAdmin: boolean };
+}
+
+type Outcome = RequestState | DomainError;
+
+// Which non-terminal states accept each event, and what a non-terminal state outside that set is told.
+const SOURCES: { [E in RequestEvent]: { from: readonly RequestState[]; code: ErrorCode; message: string } } =
+  {
+    approve: {
+      from: [RequestState.PENDING],
+      code: ErrorCode.REQUEST_NOT_PENDING,
+      message: 'Only a pending request can be approved.',
+    },
+    deny: {
+      from: [RequestState.PENDING],
+      code: ErrorCode.REQUEST_NOT_PENDING,
+      message: 'Only a pending request can be denied.',
+    },
+    activate: {
+      from: [RequestState.APPROVED],
+      code: ErrorCode.REQUEST_NOT_APPROVED,
+      message: 'Only an approved request can be activated.',
+    },
+    cancel: {
+      from: [RequestState.PENDING, RequestState.APPROVED],
+      code: ErrorCode.REQUEST_NOT_PENDING,
+      message: 'This request is active: revoke it instead of cancelling it.',
+    },
+    expire: {
+      from: [RequestState.PENDING, RequestState.APPROVED],
+      code: ErrorCode.REQUEST_NOT_PENDING,
+      message: 'An active request ends or is revoked; it does not expire.',
+    },
+    end: {
+      from: [RequestState.ACTIVE],
+      code: ErrorCode.REQUEST_NOT_ACTIVE,
+      message: 'Only an active request can end.',
+    },
+    revoke: {
+      from: [RequestState.ACTIVE],
+      code: ErrorCode.REQUEST_NOT_ACTIVE,
+      message: 'Only an active request can be revoked.',
+    },
+  };
+
+// Shared by approve and deny: who may decide (DESIGN.md §4 invariant 3).
+function refuseDecider(ctx: EventContext['deny']): DomainError | null {
+  if (ctx.actorId === ctx.requesterId) {
+    return new DomainError(ErrorCode.SELF_APPROVAL, 'You cannot decide on your own request.');
+  }
+  if (!ctx.actorIsApprover) {
+    return new DomainError(ErrorCode.NOT_AN_APPROVER, 'You are not an approver for this entitlement.');
+  }
+  if (ctx.actorAlreadyDecided) {
+    return new DomainError(ErrorCode.ALREADY_DECIDED, 'You have already decided on this request.');
+  }
+  return null;
+}
+
+// Guards run only once the source state is known to accept the event.
+const GUARDS: { [E in RequestEvent]: (ctx: EventContext[E]) => Outcome } = {
+  approve(ctx) {
+    const refusal = refuseDecider(ctx);
+    if (refusal) return refusal;
+    if (!Number.isInteger(ctx.approvalsRequired) || ctx.approvalsRequired < 1) {
+      return new DomainError(
+        ErrorCode.POLICY_INVALID,
+        'An approved entitlement must require at least one approval.',
+        {
+          approvalsRequired: ctx.approvalsRequired,
+        },
+      );
+    }
+    // Below quorum the approval is still recorded; the request just stays pending.
+    return ctx.approvalsBefore + 1 >= ctx.approvalsRequired ? RequestState.APPROVED : RequestState.PENDING;
+  },
+  deny(ctx) {
+    return refuseDecider(ctx) ?? RequestState.DENIED;
+  },
+  activate(ctx) {
+    if (ctx.actorId !== ctx.requesterId) {
+      return new DomainError(ErrorCode.NOT_REQUESTER, 'Only the requester can activate this request.');
+    }
+    if (ctx.notBefore && ctx.now.getTime() < ctx.notBefore.getTime()) {
+      return new DomainError(ErrorCode.NOT_YET_STARTED, 'This request is scheduled to start later.', {
+        notBefore: ctx.notBefore.toISOString(),
+      });
+    }
+    if (ctx.activateBy && ctx.now.getTime() >= ctx.activateBy.getTime()) {
+      return new DomainError(
+        ErrorCode.ACTIVATION_WINDOW_PASSED,
+        'The time to activate this request has passed.',
+        {
+          activateBy: ctx.activateBy.toISOString(),
+        },
+      );
+    }
+    return RequestState.ACTIVE;
+  },
+  cancel(ctx) {
+    if (ctx.actorId !== ctx.requesterId && !ctx.actorIsAdmin) {
+      return new DomainError(ErrorCode.FORBIDDEN, 'Only the requester or an admin can cancel this request.');
+    }
+    return RequestState.CANCELLED;
+  },
+  expire(ctx) {
+    if (ctx.now.getTime() < ctx.deadline.getTime()) {
+      return new DomainError(ErrorCode.NOT_YET_DUE, 'This request has not reached its deadline yet.');
+    }
+    return RequestState.EXPIRED;
+  },
+  end(ctx) {
+    if (ctx.now.getTime() < ctx.notAfter.getTime()) {
+      return new DomainError(ErrorCode.NOT_YET_DUE, 'This grant has not reached its end yet.');
+    }
+    return RequestState.ENDED;
+  },
+  revoke(ctx) {
+    const allowed =
+      ctx.actorId === null || ctx.actorId === ctx.requesterId || ctx.actorIsApprover || ctx.actorIsAdmin;
+    if (!allowed) {
+      return new DomainError(
+        ErrorCode.FORBIDDEN,
+        'Only the requester, an approver or an admin can revoke this grant.',
+      );
+    }
+    return RequestState.REVOKED;
+  },
+};
+
+/** Pure: the next state, or the DomainError that refuses the event. */
+export function transition<E extends RequestEvent>(
+  state: RequestState,
+  event: E,
+  ctx: EventContext[E],
+): RequestState | DomainError {
+  if (TERMINAL_STATES.has(state)) {
+    return new DomainError(ErrorCode.REQUEST_FINISHED, `This request is already ${state.toLowerCase()}.`, {
+      state,
+    });
+  }
+  const source = SOURCES[event];
+  if (!source.from.includes(state)) {
+    return new DomainError(source.code, source.message, { state });
+  }
+  return GUARDS[event](ctx);
+}
+
+/** The state a new request starts in. */
+export function initialState(kind: { breakGlass: boolean; selfService: boolean }): RequestState {
+  if (kind.breakGlass) return RequestState.ACTIVE;
+  return kind.selfService ? RequestState.APPROVED : RequestState.PENDING;
+}

@@ -1,0 +1,130 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
+import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
+import { JobProducer } from '../jobs/job-producer.js';
+import { ConnectorRegistry } from './connector-registry.js';
+import { PolicyService } from './policy.service.js';
+import { RequestsService } from './requests.service.js';
+
+export type RevocationOutcome =
+  | { status: 'revoked'; lagMs: number }
+  | { status: 'already-revoked' }
+  | { status: 'not-due'; remainingMs: number }
+  | { status: 'unknown-grant' };
+
+/**
+ * Takes back credentials when their window ends. Idempotent: it acts on what PostgreSQL says, never on a
+ * job's view of it, so a duplicate or late job is harmless (DESIGN §4.6).
+ */
+@Injectable()
+export class RevocationService {
+  private readonly logger = new Logger(RevocationService.name);
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly policies: PolicyService,
+    private readonly connectors: ConnectorRegistry,
+    private readonly requests: RequestsService,
+    private readonly jobs: JobProducer,
+  ) {}
+
+  /** Revokes a grant whose notAfter has passed (by PostgreSQL's clock). */
+  async revokeExpiredGrant(grantId: string): Promise<RevocationOutcome> {
+    const grants = this.dataSource.getRepository(GrantEntity);
+    const grant = await grants.findOneBy({ id: grantId });
+    if (!grant) return { status: 'unknown-grant' };
+    if (grant.state === 'REVOKED') return { status: 'already-revoked' };
+    const [{ remaining_ms: remaining }] = (await this.dataSource.query(
+      `SELECT (extract(epoch FROM ($1::timestamptz - now())) * 1000)::float8 AS remaining_ms`,
+      [grant.notAfter],
+    )) as Array<{ remaining_ms: number }>;
+    if (remaining > 0) return { status: 'not-due', remainingMs: Math.ceil(remaining) };
+
+    const request = await this.dataSource
+      .getRepository(ElevationRequestEntity)
+      .findOneByOrFail({ id: grant.requestId });
+    const policy = await this.policies.byHash(request.policyHash);
+    // External state first, outside the transaction: the connector's revoke is idempotent, so a crash after
+    // it and before the commit only means the next attempt revokes an already-revoked credential.
+    await this.connectors.get(policy, grant.connector).revoke(grant.externalRef);
+
+    return this.dataSource.transaction(async (manager) => {
+      const locked = await manager.findOne(GrantEntity, {
+        where: { id: grantId },
+        lock: { mode: 'pessimistic_write' },
+      });
+      if (!locked || locked.state === 'REVOKED') return { status: 'already-revoked' } as const;
+      const [{ now }] = (await manager.query('SELECT now() AS now')) as Array<{ now: Date }>;
+      const lagMs = now.getTime() - locked.notAfter.getTime();
+      await manager.update(GrantEntity, { id: grantId }, { state: 'REVOKED', revokedAt: now });
+      await appendAuditEvent(manager, {
+        actorId: SYSTEM_ACTOR,
+        action: 'grant.revoked',
+        subjectType: 'grant',
+        subjectId: grantId,
+        requestId: locked.requestId,
+        data: {
+          reason: 'expired',
+          connector: locked.connector,
+          externalRef: locked.externalRef,
+          notAfter: locked.notAfter.toISOString(),
+          revokedAt: now.toISOString(),
+          lagMs,
+          attempts: locked.revokeAttempts + 1,
+        },
+      });
+      await this.requests.endAtExpiry(manager, locked.requestId, now);
+      return { status: 'revoked', lagMs } as const;
+    });
+  }
+
+  /**
+   * Records a failed attempt; after the last one the grant becomes REVOKE_FAILED with an alert event,
+   * and the sweeper keeps retrying it (never a silent drop).
+   */
+  async recordFailure(grantId: string, error: unknown, finalAttempt: boolean): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    await this.dataSource.transaction(async (manager) => {
+      const grant = await manager.findOne(GrantEntity, {
+        where: { id: grantId },
+        lock: { mode: 'pessimistic_write' },
+      });
+      if (!grant || grant.state === 'REVOKED') return;
+      const becomesFailed = finalAttempt && grant.state === 'ACTIVE';
+      await manager.update(
+        GrantEntity,
+        { id: grantId },
+        {
+          revokeAttempts: grant.revokeAttempts + 1,
+          lastError: message.slice(0, 2000),
+          ...(becomesFailed ? { state: 'REVOKE_FAILED' as const } : {}),
+        },
+      );
+      if (becomesFailed) {
+        this.logger.error(`ALERT: grant ${grantId} could not be revoked: ${message}`);
+        await appendAuditEvent(manager, {
+          actorId: SYSTEM_ACTOR,
+          action: 'grant.revoke_failed',
+          subjectType: 'grant',
+          subjectId: grantId,
+          requestId: grant.requestId,
+          data: { alert: true, attempts: grant.revokeAttempts + 1, error: message.slice(0, 500) },
+        });
+      }
+    });
+  }
+
+  /**
+   * Re-enqueues the revocation of every grant not yet revoked, from PostgreSQL. Deterministic job ids make
+   * this a no-op for jobs that still exist; after a Redis flush or a lost enqueue it rebuilds them.
+   */
+  async sweep(): Promise<number> {
+    const pending = (await this.dataSource.query(
+      `SELECT id, not_after FROM grants WHERE state <> 'REVOKED' ORDER BY not_after`,
+    )) as Array<{ id: string; not_after: Date }>;
+    for (const grant of pending) await this.jobs.scheduleRevocation(grant.id, grant.not_after);
+    if (pending.length > 0) this.logger.debug(`Sweep scheduled ${pending.length} unrevoked grant(s)`);
+    return pending.length;
+  }
+}

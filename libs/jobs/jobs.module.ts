@@ -1,0 +1,39 @@
+import { BullModule } from '@nestjs/bullmq';
+import { Module, type DynamicModule } from '@nestjs/common';
+import type { RedisOptions } from 'bullmq';
+import { JobProducer } from './job-producer.js';
+import { QueueName } from './jobs.js';
+
+/** ioredis options from a redis:// or rediss:// URL. */
+export function redisOptionsFromUrl(url: string): RedisOptions {
+  const parsed = new URL(url);
+  const database = parsed.pathname.replace(/^\//, '');
+  return {
+    host: parsed.hostname,
+    port: parsed.port ? Number(parsed.port) : 6379,
+    username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
+    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    db: database ? Number(database) : 0,
+    tls: parsed.protocol === 'rediss:' ? {} : undefined,
+    // BullMQ workers block on Redis; they must not give up on a command while Redis restarts.
+    maxRetriesPerRequest: null,
+  };
+}
+
+/** The BullMQ connection and every queue of QueueName, plus the JobProducer. */
+@Module({})
+export class JobsModule {
+  static forRoot(options: { redisUrl: string; prefix: string }): DynamicModule {
+    const queues = BullModule.registerQueue(...Object.values(QueueName).map((name) => ({ name })));
+    return {
+      module: JobsModule,
+      global: true,
+      imports: [
+        BullModule.forRoot({ connection: redisOptionsFromUrl(options.redisUrl), prefix: options.prefix }),
+        queues,
+      ],
+      providers: [JobProducer],
+      exports: [JobProducer, queues],
+    };
+  }
+}

@@ -1,0 +1,375 @@
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import canonicalize from 'canonicalize';
+import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { clientAs, INTROSPECTION_CLIENT, startStack, waitFor, type TestStack } from '../support/stack.js';
+
+const REQUESTER = 'alice';
+const APPROVER = 'bob';
+const SECOND_APPROVER = 'dave';
+const NOT_AN_APPROVER = 'carol';
+
+async function introspect(stack: TestStack, token: string) {
+  const credentials = Buffer.from(`${INTROSPECTION_CLIENT.id}:${INTROSPECTION_CLIENT.secret}`).toString(
+    'base64',
+  );
+  const response = await fetch(`${stack.baseUrl}/api/introspect`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${credentials}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token }).toString(),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function rowCounts(stack: TestStack) {
+  const { rows } = await stack.db.query(`
+    SELECT (SELECT count(*) FROM elevation_requests)::int AS requests,
+           (SELECT count(*) FROM approvals)::int AS approvals,
+           (SELECT count(*) FROM grants)::int AS grants,
+           (SELECT count(*) FROM audit_events)::int AS events`);
+  return rows[0] as { requests: number; approvals: number; grants: number; events: number };
+}
+
+/** Recomputes the whole chain with node:crypto and canonicalize only, independently of libs/audit. */
+async function recomputeChain(stack: TestStack): Promise<{ ok: boolean; count: number; firstBad?: number }> {
+  const { rows } = await stack.db.query(
+    `SELECT seq, at, actor_id, action, subject_type, subject_id, request_id, data, prev_hash, hash
+       FROM audit_events ORDER BY seq`,
+  );
+  let previous = Buffer.alloc(32);
+  let expectedSeq = 1;
+  for (const row of rows) {
+    const event = {
+      seq: Number(row.seq),
+      at: (row.at as Date).toISOString(),
+      actorId: row.actor_id,
+      action: row.action,
+      subjectType: row.subject_type,
+      subjectId: row.subject_id,
+      requestId: row.request_id,
+      data: row.data,
+      prevHash: previous.toString('hex'),
+    };
+    const hash = createHash('sha256').update(previous).update(canonicalize(event)!).digest();
+    if (event.seq !== expectedSeq || !hash.equals(row.hash) || !previous.equals(row.prev_hash)) {
+      return { ok: false, count: rows.length, firstBad: event.seq };
+    }
+    previous = hash;
+    expectedSeq += 1;
+  }
+  return { ok: true, count: rows.length };
+}
+
+async function newRequest(stack: TestStack, entitlementId = 'api-admin-token', durationSeconds = 600) {
+  const response = await clientAs(stack, REQUESTER).post('/api/requests', {
+    entitlementId,
+    durationSeconds,
+    justification: 'Rotate the API admin credentials (e2e)',
+    ...(entitlementId.startsWith('demo-db') ? { ticket: 'CHG-1234' } : {}),
+  });
+  expect(response.status).toBe(201);
+  return response.body as { id: string; state: string };
+}
+
+describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    // Users exist once they have called the API.
+    for (const user of [REQUESTER, APPROVER, SECOND_APPROVER, NOT_AN_APPROVER]) {
+      expect((await clientAs(stack, user).get('/api/me')).status).toBe(200);
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.close();
+  }, 60_000);
+
+  it('requests, approves, activates, revokes at notAfter, and chains every step', async () => {
+    const alice = clientAs(stack, REQUESTER);
+    const created = await newRequest(stack, 'api-admin-token', 3);
+    expect(created.state).toBe('PENDING');
+
+    const approved = await clientAs(stack, APPROVER).post(`/api/requests/${created.id}/approve`, {
+      comment: 'ok',
+    });
+    expect(approved.status).toBe(200);
+    expect(approved.body.state).toBe('APPROVED');
+
+    const activated = await alice.post(`/api/requests/${created.id}/activate`, {});
+    expect(activated.status).toBe(200);
+    const { request, credential } = activated.body as {
+      request: { state: string; notAfter: string };
+      credential: { type: string; token: string; notAfter: string };
+    };
+    expect(request.state).toBe('ACTIVE');
+    expect(credential.type).toBe('jwt');
+    const notAfter = new Date(request.notAfter).getTime();
+    expect(credential.notAfter).toBe(request.notAfter);
+
+    const { rows: grants } = await stack.db.query(
+      'SELECT id, state, fingerprint FROM grants WHERE request_id = $1',
+      [created.id],
+    );
+    expect(grants).toHaveLength(1);
+    const claims = decodeJwt(credential.token);
+    expect(claims.exp! * 1000).toBe(notAfter);
+    expect(claims.jti).toBe(grants[0].id);
+    expect(claims.sub).toBe(REQUESTER);
+    expect(claims.aud).toBe('https://api.example.com');
+    // The token verifies against the published JWKS; the secret itself is not stored.
+    const jwks = await clientAs(stack, null).get('/.well-known/jwks.json');
+    await expect(jwtVerify(credential.token, createLocalJWKSet(jwks.body))).resolves.toBeDefined();
+    expect(grants[0].fingerprint).toBe(createHash('sha256').update(credential.token).digest('base64url'));
+    const { rows: leaks } = await stack.db.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE data::text LIKE '%' || $1 || '%'`,
+      [credential.token.split('.')[2]],
+    );
+    expect(leaks[0].n).toBe(0);
+
+    const before = await introspect(stack, credential.token);
+    expect(Date.now()).toBeLessThan(notAfter);
+    expect(before.body).toMatchObject({ active: true, sub: REQUESTER, jti: grants[0].id });
+
+    const inactiveAt = await waitFor(
+      async () =>
+        (await introspect(stack, credential.token)).body.active === false ? Date.now() : undefined,
+      notAfter - Date.now() + 10_000,
+      'introspection to turn inactive',
+    );
+    expect(inactiveAt - notAfter).toBeLessThanOrEqual(2000);
+
+    const revoked = await waitFor(
+      async () => {
+        const { rows } = await stack.db.query(
+          `SELECT g.state, g.revoked_at, g.not_after, r.state AS request_state
+             FROM grants g JOIN elevation_requests r ON r.id = g.request_id WHERE g.request_id = $1`,
+          [created.id],
+        );
+        return rows[0].request_state === 'ENDED' ? rows[0] : undefined;
+      },
+      5000,
+      'the request to end',
+    );
+    expect(revoked.state).toBe('REVOKED');
+    expect(revoked.revoked_at.getTime() - revoked.not_after.getTime()).toBeGreaterThanOrEqual(0);
+    expect(revoked.revoked_at.getTime() - revoked.not_after.getTime()).toBeLessThanOrEqual(2000);
+    expect((await alice.get(`/api/requests/${created.id}`)).body.state).toBe('ENDED');
+
+    const { rows: events } = await stack.db.query(
+      'SELECT action, actor_id, data FROM audit_events WHERE request_id = $1 ORDER BY seq',
+      [created.id],
+    );
+    expect(events.map((event) => event.action)).toEqual([
+      'request.created',
+      'approval.recorded',
+      'request.approved',
+      'request.activated',
+      'grant.issued',
+      'grant.revoked',
+      'request.ended',
+    ]);
+    expect(events.find((event) => event.action === 'grant.revoked')!.data.lagMs).toBeGreaterThanOrEqual(0);
+    const chain = await recomputeChain(stack);
+    expect(chain).toEqual({ ok: true, count: expect.any(Number) });
+    expect(chain.count).toBeGreaterThanOrEqual(events.length);
+  }, 30_000);
+
+  it('refuses bad input with the error envelope and writes nothing', async () => {
+    const alice = clientAs(stack, REQUESTER);
+    const pending = await newRequest(stack);
+    const before = await rowCounts(stack);
+    const valid = { entitlementId: 'api-admin-token', durationSeconds: 60, justification: 'x' };
+    const cases: Array<[string, () => Promise<{ status: number; body: any }>, number, string]> = [
+      [
+        'unknown entitlement',
+        () => alice.post('/api/requests', { ...valid, entitlementId: 'no-such' }),
+        404,
+        'ENTITLEMENT_NOT_FOUND',
+      ],
+      [
+        'duration above maximum',
+        () => alice.post('/api/requests', { ...valid, durationSeconds: 3601 }),
+        422,
+        'DURATION_TOO_LONG',
+      ],
+      [
+        'missing justification',
+        () => alice.post('/api/requests', { entitlementId: 'api-admin-token', durationSeconds: 60 }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'blank justification',
+        () => alice.post('/api/requests', { ...valid, justification: '   ' }),
+        422,
+        'JUSTIFICATION_REQUIRED',
+      ],
+      [
+        'unknown field',
+        () => alice.post('/api/requests', { ...valid, admin: true }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'duration as a string',
+        () => alice.post('/api/requests', { ...valid, durationSeconds: '60' }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'zero duration',
+        () => alice.post('/api/requests', { ...valid, durationSeconds: 0 }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'malformed JSON',
+        () => alice.postRaw('/api/requests', '{"entitlementId": '),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      ['JSON array body', () => alice.postRaw('/api/requests', '[1,2]'), 400, 'VALIDATION_FAILED'],
+      [
+        'missing ticket',
+        () => alice.post('/api/requests', { ...valid, entitlementId: 'demo-db-read' }),
+        422,
+        'TICKET_REQUIRED',
+      ],
+      [
+        'malformed ticket',
+        () => alice.post('/api/requests', { ...valid, entitlementId: 'demo-db-read', ticket: 'nope' }),
+        422,
+        'TICKET_INVALID',
+      ],
+      [
+        'notBefore in the past',
+        () => alice.post('/api/requests', { ...valid, notBefore: '2001-01-01T00:00:00Z' }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      ['non-UUID id (get)', () => alice.get('/api/requests/not-a-uuid'), 400, 'INVALID_ID'],
+      [
+        'non-UUID id (approve)',
+        () => clientAs(stack, APPROVER).post('/api/requests/1234/approve', {}),
+        400,
+        'INVALID_ID',
+      ],
+      [
+        'unknown request',
+        () => alice.get('/api/requests/01900000-0000-7000-8000-000000000000'),
+        404,
+        'REQUEST_NOT_FOUND',
+      ],
+      [
+        'unknown field on approve',
+        () => clientAs(stack, APPROVER).post(`/api/requests/${pending.id}/approve`, { force: true }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'deny without reason',
+        () => clientAs(stack, APPROVER).post(`/api/requests/${pending.id}/deny`, {}),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      ['self-approval', () => alice.post(`/api/requests/${pending.id}/approve`, {}), 403, 'SELF_APPROVAL'],
+      [
+        'approval by a non-approver',
+        () => clientAs(stack, NOT_AN_APPROVER).post(`/api/requests/${pending.id}/approve`, {}),
+        404,
+        'REQUEST_NOT_FOUND',
+      ],
+      [
+        'activation with a body field',
+        () => alice.post(`/api/requests/${pending.id}/activate`, { now: true }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'activation before approval',
+        () => alice.post(`/api/requests/${pending.id}/activate`, {}),
+        409,
+        'REQUEST_NOT_APPROVED',
+      ],
+      ['no identity', () => clientAs(stack, null).post('/api/requests', valid), 401, 'UNAUTHENTICATED'],
+      ['bad list limit', () => alice.get('/api/requests?limit=5000'), 400, 'VALIDATION_FAILED'],
+    ];
+    for (const [name, call, status, code] of cases) {
+      const response = await call();
+      expect({ name, status: response.status, code: response.body?.error?.code }).toEqual({
+        name,
+        status,
+        code,
+      });
+      expect(typeof response.body.error.message).toBe('string');
+    }
+    expect(await rowCounts(stack)).toEqual(before);
+  }, 30_000);
+
+  it('lets exactly one of two parallel approvals win, with one approved event', async () => {
+    const created = await newRequest(stack);
+    const responses = await Promise.all([
+      clientAs(stack, APPROVER).post(`/api/requests/${created.id}/approve`, {}),
+      clientAs(stack, SECOND_APPROVER).post(`/api/requests/${created.id}/approve`, {}),
+    ]);
+    expect(responses.map((response) => response.status).sort()).toEqual([200, 409]);
+    expect(responses.find((response) => response.status === 409)!.body.error.code).toBe(
+      'REQUEST_NOT_PENDING',
+    );
+    const { rows } = await stack.db.query(
+      `SELECT (SELECT count(*)::int FROM audit_events WHERE request_id = $1 AND action = 'request.approved') AS approved,
+              (SELECT count(*)::int FROM approvals WHERE request_id = $1) AS approvals,
+              (SELECT state FROM elevation_requests WHERE id = $1) AS state`,
+      [created.id],
+    );
+    expect(rows[0]).toEqual({ approved: 1, approvals: 1, state: 'APPROVED' });
+  }, 30_000);
+
+  it('keeps a 2-approval request pending after one approval and refuses a second decision by the same approver', async () => {
+    const created = await newRequest(stack, 'demo-db-write');
+    const bob = clientAs(stack, APPROVER);
+    const first = await bob.post(`/api/requests/${created.id}/approve`, {});
+    expect(first.status).toBe(200);
+    expect(first.body.state).toBe('PENDING');
+    const again = await bob.post(`/api/requests/${created.id}/approve`, {});
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('ALREADY_DECIDED');
+    const denied = await clientAs(stack, SECOND_APPROVER).post(`/api/requests/${created.id}/deny`, {
+      reason: 'no',
+    });
+    expect(denied.status).toBe(200);
+    expect(denied.body.state).toBe('DENIED');
+  }, 30_000);
+
+  it('answers introspection only to authenticated clients and inactive for garbage', async () => {
+    const anonymous = await fetch(`${stack.baseUrl}/api/introspect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'token=abc',
+    });
+    expect(anonymous.status).toBe(401);
+    expect((await introspect(stack, 'not.a.token')).body).toEqual({ active: false });
+  });
+
+  it('reports liveness and readiness of PostgreSQL and Redis', async () => {
+    const anonymous = clientAs(stack, null);
+    expect(await anonymous.get('/health/live')).toEqual({ status: 200, body: { status: 'ok' } });
+    expect(await anonymous.get('/health/ready')).toEqual({
+      status: 200,
+      body: { status: 'ok', checks: { postgres: 'up', redis: 'up' } },
+    });
+  });
+
+  it('rejects UPDATE, DELETE and TRUNCATE on audit_events', async () => {
+    for (const statement of [
+      `UPDATE audit_events SET action = 'forged' WHERE seq = 1`,
+      'DELETE FROM audit_events WHERE seq = 1',
+      'TRUNCATE audit_events',
+    ]) {
+      await expect(stack.db.query(statement)).rejects.toThrow(/append-only/);
+    }
+    expect((await recomputeChain(stack)).ok).toBe(true);
+  });
+});
