@@ -120,5 +120,17 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): AppConfi
   }
 }
 
+/** Only DATABASE_URL, for `npm run migrate`, which needs nothing else. */
+export function loadDatabaseUrlOrExit(env: NodeJS.ProcessEnv = process.env): string {
+  const parsed = envSchema.shape.DATABASE_URL.safeParse(env.DATABASE_URL);
+  if (!parsed.success) {
+    console.error(
+      `Invalid configuration:\n  - DATABASE_URL ${env.DATABASE_URL === undefined ? 'is required' : 'must be a postgres:// URL'}`,
+    );
+    process.exit(1);
+  }
+  return parsed.data;
+}
+
 /** Nest injection token for the AppConfig object. */
 export const APP_CONFIG = Symbol('APP_CONFIG');

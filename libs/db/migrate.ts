@@ -1,9 +1,8 @@
-import { loadConfigOrExit } from '../config/config.js';
+import { loadDatabaseUrlOrExit } from '../config/config.js';
 import { createDataSource, runMigrations } from './data-source.js';
 
 // `npm run migrate`: apply pending migrations to DATABASE_URL and exit.
-const config = loadConfigOrExit();
-const dataSource = createDataSource(config.databaseUrl, { poolSize: 2, applicationName: 'jit-migrate' });
+const dataSource = createDataSource(loadDatabaseUrlOrExit(), { poolSize: 2, applicationName: 'jit-migrate' });
 await dataSource.initialize();
 try {
   const applied = await runMigrations(dataSource);

@@ -1,0 +1,51 @@
+import { PolicyError } from '../../libs/domain/policy.js';
+import { loadPolicyDir } from '../../libs/policy/policy-loader.js';
+
+const USAGE = `Usage: npm run cli -- <command>
+
+Commands:
+  policy check <dir> [--hard-max-duration <seconds>]
+      Validate every *.yaml in <dir> as one policy (for CI). Prints the policy hash, or each problem as
+      file:line: reason, and exits 1.
+  help
+      Show this text.`;
+
+const DEFAULT_HARD_MAX_SECONDS = 8 * 3600;
+
+async function policyCheck(args: string[]): Promise<number> {
+  const [dir, flag, value] = args;
+  if (!dir || (flag !== undefined && flag !== '--hard-max-duration')) {
+    console.error(USAGE);
+    return 2;
+  }
+  const hardMaxDurationSeconds = value === undefined ? DEFAULT_HARD_MAX_SECONDS : Number(value);
+  if (!Number.isInteger(hardMaxDurationSeconds) || hardMaxDurationSeconds <= 0) {
+    console.error('--hard-max-duration must be a positive whole number of seconds');
+    return 2;
+  }
+  try {
+    const { policy, hash, files } = await loadPolicyDir(dir, { hardMaxDurationSeconds });
+    console.log(
+      `OK ${hash}: ${files.length} file(s), ${policy.entitlements.length} entitlement(s), ` +
+        `${Object.keys(policy.groups).length} group(s), ${Object.keys(policy.connectors).length} connector(s)`,
+    );
+    return 0;
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    console.error(error.message);
+    return 1;
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, subcommand, ...rest] = argv;
+  if (command === 'policy' && subcommand === 'check') return policyCheck(rest);
+  if (command === undefined || command === 'help' || command === '--help') {
+    console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  console.error(`Unknown command: ${argv.join(' ')}\n\n${USAGE}`);
+  return 2;
+}
+
+process.exitCode = await main(process.argv.slice(2));
