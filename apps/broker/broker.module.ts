@@ -1,11 +1,11 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
-import { LoggerModule } from 'nestjs-pino';
 import type { AppConfig } from '../../libs/config/config.js';
 import { ConfigModule } from '../../libs/config/config.module.js';
 import { DatabaseModule } from '../../libs/db/database.module.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
 import { JobsModule } from '../../libs/jobs/jobs.module.js';
+import { loggerModule } from '../../libs/logging/logger.module.js';
 import { IdentityGuard } from './auth/identity.guard.js';
 import { EntitlementsController } from './entitlements/entitlements.controller.js';
 import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
@@ -14,17 +14,6 @@ import { HealthController } from './health/health.controller.js';
 import { RequestsController } from './requests/requests.controller.js';
 import { IntrospectionService } from './tokens/introspection.service.js';
 import { TokensController } from './tokens/tokens.controller.js';
-
-/** Structured logs; credentials, cookies and test identities never reach them. */
-export function loggerModule(config: AppConfig) {
-  return LoggerModule.forRoot({
-    pinoHttp: {
-      level: config.logLevel,
-      redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
-      autoLogging: config.env !== 'test',
-    },
-  });
-}
 
 /** The HTTP API (DESIGN §10). */
 @Module({})

@@ -1,5 +1,12 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Logger, Module, type DynamicModule, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  Inject,
+  Logger,
+  Module,
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { ConfigModule } from '../../libs/config/config.module.js';
@@ -8,7 +15,7 @@ import { ElevationModule } from '../../libs/elevation/elevation.module.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
 import { JobsModule } from '../../libs/jobs/jobs.module.js';
-import { loggerModule } from '../broker/broker.module.js';
+import { loggerModule } from '../../libs/logging/logger.module.js';
 import { MaintenanceProcessor } from './maintenance.processor.js';
 import { RevocationProcessor } from './revocation.processor.js';
 
@@ -16,8 +23,9 @@ const SWEEP_SCHEDULER_ID = 'sweep';
 
 /** The worker: BullMQ processors only (no HTTP). */
 @Module({})
-export class WorkerModule implements OnApplicationBootstrap {
+export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Worker');
+  private schedulerWatchdog: NodeJS.Timeout | undefined;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -43,6 +51,23 @@ export class WorkerModule implements OnApplicationBootstrap {
   async onApplicationBootstrap(): Promise<void> {
     const scheduled = await this.revocation.sweep();
     this.logger.log(`Boot sweep scheduled ${scheduled} unrevoked grant(s)`);
+    await this.ensureSchedulers();
+    // The schedule itself lives in Redis: re-assert it every interval, so a Redis flush or failover costs
+    // at most one interval of sweeping instead of stopping it until the next worker restart.
+    this.schedulerWatchdog = setInterval(() => {
+      this.ensureSchedulers().catch((error: unknown) =>
+        this.logger.warn(`Sweep schedule not renewed: ${String(error)}`),
+      );
+    }, this.config.sweepIntervalSeconds * 1000);
+    this.schedulerWatchdog.unref();
+  }
+
+  beforeApplicationShutdown(): void {
+    clearInterval(this.schedulerWatchdog);
+  }
+
+  /** Idempotent: upserting an existing scheduler with the same settings changes nothing. */
+  private async ensureSchedulers(): Promise<void> {
     await this.maintenanceQueue.upsertJobScheduler(
       SWEEP_SCHEDULER_ID,
       { every: this.config.sweepIntervalSeconds * 1000 },

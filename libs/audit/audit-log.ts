@@ -25,11 +25,16 @@ export async function appendAuditEvent(manager: EntityManager, input: AuditInput
     throw new Error('appendAuditEvent must run inside a transaction');
   }
   const [head] = (await manager.query(
-    'SELECT seq, hash, now() AS now FROM audit_chain_head WHERE id = 1 FOR UPDATE',
-  )) as Array<{ seq: string; hash: Buffer; now: Date }>;
+    'SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE',
+  )) as Array<{
+    seq: string;
+    hash: Buffer;
+  }>;
+  // Read the clock once the head is locked, so `at` follows `seq` (now() would be the transaction's start).
+  const [{ now }] = (await manager.query('SELECT clock_timestamp() AS now')) as Array<{ now: Date }>;
   const seq = Number(head.seq) + 1;
   // Millisecond precision: what the driver reads back must be what was hashed.
-  const at = new Date(head.now.getTime());
+  const at = new Date(now.getTime());
   const body: ChainedEvent = {
     seq,
     at: at.toISOString(),

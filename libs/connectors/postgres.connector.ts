@@ -225,6 +225,12 @@ function parseGrantRoles(grant: GrantSpec): string[] {
           `(lower-case letters, digits and _, at most 63, not starting with a digit)`,
       );
     }
+    // Built-in roles such as pg_execute_server_program reach the server's operating system: never granted.
+    if (role.startsWith('pg_')) {
+      throw new Error(
+        `Entitlement ${grant.entitlementId}: scope.grantRoles may not name built-in role ${role}`,
+      );
+    }
   }
   return [...new Set(roles as string[])];
 }

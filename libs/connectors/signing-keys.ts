@@ -18,7 +18,9 @@ export function sealWithMasterKey(masterKey: Buffer, plaintext: Buffer, purpose:
 
 /** Inverse of sealWithMasterKey; throws when the key is wrong or the data was altered. */
 export function openWithMasterKey(masterKey: Buffer, sealed: Buffer, purpose: string): Buffer {
-  const decipher = createDecipheriv('aes-256-gcm', masterKey, sealed.subarray(0, IV_BYTES));
+  const decipher = createDecipheriv('aes-256-gcm', masterKey, sealed.subarray(0, IV_BYTES), {
+    authTagLength: TAG_BYTES,
+  });
   decipher.setAAD(Buffer.from(purpose));
   decipher.setAuthTag(sealed.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
   return Buffer.concat([decipher.update(sealed.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);

@@ -32,7 +32,9 @@ export function createDataSource(url: string, options: { poolSize?: number; appl
     migrations: MIGRATIONS,
     synchronize: false,
     migrationsRun: false,
-    logging: ['error'],
+    // TypeORM would log failed queries with their parameters (justifications, evidence) to the console;
+    // errors propagate to callers, which log them without parameters.
+    logging: false,
     poolSize: options.poolSize ?? 10,
     applicationName: options.applicationName ?? 'jit-broker',
     extra: { options: '-c timezone=UTC' },

@@ -26,8 +26,17 @@ const allowed: { [E in RequestEvent]: EventContext[E] } = {
     actorAlreadyDecided: false,
     approvalsBefore: 0,
     approvalsRequired: 1,
+    now: NOW,
+    pendingUntil: at(1),
   },
-  deny: { actorId: APPROVER, requesterId: REQUESTER, actorIsApprover: true, actorAlreadyDecided: false },
+  deny: {
+    actorId: APPROVER,
+    requesterId: REQUESTER,
+    actorIsApprover: true,
+    actorAlreadyDecided: false,
+    now: NOW,
+    pendingUntil: at(1),
+  },
   activate: { actorId: REQUESTER, requesterId: REQUESTER, now: NOW, notBefore: null, activateBy: null },
   cancel: { actorId: REQUESTER, requesterId: REQUESTER, actorIsAdmin: false },
   expire: { now: NOW, deadline: at(-1) },
@@ -306,4 +315,28 @@ describe('initialState', () => {
     expect(initialState({ breakGlass: true, selfService: false })).toBe(ACTIVE);
     expect(initialState({ breakGlass: true, selfService: true })).toBe(ACTIVE);
   });
+});
+
+describe('pending TTL', () => {
+  for (const event of ['approve', 'deny'] as const) {
+    it(`refuses ${event} at exactly pendingUntil and after it`, () => {
+      for (const pendingUntil of [NOW, at(-1)]) {
+        const refused = expectRefused(
+          transition(RequestState.PENDING, event, { ...allowed[event], pendingUntil }),
+          ErrorCode.REQUEST_EXPIRED,
+        );
+        expect(refused.details).toEqual({ pendingUntil: pendingUntil.toISOString() });
+      }
+    });
+
+    it(`allows ${event} one millisecond before pendingUntil, or without a TTL`, () => {
+      const expected = event === 'approve' ? RequestState.APPROVED : RequestState.DENIED;
+      expect(transition(RequestState.PENDING, event, { ...allowed[event], pendingUntil: at(1) })).toBe(
+        expected,
+      );
+      expect(transition(RequestState.PENDING, event, { ...allowed[event], pendingUntil: null })).toBe(
+        expected,
+      );
+    });
+  }
 });

@@ -33,8 +33,18 @@ export interface EventContext {
     actorAlreadyDecided: boolean;
     approvalsBefore: number;
     approvalsRequired: number;
+    now: Date;
+    /** The pending TTL: no decision at or after it. */
+    pendingUntil: Date | null;
   };
-  deny: { actorId: string; requesterId: string; actorIsApprover: boolean; actorAlreadyDecided: boolean };
+  deny: {
+    actorId: string;
+    requesterId: string;
+    actorIsApprover: boolean;
+    actorAlreadyDecided: boolean;
+    now: Date;
+    pendingUntil: Date | null;
+  };
   activate: {
     actorId: string;
     requesterId: string;
@@ -101,6 +111,11 @@ function refuseDecider(ctx: EventContext['deny']): DomainError | null {
   }
   if (ctx.actorAlreadyDecided) {
     return new DomainError(ErrorCode.ALREADY_DECIDED, 'You have already decided on this request.');
+  }
+  if (ctx.pendingUntil && ctx.now.getTime() >= ctx.pendingUntil.getTime()) {
+    return new DomainError(ErrorCode.REQUEST_EXPIRED, 'This request expired before it was decided.', {
+      pendingUntil: ctx.pendingUntil.toISOString(),
+    });
   }
   return null;
 }

@@ -1,5 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { canonicalJson } from '../audit/chain.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { Connector } from '../connectors/connector.js';
 import { JwtConnector } from '../connectors/jwt.connector.js';
@@ -26,7 +27,8 @@ export class ConnectorRegistry implements OnApplicationShutdown {
     const settings = policy.connectors[name];
     if (!settings)
       throw new DomainError(ErrorCode.CONNECTOR_FAILED, `Connector "${name}" is not in the policy`);
-    const cacheKey = `${name}:${JSON.stringify(settings)}`;
+    // Canonical JSON: settings read back from jsonb may list their keys in another order.
+    const cacheKey = `${name}:${canonicalJson(settings)}`;
     let connector = this.instances.get(cacheKey);
     if (!connector) {
       connector = this.build(name, settings);

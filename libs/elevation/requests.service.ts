@@ -142,14 +142,26 @@ export class RequestsService {
       const request = await this.lockVisible(manager, actor, requestId, policy);
       const now = await databaseNow(manager);
       const entitlement = findEntitlement(policy, request.entitlementId);
-      const approvals = await manager.find(ApprovalEntity, { where: { requestId } });
+      const approvals = (await manager.query(
+        `SELECT a.approver_id AS "approverId", a.decision, u.username
+           FROM approvals a JOIN users u ON u.id = a.approver_id WHERE a.request_id = $1`,
+        [requestId],
+      )) as Array<{ approverId: string; decision: string; username: string }>;
       const guards = {
         actorId: actor.id,
         requesterId: request.requesterId,
         actorIsApprover: entitlement !== undefined && isApprover(policy, entitlement, actor.username),
         actorAlreadyDecided: approvals.some((approval) => approval.approverId === actor.id),
+        now,
+        pendingUntil: request.pendingUntil,
       };
-      const approvalsBefore = approvals.filter((approval) => approval.decision === 'approve').length;
+      // Quorum counts people who are approvers at decision time (DESIGN §4.3), not whoever once was.
+      const approvalsBefore = approvals.filter(
+        (approval) =>
+          approval.decision === 'approve' &&
+          entitlement !== undefined &&
+          isApprover(policy, entitlement, approval.username),
+      ).length;
       const next =
         decision === 'approve'
           ? checked(
@@ -185,10 +197,12 @@ export class RequestsService {
       });
       if (next === request.state) return request;
 
+      // The activation window opens at the scheduled start, if any, so a scheduled request can be activated.
+      const windowOpens = request.notBefore && request.notBefore > now ? request.notBefore : now;
       const activationWindow = entitlement?.approval?.activationWindowSeconds ?? 0;
       await this.compareAndSet(manager, request, next, {
         decidedAt: now,
-        activateBy: next === RequestState.APPROVED ? addSeconds(now, activationWindow) : null,
+        activateBy: next === RequestState.APPROVED ? addSeconds(windowOpens, activationWindow) : null,
         ...(next === RequestState.DENIED ? { endedAt: now, endReason: 'denied' } : {}),
       });
       await appendAuditEvent(manager, {
@@ -232,7 +246,15 @@ export class RequestsService {
             activateBy: request.activateBy,
           }),
         );
-        // Connector settings come from the policy version the request was filed under.
+        // The policy in force must still offer this entitlement to this requester…
+        const offered = findEntitlement(current, request.entitlementId);
+        if (!offered || !isEligible(current, offered, actor.username)) {
+          throw new DomainError(
+            ErrorCode.NOT_ELIGIBLE,
+            `The policy in force no longer grants "${request.entitlementId}" to you`,
+          );
+        }
+        // …while connector settings come from the version the request was filed under.
         const policy = await this.policies.byHash(request.policyHash);
         const entitlement = findEntitlement(policy, request.entitlementId);
         if (!entitlement)

@@ -50,6 +50,11 @@ export class RevocationService {
     await this.connectors.get(policy, grant.connector).revoke(grant.externalRef);
 
     return this.dataSource.transaction(async (manager) => {
+      // Lock order request → grant → audit chain head, as on every other path, so no two paths deadlock.
+      await manager.findOne(ElevationRequestEntity, {
+        where: { id: grant.requestId },
+        lock: { mode: 'pessimistic_write' },
+      });
       const locked = await manager.findOne(GrantEntity, {
         where: { id: grantId },
         lock: { mode: 'pessimistic_write' },

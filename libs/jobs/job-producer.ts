@@ -3,6 +3,8 @@ import { Injectable } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { JobName, QueueName, REVOKE_ATTEMPTS, revokeJobId, type JobPayloads } from './jobs.js';
 
+const ENQUEUE_TIMEOUT_MS = 2000;
+
 /** The one place that enqueues jobs; every job is keyed by a deterministic id. */
 @Injectable()
 export class JobProducer {
@@ -14,7 +16,7 @@ export class JobProducer {
    */
   async scheduleRevocation(grantId: string, notAfter: Date): Promise<void> {
     const payload: JobPayloads[JobName.RevokeGrant] = { grantId };
-    await this.revocationQueue.add(JobName.RevokeGrant, payload, {
+    const added = this.revocationQueue.add(JobName.RevokeGrant, payload, {
       jobId: revokeJobId(grantId),
       delay: Math.max(0, notAfter.getTime() - Date.now()),
       attempts: REVOKE_ATTEMPTS,
@@ -24,5 +26,15 @@ export class JobProducer {
       removeOnComplete: true,
       removeOnFail: true,
     });
+    // While Redis is unreachable, add() waits for it indefinitely; a caller must not hang on that.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('Redis did not accept the job in time')), ENQUEUE_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([added, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

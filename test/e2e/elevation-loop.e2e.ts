@@ -197,6 +197,42 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       [
         'missing justification',
         () => alice.post('/api/requests', { entitlementId: 'api-admin-token', durationSeconds: 60 }),
+        422,
+        'JUSTIFICATION_REQUIRED',
+      ],
+      [
+        'NUL in a justification',
+        () => alice.post('/api/requests', { ...valid, justification: 'a\u0000b' }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'lone surrogate in a justification',
+        () => alice.postRaw('/api/requests', JSON.stringify(valid).replace('"x"', '"x\\ud800"')),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'NUL in a ticket',
+        () => alice.post('/api/requests', { ...valid, entitlementId: 'demo-db-read', ticket: 'CHG-1\u0000' }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'week-date notBefore',
+        () => alice.post('/api/requests', { ...valid, notBefore: '2099-W05-1' }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'ordinal-date notBefore',
+        () => alice.post('/api/requests', { ...valid, notBefore: '2099-100' }),
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'impossible notBefore',
+        () => alice.post('/api/requests', { ...valid, notBefore: '2099-02-30T10:00:00Z' }),
         400,
         'VALIDATION_FAILED',
       ],
@@ -350,7 +386,57 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       body: 'token=abc',
     });
     expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toBe('Basic realm="introspection"');
+    expect(((await anonymous.json()) as any).error.code).toBe('INVALID_CLIENT');
+    for (const credentials of ['a%:b', `${INTROSPECTION_CLIENT.id}:wrong-secret`, 'no-colon', '%E0%A4%A:x']) {
+      const response = await fetch(`${stack.baseUrl}/api/introspect`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(credentials).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: 'token=abc',
+      });
+      expect({ credentials, status: response.status }).toEqual({ credentials, status: 401 });
+    }
     expect((await introspect(stack, 'not.a.token')).body).toEqual({ active: false });
+  });
+
+  it('refuses decisions once the pending TTL has passed, writing nothing', async () => {
+    const created = await newRequest(stack);
+    await stack.db.query(
+      `UPDATE elevation_requests SET pending_until = now() - interval '1 second' WHERE id = $1`,
+      [created.id],
+    );
+    const before = await rowCounts(stack);
+    for (const [path, body] of [
+      ['approve', { comment: 'late' }],
+      ['deny', { reason: 'late' }],
+    ] as const) {
+      const response = await clientAs(stack, APPROVER).post(`/api/requests/${created.id}/${path}`, body);
+      expect(response.status).toBe(409);
+      expect(response.body.error.code).toBe('REQUEST_EXPIRED');
+    }
+    expect(await rowCounts(stack)).toEqual(before);
+  });
+
+  it('opens the activation window of a scheduled request at its notBefore', async () => {
+    const notBefore = new Date(Date.now() + 3600_000);
+    notBefore.setUTCMilliseconds(0);
+    const created = await clientAs(stack, REQUESTER).post('/api/requests', {
+      entitlementId: 'api-admin-token',
+      durationSeconds: 600,
+      justification: 'Scheduled maintenance',
+      notBefore: notBefore.toISOString(),
+    });
+    expect(created.status).toBe(201);
+    const approved = await clientAs(stack, APPROVER).post(`/api/requests/${created.body.id}/approve`, {});
+    expect(approved.body.state).toBe('APPROVED');
+    // example.yaml: activationWindow defaults to 15 minutes.
+    expect(approved.body.activateBy).toBe(new Date(notBefore.getTime() + 15 * 60_000).toISOString());
+    const early = await clientAs(stack, REQUESTER).post(`/api/requests/${created.body.id}/activate`, {});
+    expect(early.status).toBe(409);
+    expect(early.body.error.code).toBe('NOT_YET_STARTED');
   });
 
   it('reports liveness and readiness of PostgreSQL and Redis', async () => {

@@ -16,6 +16,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.UNAUTHENTICATED]: 401,
   [ErrorCode.STEP_UP_REQUIRED]: 401,
   [ErrorCode.STEP_UP_INVALID]: 401,
+  [ErrorCode.INVALID_CLIENT]: 401,
   [ErrorCode.FORBIDDEN]: 403,
   [ErrorCode.NOT_ELIGIBLE]: 403,
   [ErrorCode.SELF_APPROVAL]: 403,
@@ -32,6 +33,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.NOT_YET_STARTED]: 409,
   [ErrorCode.ACTIVATION_WINDOW_PASSED]: 409,
   [ErrorCode.NOT_YET_DUE]: 409,
+  [ErrorCode.REQUEST_EXPIRED]: 409,
   [ErrorCode.DURATION_TOO_LONG]: 422,
   [ErrorCode.JUSTIFICATION_REQUIRED]: 422,
   [ErrorCode.TICKET_REQUIRED]: 422,
@@ -75,7 +77,10 @@ export class ErrorEnvelopeFilter implements ExceptionFilter {
     const [status, envelope] = this.toEnvelope(exception);
     if (status >= 500)
       this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : exception);
-    if (status === 401) response.setHeader('WWW-Authenticate', 'Passkey');
+    if (status === 401) {
+      const clientAuth = exception instanceof DomainError && exception.code === ErrorCode.INVALID_CLIENT;
+      response.setHeader('WWW-Authenticate', clientAuth ? 'Basic realm="introspection"' : 'Passkey');
+    }
     response.status(status).json(envelope);
   }
 

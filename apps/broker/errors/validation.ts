@@ -1,4 +1,5 @@
 import { ValidationPipe, type ValidationError, type PipeTransform } from '@nestjs/common';
+import { Matches } from 'class-validator';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 
 function flatten(errors: ValidationError[], prefix = ''): Array<{ field: string; problems: string[] }> {
@@ -48,3 +49,21 @@ export class UuidPipe implements PipeTransform<string, string> {
     return value.toLowerCase();
   }
 }
+
+// C0 controls other than tab, newline and carriage return (NUL cannot even be stored by PostgreSQL), and
+// UTF-16 halves without their partner (not representable in UTF-8).
+const UNSAFE_TEXT =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  /[\u0000-\u0008\u000B\u000C\u000E-\u001F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Free text a person typed: refuses control characters and malformed Unicode. */
+export const IsPlainText = () =>
+  Matches(new RegExp(`^(?:(?!${UNSAFE_TEXT.source}).)*$`, 'su'), {
+    message: '$property contains control characters or malformed Unicode',
+  });
+
+/** An RFC 3339 date-time with an explicit offset, e.g. 2030-01-01T09:00:00Z. */
+export const IsRfc3339DateTime = () =>
+  Matches(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/, {
+    message: '$property must be an RFC 3339 date-time such as 2030-01-01T09:00:00Z',
+  });

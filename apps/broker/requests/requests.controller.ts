@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
 import type { Actor } from '../../../libs/elevation/actor.js';
 import { RequestsService } from '../../../libs/elevation/requests.service.js';
@@ -17,7 +17,7 @@ export class RequestsController {
     const request = await this.requests.create(actor, {
       entitlementId: body.entitlementId,
       durationSeconds: body.durationSeconds,
-      justification: body.justification,
+      justification: body.justification ?? '',
       ticket: body.ticket ?? null,
       notBefore: body.notBefore ? new Date(body.notBefore) : null,
     });
@@ -54,6 +54,7 @@ export class RequestsController {
 
   @Post(':id/activate')
   @HttpCode(200)
+  @Header('Cache-Control', 'no-store')
   async activate(
     @CurrentActor() actor: Actor,
     @Param('id', UuidPipe) id: string,

@@ -14,6 +14,7 @@ import {
 } from 'class-validator';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
 import { RequestState } from '../../../libs/domain/request-state.js';
+import { IsPlainText, IsRfc3339DateTime } from '../errors/validation.js';
 
 const ONE_WEEK_SECONDS = 7 * 24 * 3600;
 
@@ -27,17 +28,21 @@ export class CreateRequestDto {
   @Max(ONE_WEEK_SECONDS)
   durationSeconds: number;
 
+  /** Required or not by the entitlement's `requires.justification` (422 JUSTIFICATION_REQUIRED). */
+  @IsOptional()
   @IsString()
-  @IsNotEmpty()
   @MaxLength(2000)
-  justification: string;
+  @IsPlainText()
+  justification?: string;
 
   @IsOptional()
   @IsString()
   @MaxLength(200)
+  @IsPlainText()
   ticket?: string;
 
   @IsOptional()
+  @IsRfc3339DateTime()
   @IsDateString({ strict: true })
   notBefore?: string;
 }
@@ -46,6 +51,7 @@ export class ApproveDto {
   @IsOptional()
   @IsString()
   @MaxLength(2000)
+  @IsPlainText()
   comment?: string;
 }
 
@@ -53,6 +59,7 @@ export class DenyDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(2000)
+  @IsPlainText()
   reason: string;
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { createLocalJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import { DataSource } from 'typeorm';
@@ -32,11 +33,13 @@ export class IntrospectionService {
       return { active: false };
     }
     if (typeof payload.jti !== 'string' || !UUID.test(payload.jti)) return { active: false };
+    // The fingerprint binds the grant to this exact token, not merely to any validly signed one with its jti.
     const [grant] = (await this.dataSource.query(
-      `SELECT state = 'ACTIVE' AND now() < not_after AS live FROM grants WHERE id = $1 AND connector_type = 'jwt'`,
-      [payload.jti],
+      `SELECT state = 'ACTIVE' AND now() < not_after AS live FROM grants
+        WHERE id = $1 AND connector_type = 'jwt' AND fingerprint = $2`,
+      [payload.jti, createHash('sha256').update(token).digest('base64url')],
     )) as Array<{ live: boolean }>;
     if (!grant?.live) return { active: false };
-    return { active: true, token_type: 'Bearer', ...payload };
+    return { ...payload, active: true, token_type: 'Bearer' };
   }
 }

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, Header, HttpCode, Inject, Post, Req } from '@nestjs/common';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { IsIn, IsOptional, IsString, MaxLength } from 'class-validator';
+import { IsOptional, IsString, MaxLength } from 'class-validator';
 import type { Request } from 'express';
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
@@ -13,9 +13,28 @@ export class IntrospectDto {
   @MaxLength(8192)
   token: string;
 
+  /** A hint only: RFC 7662 §2.1 says an unknown one is ignored. */
   @IsOptional()
-  @IsIn(['access_token'])
+  @IsString()
+  @MaxLength(100)
   token_type_hint?: string;
+}
+
+/** RFC 6749 §2.3.1 client credentials: Basic base64(urlencoded id ":" urlencoded secret); null if malformed. */
+function parseBasic(authorization: string | undefined): { clientId: string; secret: string } | null {
+  const match = /^Basic ([A-Za-z0-9+/]+={0,2})$/.exec(authorization ?? '');
+  if (!match) return null;
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const separator = decoded.indexOf(':');
+  if (separator < 0) return null;
+  try {
+    return {
+      clientId: decodeURIComponent(decoded.slice(0, separator)),
+      secret: decodeURIComponent(decoded.slice(separator + 1)),
+    };
+  } catch {
+    return null;
+  }
 }
 
 function digest(value: string): Buffer {
@@ -49,16 +68,16 @@ export class TokensController {
   }
 
   private authenticateClient(authorization: string | undefined): void {
-    const match = /^Basic ([A-Za-z0-9+/=]+)$/.exec(authorization ?? '');
-    const decoded = match ? Buffer.from(match[1], 'base64').toString('utf8') : '';
-    const separator = decoded.indexOf(':');
-    const clientId = decodeURIComponent(decoded.slice(0, Math.max(separator, 0)));
-    const secret = decodeURIComponent(decoded.slice(separator + 1));
-    const expected = this.config.introspectionClients.get(clientId);
+    const credentials = parseBasic(authorization);
+    const expected = credentials ? this.config.introspectionClients.get(credentials.clientId) : undefined;
     // Compare digests in constant time so neither the length nor the content of the secret leaks.
-    if (separator < 0 || expected === undefined || !timingSafeEqual(digest(secret), digest(expected))) {
+    if (
+      !credentials ||
+      expected === undefined ||
+      !timingSafeEqual(digest(credentials.secret), digest(expected))
+    ) {
       throw new DomainError(
-        ErrorCode.UNAUTHENTICATED,
+        ErrorCode.INVALID_CLIENT,
         'Introspection needs valid client credentials (HTTP Basic)',
       );
     }
