@@ -13,9 +13,12 @@ import { createDatabase } from '../../libs/devstack/databases.js';
 import { startEmbeddedPostgres } from '../../libs/devstack/embedded-postgres.js';
 import { startRedisServer } from '../../libs/devstack/redis-server.js';
 
-// This file runs as dist/apps/dev/start.js.
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const dataDir = path.join(root, '.data');
+// This file runs as <outDir>/apps/dev/start.js and starts the broker and worker compiled beside it. `npm start`
+// builds into <checkout>/dist, so the checkout (policies/, .data/) is the outDir's parent; a build elsewhere
+// (`tsc --outDir`) still runs, given POLICY_DIR and JIT_DATA_DIR.
+const distDir = fileURLToPath(new URL('../../', import.meta.url));
+const root = path.resolve(distDir, '..');
+const dataDir = path.resolve(process.env.JIT_DATA_DIR || path.join(root, '.data'));
 
 const READY_DEADLINE_MS = 60_000;
 const READY_POLL_MS = 250;
@@ -42,6 +45,13 @@ function say(message: string): void {
   console.log(`[dev] ${message}`);
 }
 
+/** `.data/pg` under the working directory (as with `npm start`), the absolute path elsewhere. */
+function shown(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  const outside = relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative);
+  return relative === '' || outside ? file : relative;
+}
+
 function checkpoint(): void {
   if (stopRequested) throw new StopRequested();
 }
@@ -60,9 +70,10 @@ async function boot(): Promise<void> {
   if (process.stdout.isTTY && env.FORCE_COLOR === undefined) env.FORCE_COLOR = '1';
 
   if (!env.DATABASE_URL) {
-    say('starting embedded PostgreSQL (data in .data/pg)');
+    const pgDir = path.join(dataDir, 'pg');
+    say(`starting embedded PostgreSQL (data in ${shown(pgDir)})`);
     const postgres = await startEmbeddedPostgres({
-      dataDir: path.join(dataDir, 'pg'),
+      dataDir: pgDir,
       persistent: true,
       onLog: (line) => {
         if (/\b(WARNING|ERROR|FATAL|PANIC):/.test(line)) console.error(`[postgres] ${line}`);
@@ -125,7 +136,7 @@ async function masterKey(): Promise<string> {
   const key = randomBytes(32).toString('base64');
   await writeFile(file, `${key}\n`, { mode: 0o600 });
   await chmod(file, 0o600);
-  say('generated a master key in .data/master.key');
+  say(`generated a master key in ${shown(file)}`);
   return key;
 }
 
@@ -158,7 +169,7 @@ async function prepareDemoTarget(url: string): Promise<void> {
 
 /** `onStdoutLine` returns true for a line it consumed; every other line is forwarded with the app's prefix. */
 function startApp(name: string, env: NodeJS.ProcessEnv, onStdoutLine?: (line: string) => boolean): void {
-  const child = spawn(process.execPath, [path.join(root, 'dist', 'apps', name, 'main.js')], {
+  const child = spawn(process.execPath, [path.join(distDir, 'apps', name, 'main.js')], {
     cwd: root,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

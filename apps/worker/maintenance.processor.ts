@@ -1,4 +1,5 @@
-import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
+import { Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
@@ -7,6 +8,7 @@ import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handler
 /** Periodic work that rebuilds everything Redis could have lost from PostgreSQL. */
 @Processor(QueueName.Maintenance)
 export class MaintenanceProcessor extends WorkerHost {
+  private readonly logger = new Logger(MaintenanceProcessor.name);
   private readonly handlers: JobHandlers = {
     [JobName.Sweep]: () => this.revocation.sweep(),
   };
@@ -14,6 +16,12 @@ export class MaintenanceProcessor extends WorkerHost {
   constructor(private readonly revocation: RevocationService) {
     super();
     assertHandlesEveryJob(QueueName.Maintenance, this.handlers);
+  }
+
+  /** Connection errors (Redis restarting) are logged; BullMQ would otherwise print them raw. */
+  @OnWorkerEvent('error')
+  onWorkerError(error: Error): void {
+    this.logger.warn(`Worker connection: ${error.message}`);
   }
 
   process(job: Job): Promise<unknown> {

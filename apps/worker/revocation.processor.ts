@@ -1,4 +1,4 @@
-import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Logger } from '@nestjs/common';
 import { DelayedError, type Job } from 'bullmq';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
@@ -16,6 +16,12 @@ export class RevocationProcessor extends WorkerHost {
   constructor(private readonly revocation: RevocationService) {
     super();
     assertHandlesEveryJob(QueueName.Revocation, this.handlers);
+  }
+
+  /** Connection errors (Redis restarting) are logged; BullMQ would otherwise print them raw. */
+  @OnWorkerEvent('error')
+  onWorkerError(error: Error): void {
+    this.logger.warn(`Worker connection: ${error.message}`);
   }
 
   process(job: Job, token?: string): Promise<unknown> {

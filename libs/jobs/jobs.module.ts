@@ -1,5 +1,7 @@
 import { BullModule } from '@nestjs/bullmq';
-import { Module, type DynamicModule } from '@nestjs/common';
+import { InjectQueue } from '@nestjs/bullmq';
+import { Injectable, Logger, Module, type DynamicModule, type OnModuleInit } from '@nestjs/common';
+import type { Queue } from 'bullmq';
 import type { RedisOptions } from 'bullmq';
 import { JobProducer } from './job-producer.js';
 import { QueueName } from './jobs.js';
@@ -20,6 +22,23 @@ export function redisOptionsFromUrl(url: string): RedisOptions {
   };
 }
 
+/** Logs queue connection errors (Redis restarting) instead of BullMQ's raw console output. */
+@Injectable()
+class QueueErrorLogger implements OnModuleInit {
+  private readonly logger = new Logger('Queues');
+
+  constructor(
+    @InjectQueue(QueueName.Revocation) private readonly revocation: Queue,
+    @InjectQueue(QueueName.Maintenance) private readonly maintenance: Queue,
+  ) {}
+
+  onModuleInit(): void {
+    for (const queue of [this.revocation, this.maintenance]) {
+      queue.on('error', (error: Error) => this.logger.warn(`Queue ${queue.name}: ${error.message}`));
+    }
+  }
+}
+
 /** The BullMQ connection and every queue of QueueName, plus the JobProducer. */
 @Module({})
 export class JobsModule {
@@ -32,7 +51,7 @@ export class JobsModule {
         BullModule.forRoot({ connection: redisOptionsFromUrl(options.redisUrl), prefix: options.prefix }),
         queues,
       ],
-      providers: [JobProducer],
+      providers: [JobProducer, QueueErrorLogger],
       exports: [JobProducer, queues],
     };
   }

@@ -1,0 +1,308 @@
+// The README's promise for `npm start`: with nothing configured, apps/dev/start.ts brings up embedded PostgreSQL,
+// a redis-server, the broker and the worker, prints the URL once the broker is ready, and Ctrl-C stops every one
+// of them and exits 0. Built into a temp outDir (never the shared dist/) and run against a temp JIT_DATA_DIR.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { freePort } from '../../libs/devstack/free-port.js';
+import { PROJECT_ROOT, waitFor } from '../support/stack.js';
+
+jest.setTimeout(180_000);
+
+const execFileAsync = promisify(execFile);
+
+const BUILD_TIMEOUT_MS = 80_000;
+const BANNER_DEADLINE_MS = 90_000;
+const EXIT_DEADLINE_MS = 30_000;
+const OUTPUT_TAIL_LINES = 200;
+
+/** One process as seen in /proc (or `ps`); `identity` tells a recycled pid from the original process. */
+interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  state: string;
+  name: string;
+  command: string;
+  identity: string;
+}
+
+const hasProc = existsSync('/proc/self/stat');
+
+async function readProc(pid: number): Promise<ProcessInfo | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so split after the last ')'.
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    return {
+      pid,
+      ppid: Number(fields[1]),
+      state: fields[0] ?? '?',
+      name: stat.slice(stat.indexOf('(') + 1, close),
+      command: command.split('\0').join(' ').trim(),
+      // Field 22, the start time in clock ticks since boot.
+      identity: fields[19] ?? '',
+    };
+  } catch {
+    return undefined; // Gone while we looked.
+  }
+}
+
+async function processTable(): Promise<Map<number, ProcessInfo>> {
+  const table = new Map<number, ProcessInfo>();
+  if (hasProc) {
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const info = await readProc(Number(entry));
+      if (info !== undefined) table.set(info.pid, info);
+    }
+    return table;
+  }
+  // No /proc (macOS): BSD and procps `ps` both take these columns; the last one may hold spaces.
+  const ps = async (last: 'comm' | 'args'): Promise<Map<number, string[]>> => {
+    const columns = ['pid', 'ppid', 'stat', last].flatMap((column) => ['-o', `${column}=`]);
+    const { stdout } = await execFileAsync('ps', ['-A', ...columns]);
+    const rows = new Map<number, string[]>();
+    for (const line of stdout.split('\n')) {
+      const match = /^\s*(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/.exec(line);
+      if (match !== null) rows.set(Number(match[1]), match.slice(2));
+    }
+    return rows;
+  };
+  const [names, commands] = await Promise.all([ps('comm'), ps('args')]);
+  for (const [pid, [ppid = '', state = '', comm = '']] of names) {
+    const command = commands.get(pid)?.[2] ?? '';
+    // Without a start time, the executable tells a recycled pid apart (PostgreSQL rewrites its args).
+    table.set(pid, { pid, ppid: Number(ppid), state, name: path.basename(comm), command, identity: comm });
+  }
+  return table;
+}
+
+function descendantsOf(pid: number, table: Map<number, ProcessInfo>): ProcessInfo[] {
+  const found: ProcessInfo[] = [];
+  const parents = [pid];
+  for (let parent = parents.pop(); parent !== undefined; parent = parents.pop()) {
+    for (const info of table.values()) {
+      if (info.ppid === parent) {
+        found.push(info);
+        parents.push(info.pid);
+      }
+    }
+  }
+  return found;
+}
+
+/** Still there, and still the same process; a zombie has exited and counts as gone. */
+function stillRunning(recorded: ProcessInfo, table: Map<number, ProcessInfo>): boolean {
+  try {
+    process.kill(recorded.pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+  }
+  const now = table.get(recorded.pid);
+  return now !== undefined && now.identity === recorded.identity && !now.state.startsWith('Z');
+}
+
+function describeProcess(info: ProcessInfo): string {
+  return `${info.pid} ${info.name} (${info.command || '?'})`;
+}
+
+/** The user's environment without anything that would make start.js skip a service or change its mode. */
+function startEnv(overrides: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of [
+    'DATABASE_URL',
+    'REDIS_URL',
+    'BROKER_MASTER_KEY',
+    'DEMO_TARGET_DB_URL',
+    'NODE_ENV',
+    'PUBLIC_URL',
+    'HOST',
+    'POLICY_DIR',
+    'QUEUE_PREFIX',
+    'AUTH_TEST_IDENTITY_HEADER',
+    'INTROSPECTION_CLIENTS',
+    'FORCE_COLOR',
+    // jest's --experimental-vm-modules: `npm start` runs without it.
+    'NODE_OPTIONS',
+  ]) {
+    delete env[name];
+  }
+  return { ...env, ...overrides };
+}
+
+describe('npm start (apps/dev/start.ts)', () => {
+  let buildDir: string | undefined;
+  let dataDir: string | undefined;
+  let port = 0;
+  let start: ChildProcess | undefined;
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  let bannerSeen = false;
+  const descendants: ProcessInfo[] = [];
+  const output: string[] = [];
+
+  const tail = (): string => output.join('\n');
+  const baseUrl = (): string => `http://127.0.0.1:${port}`;
+
+  const record = (stream: string, line: string): void => {
+    output.push(`${stream}: ${line}`);
+    if (output.length > OUTPUT_TAIL_LINES) output.shift();
+    if (stream === 'out' && line.trim() === `Broker ready: http://localhost:${port}`) bannerSeen = true;
+  };
+
+  /** Merges the current descendants of start.js into `descendants`; must run while start.js is alive. */
+  const recordDescendants = async (): Promise<void> => {
+    if (start?.pid === undefined) return;
+    const known = new Set(descendants.map((info) => info.pid));
+    for (const info of descendantsOf(start.pid, await processTable())) {
+      if (!known.has(info.pid)) descendants.push(info);
+    }
+  };
+
+  /** The same failure, with what start.js printed. */
+  const withOutput = (error: unknown): Error =>
+    new Error(`${(error as Error).message}\n--- start.js output ---\n${tail()}`, { cause: error });
+
+  const waitForExit = (timeoutMs: number) =>
+    waitFor(async () => exit, timeoutMs, 'start.js to exit').catch((error: unknown) => {
+      throw withOutput(error);
+    });
+
+  beforeAll(async () => {
+    buildDir = await mkdtemp(path.join(tmpdir(), 'jit-npm-start-build-'));
+    // Directly under the temp root: as root, PostgreSQL runs as `postgres` and must traverse its parent.
+    dataDir = await mkdtemp(path.join(tmpdir(), 'jit-npm-start-data-'));
+
+    await execFileAsync(
+      process.execPath,
+      [
+        path.join('node_modules', 'typescript', 'bin', 'tsc'),
+        '-p',
+        'tsconfig.build.json',
+        '--outDir',
+        path.join(buildDir, 'dist'),
+      ],
+      { cwd: PROJECT_ROOT, timeout: BUILD_TIMEOUT_MS },
+    );
+    // Node finds packages and the module type in the directories above a file: give the temp outDir what
+    // <root>/dist has above it.
+    await symlink(path.join(PROJECT_ROOT, 'node_modules'), path.join(buildDir, 'node_modules'), 'dir');
+    await writeFile(path.join(buildDir, 'package.json'), '{ "type": "module" }\n');
+
+    port = await freePort();
+    const child = spawn(process.execPath, [path.join(buildDir, 'dist', 'apps', 'dev', 'start.js')], {
+      cwd: buildDir,
+      env: startEnv({
+        PORT: String(port),
+        JIT_DATA_DIR: dataDir,
+        // The outDir's parent is not the checkout: point at its policies, as README's POLICY_DIR allows.
+        POLICY_DIR: path.join(PROJECT_ROOT, 'policies'),
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    start = child;
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+    });
+    child.once('error', (error) => {
+      record('err', `spawn failed: ${error.message}`);
+      exit ??= { code: null, signal: null };
+    });
+    createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => record('out', line));
+    createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (line) => record('err', line));
+
+    try {
+      await waitFor(
+        async () => {
+          if (bannerSeen) return true;
+          if (exit !== undefined)
+            throw new Error(`start.js exited (${JSON.stringify(exit)}) before the banner`);
+          return undefined;
+        },
+        BANNER_DEADLINE_MS,
+        `"Broker ready: http://localhost:${port}"`,
+      );
+    } catch (error) {
+      throw withOutput(error);
+    }
+  });
+
+  afterAll(async () => {
+    if (start !== undefined && exit === undefined) {
+      await recordDescendants().catch(() => undefined);
+      start.kill('SIGKILL');
+      await waitForExit(10_000).catch(() => undefined);
+    }
+    // Whatever a failed run left behind: only processes recorded as start.js's, and only if still the same.
+    const table = await processTable();
+    for (const info of descendants) {
+      if (!stillRunning(info, table)) continue;
+      try {
+        process.kill(info.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    for (const dir of [buildDir, dataDir]) {
+      if (dir !== undefined) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    }
+  });
+
+  test('serves /health/ready, the error envelope on /api/me and the JWKS', async () => {
+    const ready = await fetch(`${baseUrl()}/health/ready`, { signal: AbortSignal.timeout(5_000) });
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ok', checks: { postgres: 'up', redis: 'up' } });
+
+    const me = await fetch(`${baseUrl()}/api/me`, { signal: AbortSignal.timeout(5_000) });
+    expect(me.status).toBe(401);
+    expect(await me.json()).toEqual({
+      error: expect.objectContaining({ code: 'UNAUTHENTICATED', message: expect.any(String) }),
+    });
+
+    const jwks = await fetch(`${baseUrl()}/.well-known/jwks.json`, { signal: AbortSignal.timeout(5_000) });
+    expect(jwks.status).toBe(200);
+    const { keys } = (await jwks.json()) as { keys: Array<Record<string, unknown>> };
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatchObject({
+      kty: 'EC',
+      crv: 'P-256',
+      alg: 'ES256',
+      use: 'sig',
+      kid: expect.any(String),
+    });
+    expect(keys[0]).not.toHaveProperty('d');
+  });
+
+  test('keeps its state in JIT_DATA_DIR: a 0600 master key and the PostgreSQL cluster', async () => {
+    const keyFile = path.join(dataDir!, 'master.key');
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    expect(Buffer.from((await readFile(keyFile, 'utf8')).trim(), 'base64')).toHaveLength(32);
+    expect(existsSync(path.join(dataDir!, 'pg', 'PG_VERSION'))).toBe(true);
+  });
+
+  test('Ctrl-C (SIGINT to start.js alone) stops every child process and exits 0', async () => {
+    await recordDescendants();
+    const names = descendants.map((info) => info.name);
+    expect(names).toEqual(expect.arrayContaining(['redis-server', 'postgres']));
+    const commands = descendants.map((info) => info.command);
+    expect(commands).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/apps[/\\]broker[/\\]main\.js$/),
+        expect.stringMatching(/apps[/\\]worker[/\\]main\.js$/),
+      ]),
+    );
+
+    start!.kill('SIGINT');
+    expect(await waitForExit(EXIT_DEADLINE_MS)).toEqual({ code: 0, signal: null });
+
+    const table = await processTable();
+    expect(descendants.filter((info) => stillRunning(info, table)).map(describeProcess)).toEqual([]);
+    await expect(fetch(`${baseUrl()}/health/live`, { signal: AbortSignal.timeout(2_000) })).rejects.toThrow();
+  });
+});
