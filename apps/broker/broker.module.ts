@@ -1,11 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 import type { AppConfig } from '../../libs/config/config.js';
-import { ConfigModule } from '../../libs/config/config.module.js';
-import { DatabaseModule } from '../../libs/db/database.module.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
-import { JobsModule } from '../../libs/jobs/jobs.module.js';
-import { loggerModule } from '../../libs/logging/logger.module.js';
 import { IdentityGuard } from './auth/identity.guard.js';
 import { EntitlementsController } from './entitlements/entitlements.controller.js';
 import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
@@ -21,13 +17,7 @@ export class BrokerModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: BrokerModule,
-      imports: [
-        ConfigModule.forRoot(config),
-        loggerModule(config),
-        DatabaseModule.forRoot(config.databaseUrl, { applicationName: 'jit-broker' }),
-        JobsModule.forRoot({ redisUrl: config.redisUrl, prefix: config.queuePrefix }),
-        ElevationModule,
-      ],
+      imports: [ElevationModule.forRoot(config, { applicationName: 'jit-broker' })],
       controllers: [HealthController, RequestsController, EntitlementsController, TokensController],
       providers: [
         IntrospectionService,

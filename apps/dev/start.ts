@@ -2,7 +2,7 @@
 // DATABASE_URL / REDIS_URL point elsewhere, then the broker and the worker; Ctrl-C stops all of it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
@@ -12,6 +12,7 @@ import pg from 'pg';
 import { createDatabase } from '../../libs/devstack/databases.js';
 import { startEmbeddedPostgres } from '../../libs/devstack/embedded-postgres.js';
 import { startRedisServer } from '../../libs/devstack/redis-server.js';
+import { readSecretFile, writeSecretFile } from '../../libs/devstack/secret-file.js';
 
 // This file runs as <outDir>/apps/dev/start.js and starts the broker and worker compiled beside it. `npm start`
 // builds into <checkout>/dist, so the checkout (policies/, .data/) is the outDir's parent; a build elsewhere
@@ -124,18 +125,10 @@ function printEnrollment(): void {
 /** The key that encrypts signing keys at rest; generated once, then reused so restarts can decrypt. */
 async function masterKey(): Promise<string> {
   const file = path.join(dataDir, 'master.key');
-  try {
-    const stored = (await readFile(file, 'utf8')).trim();
-    if (stored !== '') {
-      await chmod(file, 0o600);
-      return stored;
-    }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
+  const stored = await readSecretFile(file);
+  if (stored !== null) return stored;
   const key = randomBytes(32).toString('base64');
-  await writeFile(file, `${key}\n`, { mode: 0o600 });
-  await chmod(file, 0o600);
+  await writeSecretFile(file, key);
   say(`generated a master key in ${shown(file)}`);
   return key;
 }

