@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
-import type { Credential, Minted } from '../connectors/connector.js';
+import type { Credential } from '../connectors/connector.js';
 import { ApprovalEntity, ElevationRequestEntity, GrantEntity, UserEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import { findEntitlement, isApprover, isEligible, type Entitlement, type Policy } from '../domain/policy.js';
@@ -229,7 +229,8 @@ export class RequestsService {
     requestId: string,
   ): Promise<{ request: ElevationRequestEntity; grant: GrantEntity; credential: Credential }> {
     const current = this.policies.current().policy;
-    let minted: { connectorRevoke: (ref: string) => Promise<void>; value: Minted } | null = null;
+    // Set once a credential exists outside the broker, so a failed commit can take it back.
+    const issued: { undo?: () => Promise<void>; externalRef?: string } = {};
     try {
       const result = await this.dataSource.transaction(async (manager) => {
         const request = await this.lockVisible(manager, actor, requestId, current);
@@ -277,7 +278,8 @@ export class RequestsService {
               `Connector "${entitlement.connector}" failed to mint`,
             );
           });
-        minted = { connectorRevoke: (ref) => connector.revoke(ref), value };
+        issued.externalRef = value.externalRef;
+        issued.undo = () => connector.revoke(value.externalRef);
 
         const grant = manager.create(GrantEntity, {
           id: grantId,
@@ -325,13 +327,10 @@ export class RequestsService {
       });
       return result;
     } catch (error) {
-      const issued = minted as { connectorRevoke: (ref: string) => Promise<void>; value: Minted } | null;
-      if (issued) {
-        // The credential exists outside but its grant did not commit: take it back now.
-        await issued.connectorRevoke(issued.value.externalRef).catch((revokeError: unknown) => {
-          this.logger.error(`Could not undo credential ${issued.value.externalRef}: ${String(revokeError)}`);
-        });
-      }
+      // The credential exists outside but its grant did not commit: take it back now.
+      await issued.undo?.().catch((revokeError: unknown) => {
+        this.logger.error(`Could not undo credential ${issued.externalRef}: ${String(revokeError)}`);
+      });
       throw error;
     }
   }
