@@ -40,19 +40,7 @@ export interface RequestSubject {
 }
 
 /** The stored request as requestSubject reads it; extra columns (state, timestamps) are allowed and ignored. */
-export interface StoredRequest {
-  id: string;
-  requesterId: string;
-  entitlementId: string;
-  policyHash: string;
-  scope: Record<string, unknown>;
-  durationSeconds: number;
-  justification: string;
-  ticket: string | null;
-  notBefore: Date | null;
-  breakGlass: boolean;
-  extendsRequestId: string | null;
-}
+export type StoredRequest = Omit<RequestSubject, 'notBefore'> & { notBefore: Date | null };
 
 // 32 bytes are 43 base64url characters without padding.
 const BASE64URL_32_BYTES = /^[A-Za-z0-9_-]{43}$/;
