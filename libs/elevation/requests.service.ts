@@ -3,6 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import type { Credential } from '../connectors/connector.js';
+import { databaseNow } from '../db/clock.js';
 import { ApprovalEntity, ElevationRequestEntity, GrantEntity, UserEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import { findEntitlement, isApprover, isEligible, type Entitlement, type Policy } from '../domain/policy.js';
@@ -475,10 +476,4 @@ function checked(outcome: RequestState | DomainError): RequestState {
 
 function requestNotFound(id: string): DomainError {
   return new DomainError(ErrorCode.REQUEST_NOT_FOUND, `No request ${id}`);
-}
-
-/** PostgreSQL's clock: every time that decides state comes from the database (DESIGN §4). */
-export async function databaseNow(manager: EntityManager): Promise<Date> {
-  const [{ now }] = (await manager.query('SELECT now() AS now')) as Array<{ now: Date }>;
-  return now;
 }

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
+import { databaseNow } from '../db/clock.js';
 import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
 import { JobProducer } from '../jobs/job-producer.js';
 import { ConnectorRegistry } from './connector-registry.js';
@@ -60,7 +61,7 @@ export class RevocationService {
         lock: { mode: 'pessimistic_write' },
       });
       if (!locked || locked.state === 'REVOKED') return { status: 'already-revoked' } as const;
-      const [{ now }] = (await manager.query('SELECT now() AS now')) as Array<{ now: Date }>;
+      const now = await databaseNow(manager);
       const lagMs = now.getTime() - locked.notAfter.getTime();
       await manager.update(GrantEntity, { id: grantId }, { state: 'REVOKED', revokedAt: now });
       await appendAuditEvent(manager, {

@@ -1,6 +1,7 @@
 import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
 import type { Queue } from 'bullmq';
+import { withDeadline } from '../deadline/deadline.js';
 import { JobName, QueueName, REVOKE_ATTEMPTS, revokeJobId, type JobPayloads } from './jobs.js';
 
 const ENQUEUE_TIMEOUT_MS = 2000;
@@ -27,14 +28,6 @@ export class JobProducer {
       removeOnFail: true,
     });
     // While Redis is unreachable, add() waits for it indefinitely; a caller must not hang on that.
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('Redis did not accept the job in time')), ENQUEUE_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([added, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withDeadline(added, ENQUEUE_TIMEOUT_MS, 'Redis did not accept the job in time');
   }
 }

@@ -3,23 +3,18 @@ import { Controller, Get, Res } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import type { Response } from 'express';
 import { DataSource } from 'typeorm';
+import { withDeadline } from '../../../libs/deadline/deadline.js';
 import { QueueName } from '../../../libs/jobs/jobs.js';
 import { Public } from '../auth/public.decorator.js';
 
 const CHECK_TIMEOUT_MS = 2000;
 
 async function probe(check: () => Promise<unknown>): Promise<'up' | 'down'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('timeout')), CHECK_TIMEOUT_MS);
-  });
   try {
-    await Promise.race([check(), timeout]);
+    await withDeadline(check(), CHECK_TIMEOUT_MS, 'timeout');
     return 'up';
   } catch {
     return 'down';
-  } finally {
-    clearTimeout(timer);
   }
 }
 
