@@ -19,6 +19,14 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
   app.useBodyParser('json', { limit: BODY_LIMIT });
   app.useBodyParser('urlencoded', { limit: BODY_LIMIT, extended: false });
   app.disable('x-powered-by');
+  // API answers carry credentials, options with challenges and personal data: never cache them.
+  app.use(
+    '/api',
+    (_request: unknown, response: { setHeader(name: string, value: string): void }, next: () => void) => {
+      response.setHeader('Cache-Control', 'no-store');
+      next();
+    },
+  );
   app.set('trust proxy', false);
   app.enableShutdownHooks();
   await app.get(PolicyService).loadFromDirectory('boot');

@@ -2,7 +2,13 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 import type { AppConfig } from '../../libs/config/config.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
-import { IdentityGuard } from './auth/identity.guard.js';
+import { IdentityModule } from '../../libs/identity/identity.module.js';
+import { AdminController } from './admin/admin.controller.js';
+import { AuthController } from './auth/auth.controller.js';
+import { AuthenticatorsController } from './auth/authenticators.controller.js';
+import { IpRateLimitGuard } from './auth/ip-rate-limit.guard.js';
+import { SessionGuard } from './auth/session.guard.js';
+import { StepUpController } from './auth/step-up.controller.js';
 import { EntitlementsController } from './entitlements/entitlements.controller.js';
 import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
 import { createValidationPipe } from './errors/validation.js';
@@ -17,11 +23,21 @@ export class BrokerModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: BrokerModule,
-      imports: [ElevationModule.forRoot(config, { applicationName: 'jit-broker' })],
-      controllers: [HealthController, RequestsController, EntitlementsController, TokensController],
+      imports: [ElevationModule.forRoot(config, { applicationName: 'jit-broker' }), IdentityModule],
+      controllers: [
+        HealthController,
+        AuthController,
+        StepUpController,
+        AuthenticatorsController,
+        AdminController,
+        RequestsController,
+        EntitlementsController,
+        TokensController,
+      ],
       providers: [
         IntrospectionService,
-        { provide: APP_GUARD, useClass: IdentityGuard },
+        IpRateLimitGuard,
+        { provide: APP_GUARD, useClass: SessionGuard },
         { provide: APP_FILTER, useClass: ErrorEnvelopeFilter },
         { provide: APP_PIPE, useFactory: createValidationPipe },
       ],

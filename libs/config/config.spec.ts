@@ -23,7 +23,13 @@ describe('loadConfig', () => {
     const config = loadConfig(VALID);
     expect(config.env).toBe('development');
     expect(config.http).toEqual({ host: '127.0.0.1', port: 3000, publicUrl: 'http://localhost:3000' });
-    expect(config.testIdentityHeader).toBe(false);
+    expect(config.webauthn).toEqual({
+      rpId: 'localhost',
+      rpName: 'JIT elevation broker',
+      origins: ['http://localhost:3000'],
+    });
+    expect(config.secureCookies).toBe(false);
+    expect(config.sessions).toEqual({ idleSeconds: 900, absoluteSeconds: 43_200 });
     expect(config.introspectionClients.size).toBe(0);
     expect(config.masterKey).toHaveLength(32);
     expect(config.policy).toEqual({ dir: 'policies', hardMaxDurationSeconds: 8 * 3600 });
@@ -54,15 +60,44 @@ describe('loadConfig', () => {
     expect(problems[2]).toBe('BROKER_MASTER_KEY must be 32 random bytes, base64-encoded');
   });
 
-  it('refuses the test-only identity header outside NODE_ENV=test', () => {
-    for (const NODE_ENV of ['development', 'production']) {
-      expect(problemsOf({ ...VALID, NODE_ENV, AUTH_TEST_IDENTITY_HEADER: 'true' })).toEqual([
-        'AUTH_TEST_IDENTITY_HEADER may only be set when NODE_ENV=test',
-      ]);
-    }
-    expect(
-      loadConfig({ ...VALID, NODE_ENV: 'test', AUTH_TEST_IDENTITY_HEADER: 'true' }).testIdentityHeader,
-    ).toBe(true);
+  it('refuses plain http outside localhost unless ALLOW_INSECURE_HTTP=true says so', () => {
+    expect(problemsOf({ ...VALID, PUBLIC_URL: 'http://broker.example.com' })).toEqual([
+      'ALLOWED_ORIGINS/PUBLIC_URL use plain http outside localhost (http://broker.example.com): serve over https, or set ALLOW_INSECURE_HTTP=true knowingly',
+    ]);
+    const insecure = loadConfig({
+      ...VALID,
+      PUBLIC_URL: 'http://broker.example.com',
+      ALLOW_INSECURE_HTTP: 'true',
+    });
+    expect(insecure.insecureHttp).toBe(true);
+    expect(insecure.secureCookies).toBe(false);
+    const secure = loadConfig({ ...VALID, PUBLIC_URL: 'https://jit.example.com' });
+    expect(secure.webauthn.rpId).toBe('jit.example.com');
+    expect(secure.webauthn.origins).toEqual(['https://jit.example.com']);
+    expect(secure.secureCookies).toBe(true);
+  });
+
+  it('takes RP_ID and ALLOWED_ORIGINS explicitly, and refuses an rpID that does not cover an origin', () => {
+    const config = loadConfig({
+      ...VALID,
+      PUBLIC_URL: 'https://jit.example.com',
+      RP_ID: 'example.com',
+      ALLOWED_ORIGINS: 'https://jit.example.com,https://admin.example.com:8443',
+    });
+    expect(config.webauthn.rpId).toBe('example.com');
+    expect(config.webauthn.origins).toEqual(['https://jit.example.com', 'https://admin.example.com:8443']);
+    expect(problemsOf({ ...VALID, PUBLIC_URL: 'https://jit.example.com', RP_ID: 'other.org' })).toEqual([
+      'RP_ID other.org is not a registrable suffix of the allowed origin https://jit.example.com',
+    ]);
+    expect(problemsOf({ ...VALID, ALLOWED_ORIGINS: 'https://jit.example.com/path' })[0]).toMatch(
+      /^ALLOWED_ORIGINS /,
+    );
+  });
+
+  it('refuses an idle limit longer than the absolute one', () => {
+    expect(problemsOf({ ...VALID, SESSION_IDLE_SECONDS: '7200', SESSION_ABSOLUTE_SECONDS: '3600' })).toEqual([
+      'SESSION_IDLE_SECONDS must not exceed SESSION_ABSOLUTE_SECONDS',
+    ]);
   });
 
   it('parses introspection clients and resolves connector secrets by name only', () => {

@@ -31,7 +31,26 @@ const envSchema = z.object({
       message: 'must be a comma-separated list of client_id:secret, secrets of at least 16 characters',
     })
     .optional(),
-  AUTH_TEST_IDENTITY_HEADER: booleanFlag.default(false),
+  RP_ID: z
+    .string()
+    .regex(/^[a-z0-9.-]+$/, { message: 'must be a host name (the WebAuthn relying-party id)' })
+    .optional(),
+  ALLOWED_ORIGINS: z
+    .string()
+    .regex(/^https?:\/\/[^,\s/]+(,https?:\/\/[^,\s/]+)*$/, {
+      message: 'must be a comma-separated list of origins (scheme://host[:port], no path)',
+    })
+    .optional(),
+  ALLOW_INSECURE_HTTP: booleanFlag.default(false),
+  SESSION_IDLE_SECONDS: positiveSeconds.default(15 * 60),
+  SESSION_ABSOLUTE_SECONDS: positiveSeconds.default(12 * 3600),
+  INVITE_TTL_SECONDS: positiveSeconds.default(24 * 3600),
+  STEP_UP_TTL_SECONDS: positiveSeconds.default(120),
+  STEP_UP_MAX_FAILURES: positiveSeconds.default(5),
+  STEP_UP_FAILURE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
+  STEP_UP_LOCK_SECONDS: positiveSeconds.default(15 * 60),
+  IP_RATE_LIMIT: positiveSeconds.default(300),
+  IP_RATE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -47,8 +66,17 @@ export interface AppConfig {
   queuePrefix: string;
   sweepIntervalSeconds: number;
   introspectionClients: ReadonlyMap<string, string>;
-  /** Test-only identity from the `X-Test-User` header; refused outside NODE_ENV=test. */
-  testIdentityHeader: boolean;
+  /** WebAuthn relying party and the origins allowed in ceremonies and on state-changing requests. */
+  webauthn: { rpId: string; rpName: string; origins: string[] };
+  /** Session cookie `Secure` flag: on unless the public URL is plain http (localhost, or ALLOW_INSECURE_HTTP). */
+  secureCookies: boolean;
+  /** Set only by the explicit ALLOW_INSECURE_HTTP=true; logged at boot. */
+  insecureHttp: boolean;
+  sessions: { idleSeconds: number; absoluteSeconds: number };
+  inviteTtlSeconds: number;
+  stepUp: { ttlSeconds: number; maxFailures: number; failureWindowSeconds: number; lockSeconds: number };
+  /** Per client IP: ceremonies and step-ups allowed per window (DESIGN §5: an office behind one address stays under it). */
+  ipRateLimit: { limit: number; windowSeconds: number };
   logLevel: string;
   /** Secrets that policy connectors reference by environment variable name (`urlEnv`, `secretEnv`). */
   connectorSecret(name: string): string | undefined;
@@ -61,6 +89,8 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 const CONNECTOR_SECRET_NAME = /^[A-Z][A-Z0-9_]*$/;
 
@@ -77,8 +107,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   }
   const values = parsed.data;
   const problems: string[] = [];
-  if (values.AUTH_TEST_IDENTITY_HEADER && values.NODE_ENV !== 'test') {
-    problems.push('AUTH_TEST_IDENTITY_HEADER may only be set when NODE_ENV=test');
+  const publicUrl = new URL(values.PUBLIC_URL ?? `http://localhost:${values.PORT}`);
+  const rpId = values.RP_ID ?? publicUrl.hostname;
+  const origins = values.ALLOWED_ORIGINS?.split(',') ?? [publicUrl.origin];
+  const insecureOrigins = origins.filter(
+    (origin) => new URL(origin).protocol === 'http:' && !LOOPBACK_HOSTS.has(new URL(origin).hostname),
+  );
+  if (insecureOrigins.length > 0 && !values.ALLOW_INSECURE_HTTP) {
+    problems.push(
+      `ALLOWED_ORIGINS/PUBLIC_URL use plain http outside localhost (${insecureOrigins.join(', ')}): ` +
+        'serve over https, or set ALLOW_INSECURE_HTTP=true knowingly',
+    );
+  }
+  for (const origin of origins) {
+    const host = new URL(origin).hostname;
+    if (host !== rpId && !host.endsWith(`.${rpId}`)) {
+      problems.push(`RP_ID ${rpId} is not a registrable suffix of the allowed origin ${origin}`);
+    }
+  }
+  if (values.SESSION_IDLE_SECONDS > values.SESSION_ABSOLUTE_SECONDS) {
+    problems.push('SESSION_IDLE_SECONDS must not exceed SESSION_ABSOLUTE_SECONDS');
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -94,14 +142,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     http: {
       host: values.HOST,
       port: values.PORT,
-      publicUrl: (values.PUBLIC_URL ?? `http://localhost:${values.PORT}`).replace(/\/$/, ''),
+      publicUrl: publicUrl.href.replace(/\/$/, ''),
     },
     policy: { dir: values.POLICY_DIR, hardMaxDurationSeconds: values.POLICY_HARD_MAX_DURATION },
     masterKey: Buffer.from(values.BROKER_MASTER_KEY, 'base64'),
     queuePrefix: values.QUEUE_PREFIX,
     sweepIntervalSeconds: values.SWEEP_INTERVAL_SECONDS,
     introspectionClients,
-    testIdentityHeader: values.AUTH_TEST_IDENTITY_HEADER,
+    webauthn: { rpId, rpName: 'JIT elevation broker', origins },
+    secureCookies: origins.every((origin) => new URL(origin).protocol === 'https:'),
+    insecureHttp: values.ALLOW_INSECURE_HTTP,
+    sessions: { idleSeconds: values.SESSION_IDLE_SECONDS, absoluteSeconds: values.SESSION_ABSOLUTE_SECONDS },
+    inviteTtlSeconds: values.INVITE_TTL_SECONDS,
+    stepUp: {
+      ttlSeconds: values.STEP_UP_TTL_SECONDS,
+      maxFailures: values.STEP_UP_MAX_FAILURES,
+      failureWindowSeconds: values.STEP_UP_FAILURE_WINDOW_SECONDS,
+      lockSeconds: values.STEP_UP_LOCK_SECONDS,
+    },
+    ipRateLimit: { limit: values.IP_RATE_LIMIT, windowSeconds: values.IP_RATE_WINDOW_SECONDS },
     logLevel: values.LOG_LEVEL,
     connectorSecret: (name) => (CONNECTOR_SECRET_NAME.test(name) ? env[name] : undefined),
   };

@@ -1,5 +1,9 @@
 import { DataSource } from 'typeorm';
 import { ApprovalEntity } from './entities/approval.entity.js';
+import { AuthenticatorEntity } from './entities/authenticator.entity.js';
+import { StepUpChallengeEntity, WebauthnCeremonyEntity } from './entities/challenge.entity.js';
+import { EnrollmentInviteEntity } from './entities/enrollment-invite.entity.js';
+import { SessionEntity } from './entities/session.entity.js';
 import { AuditChainHeadEntity, AuditEventEntity } from './entities/audit-event.entity.js';
 import { ElevationRequestEntity } from './entities/elevation-request.entity.js';
 import { GrantEntity } from './entities/grant.entity.js';
@@ -7,6 +11,7 @@ import { PolicyVersionEntity } from './entities/policy-version.entity.js';
 import { SigningKeyEntity } from './entities/signing-key.entity.js';
 import { UserEntity } from './entities/user.entity.js';
 import { InitialSchema1763900000000 } from './migrations/1763900000000-initial-schema.js';
+import { Identity1764000000000 } from './migrations/1764000000000-identity.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -18,10 +23,15 @@ export const ENTITIES = [
   AuditEventEntity,
   AuditChainHeadEntity,
   SigningKeyEntity,
+  AuthenticatorEntity,
+  EnrollmentInviteEntity,
+  SessionEntity,
+  WebauthnCeremonyEntity,
+  StepUpChallengeEntity,
 ];
 
 /** Every migration, in order. */
-export const MIGRATIONS = [InitialSchema1763900000000];
+export const MIGRATIONS = [InitialSchema1763900000000, Identity1764000000000];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */
 export function createDataSource(url: string, options: { poolSize?: number; applicationName?: string } = {}) {

@@ -9,6 +9,8 @@ import { DomainError, ErrorCode } from '../domain/errors.js';
 import { findEntitlement, isApprover, isEligible, type Entitlement, type Policy } from '../domain/policy.js';
 import { initialState, RequestState, transition } from '../domain/request-state.js';
 import { JobProducer } from '../jobs/job-producer.js';
+import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
+import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
 import type { Actor } from './actor.js';
 import { ConnectorRegistry } from './connector-registry.js';
 import { PolicyService } from './policy.service.js';
@@ -116,6 +118,8 @@ export class RequestsService {
         subjectId: id,
         requestId: id,
         data: {
+          // The immutable fields every step-up on this request commits to (DESIGN §5), for offline checks.
+          subject: requestSubject(request),
           requester: actor.username,
           entitlementId: entitlement.id,
           policyHash: hash,
@@ -137,10 +141,12 @@ export class RequestsService {
     requestId: string,
     decision: 'approve' | 'deny',
     comment: string | null,
+    evidence: StepUpEvidence,
   ): Promise<ElevationRequestEntity> {
     const { policy } = this.policies.current();
     return this.dataSource.transaction(async (manager) => {
       const request = await this.lockVisible(manager, actor, requestId, policy);
+      assertConfirmed(request, evidence, actor, decision);
       const now = await databaseNow(manager);
       const entitlement = findEntitlement(policy, request.entitlementId);
       const approvals = (await manager.query(
@@ -180,6 +186,12 @@ export class RequestsService {
         approverId: actor.id,
         decision,
         comment,
+        credentialId: evidence.credentialId,
+        authenticatorData: evidence.authenticatorData,
+        clientDataJson: evidence.clientDataJson,
+        signature: evidence.signature,
+        nonce: evidence.nonce,
+        subjectDigest: evidence.subjectDigest,
         at: now,
       });
       await appendAuditEvent(manager, {
@@ -194,6 +206,7 @@ export class RequestsService {
           comment,
           approvals: approvalsBefore + (decision === 'approve' ? 1 : 0),
           approvalsRequired: request.approvalsRequired,
+          evidence: evidenceForAudit(evidence),
         },
       });
       if (next === request.state) return request;
@@ -228,6 +241,7 @@ export class RequestsService {
   async activate(
     actor: Actor,
     requestId: string,
+    evidence: StepUpEvidence,
   ): Promise<{ request: ElevationRequestEntity; grant: GrantEntity; credential: Credential }> {
     const current = this.policies.current().policy;
     // Set once a credential exists outside the broker, so a failed commit can take it back.
@@ -235,6 +249,7 @@ export class RequestsService {
     try {
       const result = await this.dataSource.transaction(async (manager) => {
         const request = await this.lockVisible(manager, actor, requestId, current);
+        assertConfirmed(request, evidence, actor, 'activate');
         const [{ now, not_after: notAfter }] = (await manager.query(
           `SELECT now() AS now, date_trunc('second', now()) + make_interval(secs => $1) AS not_after`,
           [request.durationSeconds],
@@ -304,7 +319,12 @@ export class RequestsService {
           subjectType: 'request',
           subjectId: requestId,
           requestId,
-          data: { grantId, activatedAt: now.toISOString(), notAfter: notAfter.toISOString() },
+          data: {
+            grantId,
+            activatedAt: now.toISOString(),
+            notAfter: notAfter.toISOString(),
+            evidence: evidenceForAudit(evidence),
+          },
         });
         await appendAuditEvent(manager, {
           actorId: actor.id,
@@ -353,6 +373,41 @@ export class RequestsService {
       requestId,
       data: { reason: 'expired', endedAt: now.toISOString() },
     });
+  }
+
+  /**
+   * What a step-up on a request commits to: the digest of its stored immutable fields, and the entitlement's
+   * authenticator requirement (from the policy in force, else the version the request was filed under).
+   */
+  async stepUpBinding(
+    actor: Actor,
+    requestId: string,
+    action: 'approve' | 'deny' | 'activate' | 'revoke',
+  ): Promise<{ subjectDigest: string; authenticator: Entitlement['authenticator'] }> {
+    const request = await this.get(actor, requestId);
+    const { policy } = this.policies.current();
+    const entitlement =
+      findEntitlement(policy, request.entitlementId) ??
+      findEntitlement(await this.policies.byHash(request.policyHash), request.entitlementId);
+    // Refuse up front what the decision would refuse anyway, before anyone touches their passkey.
+    if (action === 'approve' || action === 'deny') {
+      if (request.requesterId === actor.id) {
+        throw new DomainError(ErrorCode.SELF_APPROVAL, 'You cannot decide on your own request');
+      }
+      if (!entitlement || !isApprover(policy, entitlement, actor.username)) {
+        throw new DomainError(
+          ErrorCode.NOT_AN_APPROVER,
+          `You are not an approver of "${request.entitlementId}"`,
+        );
+      }
+    }
+    if (action === 'activate' && request.requesterId !== actor.id) {
+      throw new DomainError(ErrorCode.NOT_REQUESTER, 'Only the requester can activate a request');
+    }
+    return {
+      subjectDigest: subjectDigest(requestSubject(request)),
+      authenticator: entitlement?.authenticator ?? { deviceBound: false, aaguids: null },
+    };
   }
 
   /** One request, if the actor may see it (requester, an approver of its entitlement, admin, auditor). */
@@ -466,6 +521,21 @@ function checkRequestAgainstEntitlement(entitlement: Entitlement, input: CreateR
     if (!new RegExp(pattern).test(input.ticket)) {
       throw new DomainError(ErrorCode.TICKET_INVALID, `The ticket must match ${pattern}`, { pattern });
     }
+  }
+}
+
+/** The step-up was made by this actor, for this action, on this request as it stands now (DESIGN §4.4). */
+function assertConfirmed(
+  request: ElevationRequestEntity,
+  evidence: StepUpEvidence,
+  actor: Actor,
+  action: StepUpEvidence['action'],
+): void {
+  if (evidence.userId !== actor.id || evidence.action !== action || evidence.subjectId !== request.id) {
+    throw new DomainError(ErrorCode.STEP_UP_INVALID, 'The confirmation does not match this call');
+  }
+  if (evidence.subjectDigest !== subjectDigest(requestSubject(request))) {
+    throw new DomainError(ErrorCode.STEP_UP_SUBJECT_CHANGED, 'The request changed after you confirmed it');
   }
 }
 

@@ -4,11 +4,20 @@ import { fileURLToPath } from 'node:url';
 import type { INestApplicationContext } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import pg from 'pg';
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { DataSource } from 'typeorm';
 import { createBroker } from '../../apps/broker/bootstrap.js';
 import { createWorker } from '../../apps/worker/bootstrap.js';
 import { loadConfig, type AppConfig } from '../../libs/config/config.js';
 import { createDatabase, dropDatabase } from '../../libs/devstack/databases.js';
 import { freePort } from '../../libs/devstack/free-port.js';
+import type { UserRole } from '../../libs/db/index.js';
+import { createInvite } from '../../libs/identity/invites.js';
+import {
+  SoftAuthenticator,
+  type CeremonyOverrides,
+  type SoftAuthenticatorOptions,
+} from './soft-authenticator.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const INTROSPECTION_CLIENT = { id: 'resource-server', secret: randomBytes(24).toString('base64url') };
@@ -16,6 +25,10 @@ export const INTROSPECTION_CLIENT = { id: 'resource-server', secret: randomBytes
 /** A broker and a worker on a fresh database and queue prefix, against the e2e PostgreSQL and Redis. */
 export interface TestStack {
   baseUrl: string;
+  /** The browser origin the broker expects (`http://localhost:PORT`); requests still go to 127.0.0.1. */
+  origin: string;
+  /** People enrolled through enroll(), by username. */
+  people: Map<string, Person>;
   config: AppConfig;
   /** A separate pool for assertions made behind the broker's back. */
   db: pg.Pool;
@@ -53,7 +66,7 @@ export async function startStack(
       POLICY_DIR: options.policyDir ?? path.join(PROJECT_ROOT, 'policies'),
       BROKER_MASTER_KEY: randomBytes(32).toString('base64'),
       QUEUE_PREFIX: `e2e-${suffix}`,
-      AUTH_TEST_IDENTITY_HEADER: 'true',
+      PUBLIC_URL: `http://localhost:${port}`,
       INTROSPECTION_CLIENTS: `${INTROSPECTION_CLIENT.id}:${INTROSPECTION_CLIENT.secret}`,
       LOG_LEVEL: 'warn',
       ...options.env,
@@ -68,7 +81,16 @@ export async function startStack(
       worker = await createWorker(config);
       closers.push(() => worker!.close());
     }
-    const stack: TestStack = { baseUrl: `http://127.0.0.1:${port}`, config, db, broker, worker, close };
+    const stack: TestStack = {
+      baseUrl: `http://127.0.0.1:${port}`,
+      origin: `http://localhost:${port}`,
+      people: new Map(),
+      config,
+      db,
+      broker,
+      worker,
+      close,
+    };
     return stack;
   } catch (error) {
     await close();
@@ -79,10 +101,17 @@ export async function startStack(
 export interface ApiResponse<T = Record<string, unknown>> {
   status: number;
   body: T;
+  headers: Headers;
 }
 
-/** A JSON client acting as `username` through the test-only identity header. */
-export function clientAs(stack: TestStack, username: string | null) {
+/** The `stepUp` field of a protected call's body. */
+export interface StepUpBody {
+  challengeId: string;
+  response: AuthenticationResponseJSON;
+}
+
+/** A JSON client: with a session cookie it acts as that person; every call carries the expected Origin. */
+export function httpClient(stack: TestStack, cookie: string | null, origin: string | null = stack.origin) {
   const call = async (
     method: string,
     route: string,
@@ -90,20 +119,163 @@ export function clientAs(stack: TestStack, username: string | null) {
     raw?: string,
   ): Promise<ApiResponse<any>> => {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (username) headers['x-test-user'] = username;
+    if (cookie) headers.cookie = cookie;
+    if (origin) headers.origin = origin;
     const response = await fetch(`${stack.baseUrl}${route}`, {
       method,
       headers,
       body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
     });
     const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : null };
+    let parsed: unknown = null;
+    if (text) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = text;
+      }
+    }
+    return { status: response.status, body: parsed, headers: response.headers };
   };
   return {
     get: (route: string) => call('GET', route),
     post: (route: string, body: unknown = {}) => call('POST', route, body),
     postRaw: (route: string, raw: string) => call('POST', route, undefined, raw),
+    call,
   };
+}
+
+/** An enrolled person: a software passkey, a session cookie, and helpers for step-up-protected calls. */
+export interface Person extends ReturnType<typeof httpClient> {
+  username: string;
+  userId: string;
+  authenticator: SoftAuthenticator;
+  cookie: string;
+  /** Asks for a step-up challenge and answers it with this person's passkey. */
+  stepUp(
+    action: string,
+    subjectId: string,
+    params?: Record<string, unknown>,
+    overrides?: CeremonyOverrides,
+  ): Promise<StepUpBody>;
+  /** POST `/api/requests/:id/<action>` with a fresh step-up for that action and request. */
+  decide(
+    requestId: string,
+    action: 'approve' | 'deny' | 'activate',
+    body?: Record<string, unknown>,
+  ): Promise<ApiResponse<any>>;
+}
+
+/** The session cookie (`name=value`) from a Set-Cookie answer. */
+export function sessionCookieFrom(headers: Headers): string {
+  const setCookie = headers.getSetCookie().find((cookie) => /^(__Host-)?jit_session=/.test(cookie));
+  if (!setCookie) throw new Error('the response set no session cookie');
+  return setCookie.split(';')[0];
+}
+
+/** Creates a one-time invite directly in the database, as the CLI does. */
+export async function inviteToken(
+  stack: TestStack,
+  username: string,
+  roles: UserRole[] = [],
+): Promise<string> {
+  const dataSource = stack.broker.get(DataSource);
+  const invite = await dataSource.transaction((manager) =>
+    createInvite(
+      manager,
+      { publicUrl: stack.config.http.publicUrl, ttlSeconds: stack.config.inviteTtlSeconds },
+      'test-harness',
+      { username, roles },
+    ),
+  );
+  return invite.token;
+}
+
+/** Enrolls `username` through the real invite + WebAuthn registration flow and signs them in. */
+export async function enroll(
+  stack: TestStack,
+  username: string,
+  options: { roles?: UserRole[]; authenticator?: Partial<SoftAuthenticatorOptions> } = {},
+): Promise<Person> {
+  const authenticator = new SoftAuthenticator({ origin: stack.origin, ...options.authenticator });
+  const token = await inviteToken(stack, username, options.roles ?? []);
+  const anonymous = httpClient(stack, null);
+  const creation = await anonymous.post('/api/auth/enroll/options', { invite: token });
+  if (creation.status !== 200)
+    throw new Error(`enroll/options ${creation.status}: ${JSON.stringify(creation.body)}`);
+  const verified = await anonymous.post('/api/auth/enroll/verify', {
+    invite: token,
+    response: authenticator.register(creation.body),
+  });
+  if (verified.status !== 200)
+    throw new Error(`enroll/verify ${verified.status}: ${JSON.stringify(verified.body)}`);
+  const person = personFor(
+    stack,
+    username,
+    verified.body.user.id,
+    authenticator,
+    sessionCookieFrom(verified.headers),
+  );
+  stack.people.set(username, person);
+  return person;
+}
+
+/** Enrolls several people (admins and auditors by role), each with their own passkey. */
+export async function enrollAll(
+  stack: TestStack,
+  usernames: string[],
+  roles: Partial<Record<string, UserRole[]>> = {},
+): Promise<Person[]> {
+  const people: Person[] = [];
+  for (const username of usernames)
+    people.push(await enroll(stack, username, { roles: roles[username] ?? [] }));
+  return people;
+}
+
+/** Builds a Person around an existing session cookie. */
+export function personFor(
+  stack: TestStack,
+  username: string,
+  userId: string,
+  authenticator: SoftAuthenticator,
+  cookie: string,
+): Person {
+  const client = httpClient(stack, cookie);
+  const stepUp: Person['stepUp'] = async (action, subjectId, params, overrides) => {
+    const issued = await client.post('/api/step-up/challenge', {
+      action,
+      subjectId,
+      ...(params === undefined ? {} : { params }),
+    });
+    if (issued.status !== 200) {
+      throw new Error(`step-up/challenge ${issued.status}: ${JSON.stringify(issued.body)}`);
+    }
+    return {
+      challengeId: issued.body.challengeId,
+      response: authenticator.authenticate(issued.body.options, overrides),
+    };
+  };
+  return {
+    ...client,
+    username,
+    userId,
+    authenticator,
+    cookie,
+    stepUp,
+    decide: async (requestId, action, body = {}) =>
+      client.post(`/api/requests/${requestId}/${action}`, {
+        ...body,
+        stepUp: await stepUp(action, requestId),
+      }),
+  };
+}
+
+/** The client of an enrolled person, or an anonymous one for `null`. */
+export function clientAs(stack: TestStack, username: string | null) {
+  if (username === null) return httpClient(stack, null);
+  const person = stack.people.get(username);
+  if (!person) throw new Error(`${username} is not enrolled: call enroll(stack, '${username}') first`);
+  return person;
 }
 
 /** Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs`. */

@@ -4,11 +4,18 @@ import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import type { Actor } from '../../../libs/elevation/actor.js';
 
 /** The request as the identity guard leaves it. */
-export type AuthenticatedRequest = Request & { actor?: Actor };
+export type AuthenticatedRequest = Request & { actor?: Actor; sessionId?: string };
 
 /** Injects the authenticated Actor set by the IdentityGuard. */
 export const CurrentActor = createParamDecorator((_data: unknown, context: ExecutionContext): Actor => {
   const actor = context.switchToHttp().getRequest<AuthenticatedRequest>().actor;
   if (!actor) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'Sign in first');
   return actor;
+});
+
+/** The id of the session that carries the request (for logout). */
+export const CurrentSessionId = createParamDecorator((_data: unknown, context: ExecutionContext): string => {
+  const sessionId = context.switchToHttp().getRequest<AuthenticatedRequest>().sessionId;
+  if (!sessionId) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'Sign in first');
+  return sessionId;
 });

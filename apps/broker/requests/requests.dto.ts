@@ -1,4 +1,5 @@
 import { Type } from 'class-transformer';
+import { StepUpDto } from '../auth/webauthn.dto.js';
 import {
   IsDateString,
   IsEnum,
@@ -8,6 +9,7 @@ import {
   IsString,
   IsUUID,
   Matches,
+  ValidateNested,
   Max,
   MaxLength,
   Min,
@@ -48,6 +50,12 @@ export class CreateRequestDto {
 }
 
 export class ApproveDto {
+  /** An `approve` step-up for this request; missing → 401 STEP_UP_REQUIRED. */
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => StepUpDto)
+  stepUp?: StepUpDto;
+
   @IsOptional()
   @IsString()
   @MaxLength(2000)
@@ -56,6 +64,12 @@ export class ApproveDto {
 }
 
 export class DenyDto {
+  /** A `deny` step-up for this request. */
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => StepUpDto)
+  stepUp?: StepUpDto;
+
   @IsString()
   @IsNotEmpty()
   @MaxLength(2000)

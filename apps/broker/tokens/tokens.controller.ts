@@ -5,7 +5,7 @@ import type { Request } from 'express';
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { ConnectorRegistry } from '../../../libs/elevation/connector-registry.js';
-import { Public } from '../auth/public.decorator.js';
+import { Public, SkipOriginCheck } from '../auth/public.decorator.js';
 import { IntrospectionService } from './introspection.service.js';
 
 export class IntrospectDto {
@@ -59,6 +59,7 @@ export class TokensController {
 
   /** RFC 7662 token introspection for resource servers, authenticated with client credentials (Basic). */
   @Public()
+  @SkipOriginCheck()
   @Post('api/introspect')
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')

@@ -20,6 +20,13 @@ export class UserEntity {
   @Column('text', { default: 'active' })
   status: UserStatus;
 
+  /** The WebAuthn user handle: random bytes, never the id or the name. */
+  @Column('bytea', { name: 'webauthn_user_id' })
+  webauthnUserId: Buffer;
+
+  @Column('timestamptz', { name: 'step_up_locked_until', nullable: true })
+  stepUpLockedUntil: Date | null;
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
 }

@@ -1,0 +1,81 @@
+import { Body, Controller, Get, Header, HttpCode, Param, Post } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
+import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
+import type { Actor } from '../../../libs/elevation/actor.js';
+import { InvitesService } from '../../../libs/identity/invites.service.js';
+import { SessionsService } from '../../../libs/identity/sessions.service.js';
+import { StepUpService } from '../../../libs/identity/step-up.service.js';
+import { CurrentActor } from '../auth/current-actor.decorator.js';
+import { paramsDigest } from '../auth/step-up-params.js';
+import { EmptyBodyPipe } from '../errors/validation.js';
+import { CreateInviteDto } from './admin.dto.js';
+
+function requireAdmin(actor: Actor): void {
+  if (!actor.roles.includes('admin')) throw new DomainError(ErrorCode.FORBIDDEN, 'Admins only');
+}
+
+/** People administration (admin role): invites, and ending a user's sessions. */
+@Controller('api/admin')
+export class AdminController {
+  constructor(
+    private readonly invites: InvitesService,
+    private readonly sessions: SessionsService,
+    private readonly stepUp: StepUpService,
+    private readonly dataSource: DataSource,
+  ) {}
+
+  /** `{ username, displayName?, roles, stepUp }` with an `invite.create` step-up whose subject is the username. */
+  @Post('invites')
+  @HttpCode(201)
+  @Header('Cache-Control', 'no-store')
+  async createInvite(@CurrentActor() actor: Actor, @Body() body: CreateInviteDto) {
+    requireAdmin(actor);
+    const { stepUp, ...params } = body;
+    await this.stepUp.verify(actor, stepUp as never, {
+      action: 'invite.create',
+      subjectId: body.username,
+      subjectDigest: paramsDigest(params),
+    });
+    const invite = await this.invites.create(actor, {
+      username: body.username,
+      displayName: body.displayName ?? null,
+      roles: body.roles,
+    });
+    return { token: invite.token, url: invite.url, expiresAt: invite.expiresAt.toISOString() };
+  }
+
+  @Get('users')
+  async users(@CurrentActor() actor: Actor) {
+    requireAdmin(actor);
+    const rows = (await this.dataSource.query(
+      `SELECT u.id, u.username, u.display_name AS "displayName", u.roles, u.status,
+              (SELECT count(*)::int FROM authenticators a
+                WHERE a.user_id = u.id AND a.removed_at IS NULL AND a.disabled_at IS NULL) AS passkeys,
+              (SELECT count(*)::int FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL
+                 AND s.expires_at > now()) AS sessions
+         FROM users u ORDER BY u.username`,
+    )) as unknown[];
+    return { items: rows, nextCursor: null };
+  }
+
+  /** Ends every session of a user at once (a lost laptop); audited. */
+  @Post('users/:username/end-sessions')
+  @HttpCode(200)
+  async endSessions(
+    @CurrentActor() actor: Actor,
+    @Param('username') username: string,
+    @Body(EmptyBodyPipe) _body: unknown,
+  ) {
+    requireAdmin(actor);
+    if (!USERNAME_PATTERN.test(username))
+      throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not a username');
+    return this.dataSource.transaction(async (manager) => {
+      const [user] = (await manager.query(`SELECT id FROM users WHERE username = $1`, [username])) as Array<{
+        id: string;
+      }>;
+      if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
+      return { ended: await this.sessions.endAllForUser(manager, actor.id, user.id, 'ended-by-admin') };
+    });
+  }
+}

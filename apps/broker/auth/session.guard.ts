@@ -1,0 +1,61 @@
+import { Inject, Injectable, Logger, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
+import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
+import { SessionsService } from '../../../libs/identity/sessions.service.js';
+import type { AuthenticatedRequest } from './current-actor.decorator.js';
+import { IS_PUBLIC, SKIPS_ORIGIN_CHECK } from './public.decorator.js';
+import { readSessionToken } from './session-cookie.js';
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Every route needs a passkey session unless marked @Public(); state-changing requests must also carry an
+ * allowed Origin (DESIGN §5), which with SameSite=Strict cookies shuts out cross-site request forgery.
+ */
+@Injectable()
+export class SessionGuard implements CanActivate {
+  private readonly logger = new Logger(SessionGuard.name);
+
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly sessions: SessionsService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {
+    if (config.insecureHttp) {
+      this.logger.warn(
+        `UNSAFE: ALLOW_INSECURE_HTTP=true: session cookies travel without Secure over ${config.webauthn.origins.join(', ')}`,
+      );
+    }
+  }
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const targets = [context.getHandler(), context.getClass()];
+    const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const checksOrigin = !this.reflector.getAllAndOverride<boolean>(SKIPS_ORIGIN_CHECK, targets);
+    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets)) {
+      if (checksOrigin) this.checkOrigin(request);
+      return true;
+    }
+    const token = readSessionToken(request, this.config);
+    if (!token) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'Sign in first');
+    const { actor, sessionId } = await this.sessions.authenticate(token);
+    if (checksOrigin) this.checkOrigin(request);
+    request.actor = actor;
+    request.sessionId = sessionId;
+    return true;
+  }
+
+  private checkOrigin(request: AuthenticatedRequest): void {
+    if (SAFE_METHODS.has(request.method)) return;
+    const origin = request.header('origin');
+    if (!origin || !this.config.webauthn.origins.includes(origin)) {
+      throw new DomainError(
+        ErrorCode.ORIGIN_NOT_ALLOWED,
+        origin
+          ? `Origin ${origin} may not call this API`
+          : 'State-changing requests must carry an Origin header',
+      );
+    }
+  }
+}

@@ -1,0 +1,81 @@
+import { Type } from 'class-transformer';
+import {
+  Equals,
+  IsArray,
+  IsIn,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  IsUUID,
+  Matches,
+  MaxLength,
+  ValidateNested,
+} from 'class-validator';
+
+// Shapes of @simplewebauthn's JSON types (DESIGN §10), validated so malformed ceremonies are a 400, not a 500.
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const B64 = () => Matches(BASE64URL, { message: '$property must be base64url' });
+const MAX_BLOB = 16_384;
+
+class AssertionBodyDto {
+  @IsString() @MaxLength(MAX_BLOB) @B64() clientDataJSON: string;
+  @IsString() @MaxLength(MAX_BLOB) @B64() authenticatorData: string;
+  @IsString() @MaxLength(MAX_BLOB) @B64() signature: string;
+  @IsOptional() @IsString() @MaxLength(512) @B64() userHandle?: string;
+}
+
+class AttestationBodyDto {
+  @IsString() @MaxLength(MAX_BLOB) @B64() clientDataJSON: string;
+  @IsString() @MaxLength(MAX_BLOB) @B64() attestationObject: string;
+  @IsOptional() @IsString() @MaxLength(MAX_BLOB) @B64() authenticatorData?: string;
+  @IsOptional() @IsArray() @IsString({ each: true }) @MaxLength(32, { each: true }) transports?: string[];
+  @IsOptional() @IsInt() publicKeyAlgorithm?: number;
+  @IsOptional() @IsString() @MaxLength(MAX_BLOB) @B64() publicKey?: string;
+}
+
+/** AuthenticationResponseJSON. */
+export class AuthenticationResponseDto {
+  @IsString() @MaxLength(1024) @B64() id: string;
+  @IsString() @MaxLength(1024) @B64() rawId: string;
+  @Equals('public-key') type: 'public-key';
+  @ValidateNested() @Type(() => AssertionBodyDto) response: AssertionBodyDto;
+  @IsObject() clientExtensionResults: Record<string, unknown>;
+  @IsOptional() @IsIn(['platform', 'cross-platform']) authenticatorAttachment?: 'platform' | 'cross-platform';
+}
+
+/** RegistrationResponseJSON. */
+export class RegistrationResponseDto {
+  @IsString() @MaxLength(1024) @B64() id: string;
+  @IsString() @MaxLength(1024) @B64() rawId: string;
+  @Equals('public-key') type: 'public-key';
+  @ValidateNested() @Type(() => AttestationBodyDto) response: AttestationBodyDto;
+  @IsObject() clientExtensionResults: Record<string, unknown>;
+  @IsOptional() @IsIn(['platform', 'cross-platform']) authenticatorAttachment?: 'platform' | 'cross-platform';
+}
+
+/** `"stepUp": { "challengeId", "response" }`, carried by every step-up-protected call. */
+export class StepUpDto {
+  @IsUUID() challengeId: string;
+  @ValidateNested() @Type(() => AuthenticationResponseDto) response: AuthenticationResponseDto;
+}
+
+const INVITE_TOKEN = /^[A-Za-z0-9_-]{43}$/;
+
+export class EnrollOptionsDto {
+  @IsString() @Matches(INVITE_TOKEN, { message: 'invite must be an invite token' }) invite: string;
+}
+
+export class EnrollVerifyDto {
+  @IsString() @Matches(INVITE_TOKEN, { message: 'invite must be an invite token' }) invite: string;
+  @ValidateNested() @Type(() => RegistrationResponseDto) response: RegistrationResponseDto;
+}
+
+export class LoginVerifyDto {
+  @ValidateNested() @Type(() => AuthenticationResponseDto) response: AuthenticationResponseDto;
+}
+
+/** A body whose only field is the step-up (activate, authenticator.add). */
+export class StepUpOnlyDto {
+  @IsOptional() @ValidateNested() @Type(() => StepUpDto) stepUp?: StepUpDto;
+}

@@ -1,0 +1,84 @@
+import type { EntityManager } from 'typeorm';
+import type { AuthenticatorEntity } from '../db/index.js';
+import { ErrorCode } from '../domain/errors.js';
+import type { KnownCredential, RelyingParty, VerifiedAssertion } from '../webauthn/ceremonies.js';
+import type { AppConfig } from '../config/config.js';
+import { CeremonyError } from './ceremony-failures.js';
+
+const COLUMNS = `id, user_id AS "userId", credential_id AS "credentialId", public_key AS "publicKey",
+  sign_count::float8 AS "signCount", aaguid, backup_eligible AS "backupEligible", backed_up AS "backedUp",
+  transports, name, enrolled_via AS "enrolledVia", created_at AS "createdAt", last_used_at AS "lastUsedAt",
+  disabled_at AS "disabledAt", disabled_reason AS "disabledReason", removed_at AS "removedAt"`;
+
+/** The relying party from config. */
+export function relyingParty(config: AppConfig): RelyingParty {
+  return config.webauthn;
+}
+
+/** The usable authenticator that owns a credential id, row-locked; 401 with a precise code otherwise. */
+export async function lockAnsweringAuthenticator(
+  manager: EntityManager,
+  credentialId: unknown,
+): Promise<AuthenticatorEntity> {
+  const id = typeof credentialId === 'string' ? credentialId : '';
+  const [authenticator] = (await manager.query(
+    `SELECT ${COLUMNS} FROM authenticators WHERE credential_id = $1 AND removed_at IS NULL FOR UPDATE`,
+    [id],
+  )) as AuthenticatorEntity[];
+  if (!authenticator) {
+    throw new CeremonyError(
+      ErrorCode.UNKNOWN_CREDENTIAL,
+      'This passkey is not registered here',
+      null,
+      id || null,
+    );
+  }
+  if (authenticator.disabledAt) {
+    throw new CeremonyError(
+      ErrorCode.AUTHENTICATOR_DISABLED,
+      `This passkey was disabled (${authenticator.disabledReason ?? 'by an admin'}); enroll another one`,
+      authenticator.id,
+      id,
+    );
+  }
+  return authenticator;
+}
+
+/** A user's authenticators that have not been removed, oldest first. */
+export async function authenticatorsOf(
+  manager: EntityManager,
+  userId: string,
+): Promise<AuthenticatorEntity[]> {
+  return (await manager.query(
+    `SELECT ${COLUMNS} FROM authenticators WHERE user_id = $1 AND removed_at IS NULL ORDER BY created_at, id`,
+    [userId],
+  )) as AuthenticatorEntity[];
+}
+
+/** For allow- and exclude-lists. */
+export function known(authenticators: AuthenticatorEntity[]): KnownCredential[] {
+  return authenticators.map((authenticator) => ({
+    credentialId: authenticator.credentialId,
+    transports: authenticator.transports,
+  }));
+}
+
+/** Records a verified use: the new counter and when. A regression never reaches here (the caller refuses it). */
+export async function recordUse(
+  manager: EntityManager,
+  authenticator: AuthenticatorEntity,
+  assertion: VerifiedAssertion,
+): Promise<void> {
+  if (assertion.signCountRegressed) {
+    throw new CeremonyError(
+      ErrorCode.SIGN_COUNT_REGRESSION,
+      'This passkey reported a signature counter that went backwards; it has been disabled',
+      authenticator.id,
+      authenticator.credentialId,
+    );
+  }
+  await manager.query(`UPDATE authenticators SET sign_count = $2, last_used_at = now() WHERE id = $1`, [
+    authenticator.id,
+    assertion.signCount,
+  ]);
+}

@@ -1,0 +1,78 @@
+import type { EntityManager } from 'typeorm';
+import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
+import { DomainError, ErrorCode } from '../domain/errors.js';
+
+/** A refused ceremony, with what the failure handler needs beyond the client-facing code. */
+export class CeremonyError extends DomainError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    /** The authenticator that answered, when known: a sign-count regression disables it. */
+    readonly authenticatorId: string | null = null,
+    readonly credentialId: string | null = null,
+  ) {
+    super(code, message);
+    this.name = 'CeremonyError';
+  }
+}
+
+/** Rebrands an error raised while verifying, so the failure handler knows which authenticator answered. */
+export function attributed(
+  error: unknown,
+  authenticatorId: string | null,
+  credentialId: string | null,
+): unknown {
+  if (error instanceof DomainError && !(error instanceof CeremonyError)) {
+    return new CeremonyError(error.code, error.message, authenticatorId, credentialId);
+  }
+  return error;
+}
+
+/**
+ * Writes what a refused ceremony leaves behind, in its own transaction (the ceremony's rolled back): the
+ * `<kind>.failed` audit event, and for a sign-count regression the disabled authenticator with an alert.
+ */
+export async function recordCeremonyFailure(
+  manager: EntityManager,
+  failure: {
+    kind: 'login' | 'enroll' | 'register' | 'step-up';
+    actorId: string | null;
+    error: DomainError;
+    subjectType: string;
+    subjectId: string;
+    data?: Record<string, unknown>;
+  },
+): Promise<void> {
+  const { error } = failure;
+  const authenticatorId = error instanceof CeremonyError ? error.authenticatorId : null;
+  const credentialId = error instanceof CeremonyError ? error.credentialId : null;
+  await appendAuditEvent(manager, {
+    actorId: failure.actorId ?? SYSTEM_ACTOR,
+    action: `${failure.kind}.failed`,
+    subjectType: failure.subjectType,
+    subjectId: failure.subjectId,
+    data: { code: error.code, reason: error.message, credentialId, ...failure.data },
+  });
+  if (error.code === ErrorCode.SIGN_COUNT_REGRESSION && authenticatorId) {
+    const [rows] = (await manager.query(
+      `UPDATE authenticators SET disabled_at = now(), disabled_reason = 'sign-count-regression'
+        WHERE id = $1 AND disabled_at IS NULL RETURNING user_id AS "userId"`,
+      [authenticatorId],
+    )) as [Array<{ userId: string }>, number];
+    if (rows.length > 0) {
+      await appendAuditEvent(manager, {
+        actorId: SYSTEM_ACTOR,
+        action: 'authenticator.disabled',
+        subjectType: 'authenticator',
+        subjectId: authenticatorId,
+        data: {
+          alert: true,
+          reason: 'sign-count-regression',
+          userId: rows[0].userId,
+          credentialId,
+          detail: 'The signature counter went backwards: the authenticator may have been cloned',
+        },
+      });
+    }
+  }
+}

@@ -1,0 +1,281 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+} from '@simplewebauthn/server';
+import { DataSource } from 'typeorm';
+import { v7 as uuidv7 } from 'uuid';
+import { appendAuditEvent } from '../audit/audit-log.js';
+import { APP_CONFIG, type AppConfig } from '../config/config.js';
+import type { AuthenticatorEntity, StepUpChallengeEntity } from '../db/index.js';
+import { DomainError, ErrorCode } from '../domain/errors.js';
+import type { Actor } from '../elevation/actor.js';
+import { authenticationOptions, verifyAssertion } from '../webauthn/ceremonies.js';
+import type { StepUpEvidence } from '../webauthn/evidence.js';
+import { newNonce, stepUpChallenge, type StepUpAction } from '../webauthn/step-up-binding.js';
+import {
+  authenticatorsOf,
+  known,
+  lockAnsweringAuthenticator,
+  recordUse,
+  relyingParty,
+} from './authenticator-store.js';
+import { attributed, CeremonyError, recordCeremonyFailure } from './ceremony-failures.js';
+
+/** The step-up a protected call carries in its body (DESIGN §10). */
+export interface StepUpProof {
+  challengeId: string;
+  response: AuthenticationResponseJSON;
+}
+
+/** What a step-up must be bound to, as the protected call sees it. */
+export interface StepUpExpectation {
+  action: StepUpAction;
+  subjectId: string;
+  /** Computed by the caller from the stored subject, or from the call's parameters. */
+  subjectDigest: string;
+  /** An entitlement's `authenticator:` requirement (DESIGN §5: device-bound keys or an AAGUID allow-list). */
+  authenticator?: { deviceBound: boolean; aaguids: string[] | null };
+}
+
+/**
+ * Request-bound WebAuthn step-up (DESIGN §5): a single-use challenge that commits to user, action and
+ * subject, answered by a user-verified assertion. Every refusal is audited and counts toward a lockout.
+ */
+@Injectable()
+export class StepUpService {
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** Issues a challenge for `actor` bound to action, subject and digest; expires after STEP_UP_TTL_SECONDS. */
+  async issue(
+    actor: Actor,
+    binding: { action: StepUpAction; subjectId: string; subjectDigest: string },
+  ): Promise<{ challengeId: string; options: PublicKeyCredentialRequestOptionsJSON; expiresAt: string }> {
+    return this.dataSource.transaction(async (manager) => {
+      await this.assertNotLocked(manager, actor);
+      const authenticators = (await authenticatorsOf(manager, actor.id)).filter((item) => !item.disabledAt);
+      if (authenticators.length === 0) {
+        throw new DomainError(
+          ErrorCode.FORBIDDEN,
+          'You have no usable passkey; ask an admin for a recovery invite',
+        );
+      }
+      const nonce = newNonce();
+      const challenge = stepUpChallenge({ nonce, userId: actor.id, ...binding }).toString('base64url');
+      const id = uuidv7();
+      const [{ expires_at: expiresAt }] = (await manager.query(
+        `INSERT INTO step_up_challenges (id, user_id, action, subject_id, subject_digest, nonce, challenge, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now() + make_interval(secs => $8)) RETURNING expires_at`,
+        [
+          id,
+          actor.id,
+          binding.action,
+          binding.subjectId,
+          binding.subjectDigest,
+          nonce,
+          challenge,
+          this.config.stepUp.ttlSeconds,
+        ],
+      )) as Array<{ expires_at: Date }>;
+      const options = await authenticationOptions({
+        rp: relyingParty(this.config),
+        challenge,
+        allow: known(authenticators),
+      });
+      return { challengeId: id, options, expiresAt: expiresAt.toISOString() };
+    });
+  }
+
+  /**
+   * Verifies and consumes a step-up in its own transaction; the evidence is then stored with the decision.
+   * Missing → 401 STEP_UP_REQUIRED; otherwise each mismatch has its own code and an audit event.
+   */
+  async verify(
+    actor: Actor,
+    proof: StepUpProof | undefined,
+    expected: StepUpExpectation,
+  ): Promise<StepUpEvidence> {
+    if (!proof) {
+      throw new DomainError(
+        ErrorCode.STEP_UP_REQUIRED,
+        `This action needs a fresh passkey confirmation: request a "${expected.action}" challenge first`,
+      );
+    }
+    try {
+      return await this.dataSource.transaction(async (manager) => {
+        await this.assertNotLocked(manager, actor);
+        const challenge = await this.lockChallenge(manager, actor, proof.challengeId);
+        checkBinding(challenge, expected);
+        const authenticator = await lockAnsweringAuthenticator(manager, proof.response?.id);
+        try {
+          if (authenticator.userId !== actor.id) {
+            throw new DomainError(ErrorCode.CREDENTIAL_NOT_YOURS, 'This passkey belongs to someone else');
+          }
+          checkAuthenticatorRequirement(authenticator, expected.authenticator);
+          const assertion = await verifyAssertion(proof.response, {
+            rp: relyingParty(this.config),
+            challenge: challenge.challenge,
+            publicKey: authenticator.publicKey,
+            storedSignCount: authenticator.signCount,
+          });
+          await recordUse(manager, authenticator, assertion);
+          await manager.query(`UPDATE step_up_challenges SET used_at = now() WHERE id = $1`, [challenge.id]);
+          return {
+            challengeId: challenge.id,
+            userId: actor.id,
+            action: expected.action,
+            subjectId: challenge.subjectId,
+            subjectDigest: challenge.subjectDigest,
+            nonce: challenge.nonce,
+            authenticatorId: authenticator.id,
+            credentialId: authenticator.credentialId,
+            publicKey: authenticator.publicKey,
+            authenticatorData: assertion.authenticatorData,
+            clientDataJson: assertion.clientDataJson,
+            signature: assertion.signature,
+          };
+        } catch (error) {
+          throw attributed(error, authenticator.id, authenticator.credentialId);
+        }
+      });
+    } catch (error) {
+      if (error instanceof DomainError && error.code !== ErrorCode.STEP_UP_LOCKED) {
+        await this.recordFailure(actor, proof, expected, error);
+      }
+      throw error;
+    }
+  }
+
+  private async assertNotLocked(manager: import('typeorm').EntityManager, actor: Actor): Promise<void> {
+    const [row] = (await manager.query(
+      `SELECT step_up_locked_until AS "lockedUntil" FROM users WHERE id = $1 AND step_up_locked_until > now()`,
+      [actor.id],
+    )) as Array<{ lockedUntil: Date }>;
+    if (row) {
+      throw new DomainError(
+        ErrorCode.STEP_UP_LOCKED,
+        `Too many failed confirmations: passkey step-up is locked until ${row.lockedUntil.toISOString()}`,
+        { lockedUntil: row.lockedUntil.toISOString() },
+      );
+    }
+  }
+
+  private async lockChallenge(
+    manager: import('typeorm').EntityManager,
+    actor: Actor,
+    challengeId: string,
+  ): Promise<StepUpChallengeEntity & { expired: boolean }> {
+    const [challenge] = (await manager.query(
+      `SELECT id, user_id AS "userId", action, subject_id AS "subjectId", subject_digest AS "subjectDigest",
+              nonce, challenge, expires_at AS "expiresAt", used_at AS "usedAt", expires_at <= now() AS expired
+         FROM step_up_challenges WHERE id = $1 AND user_id = $2 FOR UPDATE`,
+      [challengeId, actor.id],
+    )) as Array<StepUpChallengeEntity & { expired: boolean }>;
+    if (!challenge) throw new DomainError(ErrorCode.STEP_UP_INVALID, 'No such step-up challenge for you');
+    if (challenge.usedAt)
+      throw new DomainError(ErrorCode.STEP_UP_REPLAYED, 'This step-up challenge was already used');
+    if (challenge.expired)
+      throw new DomainError(ErrorCode.STEP_UP_EXPIRED, 'This step-up challenge has expired');
+    return challenge;
+  }
+
+  /** Audits the refusal, burns the challenge, and locks step-up after too many failures in the window. */
+  private async recordFailure(
+    actor: Actor,
+    proof: StepUpProof,
+    expected: StepUpExpectation,
+    error: DomainError,
+  ): Promise<void> {
+    const { maxFailures, failureWindowSeconds, lockSeconds } = this.config.stepUp;
+    await this.dataSource.transaction(async (manager) => {
+      await manager.query(
+        `UPDATE step_up_challenges SET used_at = now() WHERE id = $1 AND user_id = $2 AND used_at IS NULL`,
+        [proof.challengeId, actor.id],
+      );
+      await recordCeremonyFailure(manager, {
+        kind: 'step-up',
+        actorId: actor.id,
+        error,
+        subjectType: 'user',
+        subjectId: actor.id,
+        data: { action: expected.action, subjectId: expected.subjectId, challengeId: proof.challengeId },
+      });
+      // Lock the user row so concurrent failures count once each and lock once.
+      const [[user]] = (await manager.query(
+        `UPDATE users SET step_up_locked_until = step_up_locked_until WHERE id = $1
+         RETURNING step_up_locked_until > now() AS locked`,
+        [actor.id],
+      )) as [Array<{ locked: boolean | null }>, number];
+      if (user?.locked) return;
+      const [{ failures }] = (await manager.query(
+        `SELECT count(*)::int AS failures FROM audit_events
+          WHERE actor_id = $1 AND action = 'step-up.failed' AND at > now() - make_interval(secs => $2)
+            AND at > coalesce((SELECT max(at) FROM audit_events
+                                WHERE actor_id = $1 AND action = 'step-up.locked'), '-infinity')`,
+        [actor.id, failureWindowSeconds],
+      )) as Array<{ failures: number }>;
+      if (failures < maxFailures) return;
+      const [[locked]] = (await manager.query(
+        `UPDATE users SET step_up_locked_until = now() + make_interval(secs => $2) WHERE id = $1
+         RETURNING step_up_locked_until AS "lockedUntil"`,
+        [actor.id, lockSeconds],
+      )) as [Array<{ lockedUntil: Date }>, number];
+      await appendAuditEvent(manager, {
+        actorId: actor.id,
+        action: 'step-up.locked',
+        subjectType: 'user',
+        subjectId: actor.id,
+        data: {
+          alert: true,
+          failures,
+          windowSeconds: failureWindowSeconds,
+          lockedUntil: locked.lockedUntil.toISOString(),
+        },
+      });
+    });
+  }
+}
+
+function checkBinding(challenge: StepUpChallengeEntity, expected: StepUpExpectation): void {
+  if (challenge.action !== expected.action) {
+    throw new DomainError(
+      ErrorCode.STEP_UP_ACTION_MISMATCH,
+      `This step-up was issued for "${challenge.action}", not "${expected.action}"`,
+    );
+  }
+  if (challenge.subjectId !== expected.subjectId) {
+    throw new DomainError(ErrorCode.STEP_UP_SUBJECT_MISMATCH, 'This step-up was issued for another subject');
+  }
+  if (challenge.subjectDigest !== expected.subjectDigest) {
+    throw new DomainError(
+      ErrorCode.STEP_UP_SUBJECT_CHANGED,
+      'What you confirmed differs from what this call would do; request a new challenge',
+    );
+  }
+}
+
+function checkAuthenticatorRequirement(
+  authenticator: AuthenticatorEntity,
+  requirement: StepUpExpectation['authenticator'],
+): void {
+  if (!requirement) return;
+  if (requirement.deviceBound && authenticator.backupEligible) {
+    throw new CeremonyError(
+      ErrorCode.AUTHENTICATOR_NOT_ALLOWED,
+      'This entitlement needs a device-bound passkey (not synced or backed up)',
+      authenticator.id,
+      authenticator.credentialId,
+    );
+  }
+  if (requirement.aaguids && !requirement.aaguids.includes(authenticator.aaguid.toLowerCase())) {
+    throw new CeremonyError(
+      ErrorCode.AUTHENTICATOR_NOT_ALLOWED,
+      'This entitlement needs a passkey from an approved authenticator model',
+      authenticator.id,
+      authenticator.credentialId,
+    );
+  }
+}

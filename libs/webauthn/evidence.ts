@@ -1,0 +1,33 @@
+import type { StepUpAction } from './step-up-binding.js';
+
+/** A verified step-up: everything anyone needs to re-check it offline (DESIGN §5), kept with the decision. */
+export interface StepUpEvidence {
+  challengeId: string;
+  userId: string;
+  action: StepUpAction;
+  subjectId: string;
+  subjectDigest: string;
+  nonce: string;
+  authenticatorId: string;
+  credentialId: string;
+  publicKey: Buffer;
+  authenticatorData: Buffer;
+  clientDataJson: Buffer;
+  signature: Buffer;
+}
+
+/** The evidence as an audit event carries it: binary fields base64url. */
+export function evidenceForAudit(evidence: StepUpEvidence): Record<string, string> {
+  return {
+    userId: evidence.userId,
+    action: evidence.action,
+    subjectId: evidence.subjectId,
+    subjectDigest: evidence.subjectDigest,
+    nonce: evidence.nonce,
+    credentialId: evidence.credentialId,
+    authenticatorData: evidence.authenticatorData.toString('base64url'),
+    clientDataJSON: evidence.clientDataJson.toString('base64url'),
+    signature: evidence.signature.toString('base64url'),
+    publicKey: evidence.publicKey.toString('base64url'),
+  };
+}
