@@ -9,10 +9,13 @@ import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { loadConfig } from '../../libs/config/config.js';
+import { createDataSource } from '../../libs/db/data-source.js';
 import { createDatabase } from '../../libs/devstack/databases.js';
 import { startEmbeddedPostgres } from '../../libs/devstack/embedded-postgres.js';
 import { startRedisServer } from '../../libs/devstack/redis-server.js';
 import { readSecretFile, writeSecretFile } from '../../libs/devstack/secret-file.js';
+import { ensureFirstAdminInvite } from '../../libs/identity/invites.js';
 
 // This file runs as <outDir>/apps/dev/start.js and starts the broker and worker compiled beside it. `npm start`
 // builds into <checkout>/dist, so the checkout (policies/, .data/) is the outDir's parent; a build elsewhere
@@ -24,7 +27,6 @@ const dataDir = path.resolve(process.env.JIT_DATA_DIR || path.join(root, '.data'
 const READY_DEADLINE_MS = 60_000;
 const READY_POLL_MS = 250;
 const APP_STOP_GRACE_MS = 10_000;
-const ENROLL_PREFIX = 'ENROLL_URL=';
 
 interface RunningApp {
   name: string;
@@ -39,8 +41,6 @@ const services: Array<() => Promise<void>> = [];
 const apps: RunningApp[] = [];
 let stopRequested = false;
 let shuttingDown: Promise<never> | undefined;
-let ready = false;
-let enrollUrl: string | undefined;
 
 function say(message: string): void {
   console.log(`[dev] ${message}`);
@@ -100,26 +100,42 @@ async function boot(): Promise<void> {
   }
 
   checkpoint();
-  startApp('broker', env, (line) => {
-    if (!line.startsWith(ENROLL_PREFIX)) return false;
-    enrollUrl = line.slice(ENROLL_PREFIX.length).trim();
-    if (ready) printEnrollment();
-    return true;
-  });
+  startApp('broker', env);
   startApp('worker', env);
 
   await waitUntilReady(Number(env.PORT));
-  ready = true;
+  checkpoint();
+  const enrollment = await firstAdminEnrollment(env);
   const url = `http://localhost:${env.PORT}`;
   const rule = '-'.repeat(72);
   console.log(`\n${rule}\n  Broker ready: ${url}`);
   if (env.PUBLIC_URL !== url) console.log(`  Public URL:   ${env.PUBLIC_URL}`);
-  if (enrollUrl !== undefined) printEnrollment();
+  if (enrollment !== null) {
+    console.log(`  First admin enrollment link (one use, until ${enrollment.expiresAt.toISOString()}):`);
+    console.log(`    ${enrollment.url}`);
+  }
   console.log(`  Stop with Ctrl-C.\n${rule}\n`);
 }
 
-function printEnrollment(): void {
-  console.log(`  First admin enrollment link: ${enrollUrl}`);
+/**
+ * A one-time link to enroll the first admin, while no admin holds a passkey; each start replaces the
+ * previous unused link. Once an admin exists, invites come from the admin UI or `npm run cli -- invite`.
+ */
+async function firstAdminEnrollment(
+  env: NodeJS.ProcessEnv,
+): Promise<{ url: string; expiresAt: Date } | null> {
+  const config = loadConfig(env);
+  const dataSource = createDataSource(config.databaseUrl, { poolSize: 1, applicationName: 'jit-dev-start' });
+  await dataSource.initialize();
+  try {
+    const invite = await ensureFirstAdminInvite(dataSource, {
+      publicUrl: config.http.publicUrl,
+      ttlSeconds: config.inviteTtlSeconds,
+    });
+    return invite && { url: invite.url, expiresAt: invite.expiresAt };
+  } finally {
+    await dataSource.destroy();
+  }
 }
 
 /** The key that encrypts signing keys at rest; generated once, then reused so restarts can decrypt. */
@@ -160,8 +176,8 @@ async function prepareDemoTarget(url: string): Promise<void> {
   }
 }
 
-/** `onStdoutLine` returns true for a line it consumed; every other line is forwarded with the app's prefix. */
-function startApp(name: string, env: NodeJS.ProcessEnv, onStdoutLine?: (line: string) => boolean): void {
+/** Runs an app with its output forwarded line by line under its name. */
+function startApp(name: string, env: NodeJS.ProcessEnv): void {
   const child = spawn(process.execPath, [path.join(distDir, 'apps', name, 'main.js')], {
     cwd: root,
     env,
@@ -180,9 +196,7 @@ function startApp(name: string, env: NodeJS.ProcessEnv, onStdoutLine?: (line: st
       if (!stopRequested) void shutdown(1, `${name} could not be started: ${error.message}`);
     });
   });
-  forwardLines(child.stdout, (line) => {
-    if (onStdoutLine?.(line) !== true) process.stdout.write(`[${name}] ${line}\n`);
-  });
+  forwardLines(child.stdout, (line) => process.stdout.write(`[${name}] ${line}\n`));
   forwardLines(child.stderr, (line) => process.stderr.write(`[${name}] ${line}\n`));
   apps.push({ name, child, exited });
 }

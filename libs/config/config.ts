@@ -191,5 +191,34 @@ export function loadDatabaseUrlOrExit(env: NodeJS.ProcessEnv = process.env): str
   return parsed.data;
 }
 
+/** What `cli invite` needs: the database, the public URL the link points at, and the invite lifetime. */
+export function loadInviteSettingsOrExit(env: NodeJS.ProcessEnv = process.env): {
+  databaseUrl: string;
+  publicUrl: string;
+  ttlSeconds: number;
+} {
+  const schema = envSchema.pick({
+    DATABASE_URL: true,
+    PORT: true,
+    PUBLIC_URL: true,
+    INVITE_TTL_SECONDS: true,
+  });
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = issue.path.join('.');
+      return env[name] === undefined ? `${name} is required` : `${name} ${issue.message}`;
+    });
+    console.error(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    process.exit(1);
+  }
+  const values = parsed.data;
+  return {
+    databaseUrl: values.DATABASE_URL,
+    publicUrl: new URL(values.PUBLIC_URL ?? `http://localhost:${values.PORT}`).href.replace(/\/$/, ''),
+    ttlSeconds: values.INVITE_TTL_SECONDS,
+  };
+}
+
 /** Nest injection token for the AppConfig object. */
 export const APP_CONFIG = Symbol('APP_CONFIG');
