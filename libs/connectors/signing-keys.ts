@@ -32,11 +32,21 @@ export interface LoadedSigningKey {
   privateKey: Awaited<ReturnType<typeof importPKCS8>>;
 }
 
-const ALGORITHM_OF: Record<string, string> = { jwt: 'ES256', audit: 'EdDSA' };
+/** A key as unsealed from the table: its private half as PKCS#8 PEM, for libraries that cannot take a CryptoKey. */
+export interface UnsealedSigningKey {
+  kid: string;
+  alg: string;
+  pkcs8: string;
+}
+
+/** What a key signs: `jwt` access tokens, `audit` checkpoints, `ssh` user certificates (the SSH CA). */
+export type SigningKeyPurpose = 'jwt' | 'audit' | 'ssh';
+
+const ALGORITHM_OF: Record<SigningKeyPurpose, string> = { jwt: 'ES256', audit: 'EdDSA', ssh: 'EdDSA' };
 
 /** The broker's signing keys, generated on first use and kept encrypted at rest in PostgreSQL. */
 export class SigningKeyStore {
-  private readonly current = new Map<string, Promise<LoadedSigningKey>>();
+  private readonly current = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -45,25 +55,39 @@ export class SigningKeyStore {
 
   /** The key that signs now for a purpose (`jwt` or `audit`), created on first call. */
   currentKey(purpose: 'jwt' | 'audit'): Promise<LoadedSigningKey> {
-    let key = this.current.get(purpose);
-    if (!key) {
-      key = this.loadOrCreate(purpose);
-      key.catch(() => this.current.delete(purpose));
-      this.current.set(purpose, key);
-    }
-    return key;
+    return this.cached(`imported:${purpose}`, async () => {
+      const key = await this.loadOrCreate(purpose);
+      return { kid: key.kid, alg: key.alg, privateKey: await importPKCS8(key.pkcs8, key.alg) };
+    });
+  }
+
+  /** The SSH user CA's current Ed25519 key as PKCS#8 (sshpk signs with it), created on first call. */
+  currentSshCaKey(): Promise<UnsealedSigningKey> {
+    return this.cached('unsealed:ssh', () => this.loadOrCreate('ssh'));
   }
 
   /** Public JWKs of every key of a purpose that may still verify something: current and retired ones. */
-  async publicJwks(purpose: 'jwt' | 'audit'): Promise<JWK[]> {
-    await this.currentKey(purpose);
+  async publicJwks(purpose: SigningKeyPurpose): Promise<JWK[]> {
+    if (purpose === 'ssh') await this.currentSshCaKey();
+    else await this.currentKey(purpose);
     const keys = await this.dataSource
       .getRepository(SigningKeyEntity)
       .find({ where: { purpose }, order: { createdAt: 'DESC' } });
     return keys.map((key) => key.publicJwk as JWK);
   }
 
-  private async loadOrCreate(purpose: 'jwt' | 'audit'): Promise<LoadedSigningKey> {
+  /** One load per process and cache key; a failed load is forgotten so the next call retries. */
+  private cached<T>(cacheKey: string, load: () => Promise<T>): Promise<T> {
+    let key = this.current.get(cacheKey) as Promise<T> | undefined;
+    if (!key) {
+      key = load();
+      key.catch(() => this.current.delete(cacheKey));
+      this.current.set(cacheKey, key);
+    }
+    return key;
+  }
+
+  private async loadOrCreate(purpose: SigningKeyPurpose): Promise<UnsealedSigningKey> {
     const repository = this.dataSource.getRepository(SigningKeyEntity);
     const existing = await repository.findOne({ where: { purpose, retiredAt: IsNull() } });
     if (existing) return this.unseal(existing);
@@ -84,12 +108,12 @@ export class SigningKeyStore {
         sealWithMasterKey(this.masterKey, Buffer.from(pkcs8), `signing-key:${kid}`),
       ],
     );
-    if (inserted.length === 1) return { kid, alg, privateKey };
+    if (inserted.length === 1) return { kid, alg, pkcs8 };
     return this.unseal(await repository.findOneOrFail({ where: { purpose, retiredAt: IsNull() } }));
   }
 
-  private async unseal(key: SigningKeyEntity): Promise<LoadedSigningKey> {
+  private unseal(key: SigningKeyEntity): UnsealedSigningKey {
     const pkcs8 = openWithMasterKey(this.masterKey, key.privateKeyEncrypted, `signing-key:${key.kid}`);
-    return { kid: key.kid, alg: key.alg, privateKey: await importPKCS8(pkcs8.toString(), key.alg) };
+    return { kid: key.kid, alg: key.alg, pkcs8: pkcs8.toString() };
   }
 }

@@ -12,6 +12,7 @@ import { SigningKeyEntity } from './entities/signing-key.entity.js';
 import { UserEntity } from './entities/user.entity.js';
 import { InitialSchema1763900000000 } from './migrations/1763900000000-initial-schema.js';
 import { Identity1764000000000 } from './migrations/1764000000000-identity.js';
+import { SshConnector1764100000000 } from './migrations/1764100000000-ssh-connector.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -31,7 +32,12 @@ export const ENTITIES = [
 ];
 
 /** Every migration, in order. */
-export const MIGRATIONS = [InitialSchema1763900000000, Identity1764000000000];
+export const MIGRATIONS = [
+  InitialSchema1763900000000,
+  Identity1764000000000,
+  SshConnector1764100000000,
+
+];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */
 export function createDataSource(url: string, options: { poolSize?: number; applicationName?: string } = {}) {

@@ -6,13 +6,19 @@ import type { Connector } from '../connectors/connector.js';
 import { JwtConnector } from '../connectors/jwt.connector.js';
 import { PostgresConnector } from '../connectors/postgres.connector.js';
 import { SigningKeyStore } from '../connectors/signing-keys.js';
+import { SshConnector } from '../connectors/ssh.connector.js';
+import { WebhookConnector } from '../connectors/webhook.connector.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Policy } from '../domain/policy.js';
+
+const MIN_WEBHOOK_SECRET_LENGTH = 16;
 
 /** Connector instances built from a policy's `connectors:` section, secrets resolved from the environment. */
 @Injectable()
 export class ConnectorRegistry implements OnApplicationShutdown {
   readonly signingKeys: SigningKeyStore;
+  /** The one SSH CA: every `type: ssh` connector signs with it, and its KRL and public key are served. */
+  readonly ssh: SshConnector;
   private readonly instances = new Map<string, Connector>();
 
   constructor(
@@ -20,6 +26,7 @@ export class ConnectorRegistry implements OnApplicationShutdown {
     dataSource: DataSource,
   ) {
     this.signingKeys = new SigningKeyStore(dataSource, config.masterKey);
+    this.ssh = new SshConnector(dataSource, this.signingKeys);
   }
 
   /** The connector named `name` in `policy`, configured exactly as that policy version says. */
@@ -54,11 +61,40 @@ export class ConnectorRegistry implements OnApplicationShutdown {
         }
         return new PostgresConnector({ adminUrl, connectorName: name });
       }
-      default:
+      case 'ssh':
+        // A CA key from the environment would be a second CA, with its own KRL section and trust line.
+        if (settings.caKeyEnv) {
+          throw new DomainError(
+            ErrorCode.NOT_SUPPORTED,
+            `Connector "${name}": caKeyEnv is not supported yet; without it the broker's own SSH CA signs`,
+          );
+        }
+        return this.ssh;
+      case 'webhook': {
+        const secret = this.config.connectorSecret(settings.secretEnv);
+        if (!secret) {
+          throw new DomainError(
+            ErrorCode.CONNECTOR_FAILED,
+            `Connector "${name}" needs the environment variable ${settings.secretEnv}, which is not set`,
+          );
+        }
+        // The HMAC key is all that authenticates the broker to the receiver: refuse a guessable one.
+        if (secret.length < MIN_WEBHOOK_SECRET_LENGTH) {
+          throw new DomainError(
+            ErrorCode.CONNECTOR_FAILED,
+            `Connector "${name}": ${settings.secretEnv} must be at least ${MIN_WEBHOOK_SECRET_LENGTH} characters`,
+          );
+        }
+        return new WebhookConnector({ url: settings.url, secret, connectorName: name });
+      }
+      default: {
+        // Every type the schema knows is handled; a stored policy version may still name another one.
+        const { type } = settings as { type: string };
         throw new DomainError(
           ErrorCode.NOT_SUPPORTED,
-          `Connector "${name}" of type ${settings.type} is not available in this version of the broker`,
+          `Connector "${name}" of type ${type} is not available in this version of the broker`,
         );
+      }
     }
   }
 

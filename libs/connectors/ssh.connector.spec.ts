@@ -1,0 +1,241 @@
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { describe, expect, it } from '@jest/globals';
+import sshpk from 'sshpk';
+import type { DataSource } from 'typeorm';
+import { DomainError, ErrorCode } from '../domain/errors.js';
+import type { GrantSpec } from './connector.js';
+import type { SigningKeyStore } from './signing-keys.js';
+import {
+  certificateOptions,
+  formatSshCertificateRef,
+  parseSshCertificateRef,
+  parseUserPublicKey,
+  SSH_CLOCK_SKEW_SECONDS,
+  SshConnector,
+} from './ssh.connector.js';
+
+/** An OpenSSH public key line for a fresh key made by Node (ed25519, ec, rsa or dsa). */
+function publicKeyLine(type: 'ed25519' | 'ec' | 'rsa' | 'dsa', bits?: number): string {
+  const { publicKey } =
+    type === 'rsa'
+      ? generateKeyPairSync('rsa', { modulusLength: bits ?? 2048 })
+      : type === 'dsa'
+        ? generateKeyPairSync('dsa', { modulusLength: 1024, divisorLength: 160 })
+        : type === 'ec'
+          ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+          : generateKeyPairSync('ed25519');
+  const key = sshpk.parseKey(publicKey.export({ type: 'spki', format: 'pem' }), 'pem');
+  key.comment = 'carol@laptop';
+  return key.toString('ssh');
+}
+
+function validationError(run: () => unknown): DomainError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(DomainError);
+    expect((error as DomainError).code).toBe(ErrorCode.VALIDATION_FAILED);
+    return error as DomainError;
+  }
+  throw new Error('expected a VALIDATION_FAILED DomainError');
+}
+
+function grantSpec(overrides: Partial<GrantSpec> = {}): GrantSpec {
+  return {
+    grantId: randomUUID(),
+    requestId: randomUUID(),
+    subject: 'carol',
+    entitlementId: 'prod-ssh',
+    scope: { principals: ['deploy'] },
+    notAfter: new Date(Math.floor(Date.now() / 1000) * 1000 + 600_000),
+    sshPublicKey: publicKeyLine('ed25519'),
+    ...overrides,
+  };
+}
+
+describe('parseUserPublicKey', () => {
+  it('accepts Ed25519, ECDSA and RSA ≥ 2048 keys, with or without a comment', () => {
+    expect(parseUserPublicKey(publicKeyLine('ed25519')).type).toBe('ed25519');
+    expect(parseUserPublicKey(publicKeyLine('ec')).type).toBe('ecdsa');
+    expect(parseUserPublicKey(`  ${publicKeyLine('rsa', 2048)}\n`).size).toBe(2048);
+    const [algorithm, base64] = publicKeyLine('ed25519').split(' ');
+    expect(parseUserPublicKey(`${algorithm} ${base64}`).type).toBe('ed25519');
+  });
+
+  it('refuses a missing key', () => {
+    expect(validationError(() => parseUserPublicKey(undefined)).message).toContain('required');
+    expect(validationError(() => parseUserPublicKey(null)).message).toContain('required');
+    expect(validationError(() => parseUserPublicKey('  ')).message).toContain('required');
+  });
+
+  it('refuses RSA keys under 2048 bits and DSA keys', () => {
+    expect(validationError(() => parseUserPublicKey(publicKeyLine('rsa', 1024))).message).toContain(
+      'RSA key of 1024 bits',
+    );
+    expect(publicKeyLine('dsa')).toMatch(/^ssh-dss /);
+    validationError(() => parseUserPublicKey(publicKeyLine('dsa')));
+  });
+
+  it('refuses text that is not exactly one valid public key', () => {
+    const line = publicKeyLine('ed25519');
+    const [algorithm, base64, comment] = line.split(' ');
+    const blob = Buffer.from(base64, 'base64');
+    const bad = [
+      'not a key',
+      `${algorithm} !!!!`,
+      `ssh-rsa ${base64}`, // the blob says ed25519
+      `${algorithm} ${Buffer.concat([blob, Buffer.from([0])]).toString('base64')}`, // trailing bytes
+      `${algorithm} ${blob.subarray(0, -1).toString('base64')}`, // truncated
+      `${line}\n${line}`,
+      `${algorithm}\n${base64} ${comment}`,
+      `ssh-ed25519-cert-v01@openssh.com ${base64}`,
+      '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----',
+      `${algorithm} ${base64} ${'x'.repeat(20_000)}`,
+    ];
+    for (const text of bad) validationError(() => parseUserPublicKey(text));
+  });
+});
+
+describe('certificateOptions', () => {
+  it('takes principals from scope and defaults to a terminal without forwarding', () => {
+    expect(certificateOptions(grantSpec({ scope: { principals: ['deploy', 'root', 'deploy'] } }))).toEqual({
+      principals: ['deploy', 'root'],
+      extensions: ['permit-pty'],
+      criticalOptions: [],
+    });
+  });
+
+  it('takes extensions and critical options from scope, in lexical order', () => {
+    const options = certificateOptions(
+      grantSpec({
+        scope: {
+          principals: ['deploy'],
+          extensions: ['permit-pty', 'permit-agent-forwarding'],
+          sourceAddresses: ['10.0.0.0/8', '192.0.2.7'],
+          forceCommand: '/usr/bin/systemctl status',
+        },
+      }),
+    );
+    expect(options.extensions).toEqual(['permit-agent-forwarding', 'permit-pty']);
+    expect(options.criticalOptions).toEqual([
+      { name: 'force-command', value: '/usr/bin/systemctl status' },
+      { name: 'source-address', value: '10.0.0.0/8,192.0.2.7' },
+    ]);
+    expect(
+      certificateOptions(grantSpec({ scope: { principals: ['deploy'], extensions: [] } })).extensions,
+    ).toEqual([]);
+  });
+
+  it('refuses missing, empty or malformed principals and unknown extensions', () => {
+    for (const scope of [
+      {},
+      { principals: [] },
+      { principals: 'deploy' },
+      { principals: ['two words'] },
+      { principals: ['a,b'] },
+      { principals: ['*'] },
+      { principals: [7] },
+      { principals: ['deploy'], extensions: ['permit-everything'] },
+      { principals: ['deploy'], extensions: 'permit-pty' },
+      { principals: ['deploy'], sourceAddresses: [] },
+      { principals: ['deploy'], sourceAddresses: ['example.com'] },
+      { principals: ['deploy'], forceCommand: '' },
+    ]) {
+      expect(() => certificateOptions(grantSpec({ scope }))).toThrow('Entitlement prod-ssh: scope.');
+    }
+  });
+});
+
+describe('SSH certificate references', () => {
+  const caKid = '019a9f1e-0000-7000-8000-000000000001';
+
+  it('round-trip the CA, the serial and the expiry', () => {
+    const ref = { caKid, serial: (1n << 63n) - 1n, notAfter: new Date('2030-01-01T00:00:00Z') };
+    expect(parseSshCertificateRef(formatSshCertificateRef(ref))).toEqual(ref);
+  });
+
+  it('refuse anything this connector did not make', () => {
+    for (const text of [
+      '',
+      'jit_0123',
+      `${caKid}:0:1893456000`,
+      `${caKid}:9223372036854775808:1893456000`,
+      `${caKid}:12:`,
+      `${caKid}:12:1893456000; DROP TABLE grants`,
+      `${caKid.toUpperCase()}:12:1893456000`,
+    ]) {
+      expect(() => parseSshCertificateRef(text)).toThrow('not a certificate reference');
+    }
+  });
+});
+
+describe('SshConnector.mint (CA key from a stub store)', () => {
+  const ca = sshpk.generatePrivateKey('ed25519');
+  const keys = {
+    currentSshCaKey: async () => ({
+      kid: '019a9f1e-0000-7000-8000-000000000002',
+      alg: 'EdDSA',
+      pkcs8: ca.toString('pkcs8'),
+    }),
+  } as unknown as SigningKeyStore;
+  const connector = new SshConnector(undefined as unknown as DataSource, keys);
+
+  it('signs a user certificate: principals, key id, serial, window ending exactly at notAfter', async () => {
+    const grant = grantSpec({ scope: { principals: ['deploy', 'root'] } });
+    const before = Math.floor(Date.now() / 1000);
+    const minted = await connector.mint(grant);
+    const certificate = sshpk.parseCertificate(String(minted.credential.certificate), 'openssh');
+
+    expect(certificate.isSignedByKey(ca.toPublic())).toBe(true);
+    expect(certificate.subjectKey.toString('ssh').split(' ').slice(0, 2)).toEqual(
+      String(grant.sshPublicKey).split(' ').slice(0, 2),
+    );
+    expect(certificate.subjects.map((subject) => subject.uid)).toEqual(['deploy', 'root']);
+    expect(certificate.validUntil.getTime()).toBe(grant.notAfter.getTime());
+    expect(certificate.validFrom.getTime() / 1000).toBeGreaterThanOrEqual(before - SSH_CLOCK_SKEW_SECONDS);
+    expect(certificate.validFrom.getTime() / 1000).toBeLessThanOrEqual(before + 1 - SSH_CLOCK_SKEW_SECONDS);
+    expect(certificate.signatures.openssh?.keyId).toBe(`jit-grant:${grant.grantId}:carol`);
+    expect(certificate.signatures.openssh?.exts.map((extension) => extension.name)).toEqual(['permit-pty']);
+    const serial = certificate.serial.readBigUInt64BE();
+    expect(minted.credential).toMatchObject({
+      type: 'ssh',
+      notAfter: grant.notAfter.toISOString(),
+      serial: serial.toString(),
+      principals: ['deploy', 'root'],
+      caPublicKey: expect.stringMatching(/^ssh-ed25519 AAAA\S+ jit-broker-ssh-user-ca$/),
+    });
+    expect(parseSshCertificateRef(minted.externalRef)).toEqual({
+      caKid: '019a9f1e-0000-7000-8000-000000000002',
+      serial,
+      notAfter: grant.notAfter,
+    });
+    expect(minted.fingerprint).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('gives every grant its own serial', async () => {
+    const serials = new Set<unknown>();
+    for (let index = 0; index < 20; index++)
+      serials.add((await connector.mint(grantSpec())).credential.serial);
+    expect(serials.size).toBe(20);
+  });
+
+  it('refuses a bad key with VALIDATION_FAILED before touching the CA', async () => {
+    await expect(
+      connector.mint(grantSpec({ sshPublicKey: publicKeyLine('rsa', 1024) })),
+    ).rejects.toMatchObject({
+      code: ErrorCode.VALIDATION_FAILED,
+    });
+    await expect(connector.mint(grantSpec({ sshPublicKey: undefined }))).rejects.toMatchObject({
+      code: ErrorCode.VALIDATION_FAILED,
+    });
+  });
+
+  it('refuses a window that has already ended or is not whole seconds', async () => {
+    await expect(
+      connector.mint(grantSpec({ notAfter: new Date(Math.floor(Date.now() / 1000) * 1000 - 1000) })),
+    ).rejects.toThrow('notAfter has passed');
+    await expect(
+      connector.mint(grantSpec({ notAfter: new Date(Math.floor(Date.now() / 1000) * 1000 + 600_500) })),
+    ).rejects.toThrow('whole second');
+  });
+});
