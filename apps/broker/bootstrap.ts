@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Logger } from 'nestjs-pino';
 import type { AppConfig } from '../../libs/config/config.js';
+import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
 import { PolicyService } from '../../libs/elevation/policy.service.js';
 import { BrokerModule } from './broker.module.js';
 
@@ -28,7 +29,8 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
     },
   );
   app.set('trust proxy', false);
-  app.enableShutdownHooks();
-  await app.get(PolicyService).loadFromDirectory('boot');
+  // Not SIGHUP: that reloads the policy (main.ts).
+  app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
+  await app.get(PolicyService).loadFromDirectory(SYSTEM_ACTOR);
   return app;
 }

@@ -13,7 +13,8 @@ import { EntitlementsController } from './entitlements/entitlements.controller.j
 import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
 import { createValidationPipe } from './errors/validation.js';
 import { HealthController } from './health/health.controller.js';
-import { RequestsController } from './requests/requests.controller.js';
+import { ApprovalsController, RequestsController } from './requests/requests.controller.js';
+import { SshKrlController } from './tokens/ssh-krl.controller.js';
 import { IntrospectionService } from './tokens/introspection.service.js';
 import { TokensController } from './tokens/tokens.controller.js';
 
@@ -31,8 +32,10 @@ export class BrokerModule {
         AuthenticatorsController,
         AdminController,
         RequestsController,
+        ApprovalsController,
         EntitlementsController,
         TokensController,
+        SshKrlController,
       ],
       providers: [
         IntrospectionService,

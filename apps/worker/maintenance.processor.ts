@@ -1,6 +1,7 @@
 import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
+import { RequestsService } from '../../libs/elevation/requests.service.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
 import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
@@ -10,10 +11,13 @@ import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handler
 export class MaintenanceProcessor extends WorkerHost {
   private readonly logger = new Logger(MaintenanceProcessor.name);
   private readonly handlers: JobHandlers = {
-    [JobName.Sweep]: () => this.revocation.sweep(),
+    [JobName.Sweep]: () => this.sweep(),
   };
 
-  constructor(private readonly revocation: RevocationService) {
+  constructor(
+    private readonly revocation: RevocationService,
+    private readonly requests: RequestsService,
+  ) {
     super();
     assertHandlesEveryJob(QueueName.Maintenance, this.handlers);
   }
@@ -22,6 +26,15 @@ export class MaintenanceProcessor extends WorkerHost {
   @OnWorkerEvent('error')
   onWorkerError(error: Error): void {
     this.logger.warn(`Worker connection: ${error.message}`);
+  }
+
+  /** Rebuilds revocation and lifecycle jobs from PostgreSQL and reports overdue break-glass reviews. */
+  private async sweep(): Promise<Record<string, number>> {
+    return {
+      grants: await this.revocation.sweep(),
+      requests: await this.requests.sweepLifecycle(),
+      overdueReviews: await this.requests.reportOverdueReviews(),
+    };
   }
 
   process(job: Job): Promise<unknown> {

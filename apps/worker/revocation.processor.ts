@@ -36,7 +36,7 @@ export class RevocationProcessor extends WorkerHost {
   }
 
   private async revokeGrant(job: Job<JobPayloads[JobName.RevokeGrant]>) {
-    const outcome = await this.revocation.revokeExpiredGrant(job.data.grantId);
+    const outcome = await this.revocation.revokeGrant(job.data.grantId);
     if (outcome.status === 'revoked')
       this.logger.log(`Revoked grant ${job.data.grantId}, lag ${outcome.lagMs} ms`);
     return outcome;

@@ -10,8 +10,10 @@ import {
 import type { Queue } from 'bullmq';
 import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
+import { RequestsService } from '../../libs/elevation/requests.service.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
+import { LifecycleProcessor } from './lifecycle.processor.js';
 import { MaintenanceProcessor } from './maintenance.processor.js';
 import { RevocationProcessor } from './revocation.processor.js';
 
@@ -26,6 +28,7 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly revocation: RevocationService,
+    private readonly requests: RequestsService,
     @InjectQueue(QueueName.Maintenance) private readonly maintenanceQueue: Queue,
   ) {}
 
@@ -33,14 +36,15 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
     return {
       module: WorkerModule,
       imports: [ElevationModule.forRoot(config, { applicationName: 'jit-worker' })],
-      providers: [RevocationProcessor, MaintenanceProcessor],
+      providers: [RevocationProcessor, LifecycleProcessor, MaintenanceProcessor],
     };
   }
 
   /** Restore on boot: sweep from PostgreSQL first, then keep sweeping on a schedule. */
   async onApplicationBootstrap(): Promise<void> {
     const scheduled = await this.revocation.sweep();
-    this.logger.log(`Boot sweep scheduled ${scheduled} unrevoked grant(s)`);
+    const open = await this.requests.sweepLifecycle();
+    this.logger.log(`Boot sweep scheduled ${scheduled} unrevoked grant(s) and ${open} open request(s)`);
     await this.ensureSchedulers();
     // The schedule itself lives in Redis: re-assert it every interval, so a Redis flush or failover costs
     // at most one interval of sweeping instead of stopping it until the next worker restart.

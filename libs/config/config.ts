@@ -49,6 +49,14 @@ const envSchema = z.object({
   STEP_UP_MAX_FAILURES: positiveSeconds.default(5),
   STEP_UP_FAILURE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
   STEP_UP_LOCK_SECONDS: positiveSeconds.default(15 * 60),
+  MAX_OPEN_REQUESTS_PER_ENTITLEMENT: positiveSeconds.default(1),
+  MAX_OPEN_REQUESTS: positiveSeconds.default(5),
+  REQUEST_RATE_LIMIT: positiveSeconds.default(20),
+  REQUEST_RATE_WINDOW_SECONDS: positiveSeconds.default(3600),
+  DENIAL_COOLDOWN_SECONDS: positiveSeconds.default(15 * 60),
+  DENIAL_LOCKOUT_COUNT: positiveSeconds.default(3),
+  DENIAL_LOCKOUT_WINDOW_SECONDS: positiveSeconds.default(24 * 3600),
+  RUBBER_STAMP_SECONDS: positiveSeconds.default(10),
   IP_RATE_LIMIT: positiveSeconds.default(300),
   IP_RATE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -75,6 +83,17 @@ export interface AppConfig {
   sessions: { idleSeconds: number; absoluteSeconds: number };
   inviteTtlSeconds: number;
   stepUp: { ttlSeconds: number; maxFailures: number; failureWindowSeconds: number; lockSeconds: number };
+  /** Limits that keep a flood of requests from wearing approvers down (DESIGN §6, issue: anti-fatigue). */
+  antiFatigue: {
+    maxOpenPerEntitlement: number;
+    maxOpen: number;
+    requestLimit: number;
+    requestWindowSeconds: number;
+    denialCooldownSeconds: number;
+    denialLockoutCount: number;
+    denialLockoutWindowSeconds: number;
+    rubberStampSeconds: number;
+  };
   /** Per client IP: ceremonies and step-ups allowed per window (DESIGN §5: an office behind one address stays under it). */
   ipRateLimit: { limit: number; windowSeconds: number };
   logLevel: string;
@@ -159,6 +178,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       maxFailures: values.STEP_UP_MAX_FAILURES,
       failureWindowSeconds: values.STEP_UP_FAILURE_WINDOW_SECONDS,
       lockSeconds: values.STEP_UP_LOCK_SECONDS,
+    },
+    antiFatigue: {
+      maxOpenPerEntitlement: values.MAX_OPEN_REQUESTS_PER_ENTITLEMENT,
+      maxOpen: values.MAX_OPEN_REQUESTS,
+      requestLimit: values.REQUEST_RATE_LIMIT,
+      requestWindowSeconds: values.REQUEST_RATE_WINDOW_SECONDS,
+      denialCooldownSeconds: values.DENIAL_COOLDOWN_SECONDS,
+      denialLockoutCount: values.DENIAL_LOCKOUT_COUNT,
+      denialLockoutWindowSeconds: values.DENIAL_LOCKOUT_WINDOW_SECONDS,
+      rubberStampSeconds: values.RUBBER_STAMP_SECONDS,
     },
     ipRateLimit: { limit: values.IP_RATE_LIMIT, windowSeconds: values.IP_RATE_WINDOW_SECONDS },
     logLevel: values.LOG_LEVEL,

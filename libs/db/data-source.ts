@@ -12,6 +12,7 @@ import { SigningKeyEntity } from './entities/signing-key.entity.js';
 import { UserEntity } from './entities/user.entity.js';
 import { InitialSchema1763900000000 } from './migrations/1763900000000-initial-schema.js';
 import { Identity1764000000000 } from './migrations/1764000000000-identity.js';
+import { Lifecycle1764200000000 } from './migrations/1764200000000-lifecycle.js';
 import { SshConnector1764100000000 } from './migrations/1764100000000-ssh-connector.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
@@ -36,7 +37,7 @@ export const MIGRATIONS = [
   InitialSchema1763900000000,
   Identity1764000000000,
   SshConnector1764100000000,
-
+  Lifecycle1764200000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */

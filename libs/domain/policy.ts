@@ -74,7 +74,8 @@ export const SELF_SERVICE_MAX_SECONDS = 60 * 60;
 /** Break-glass skips approval up front (it is reviewed afterwards), so its grants stay short too. */
 export const BREAK_GLASS_MAX_SECONDS = 60 * 60;
 const DEFAULT_PENDING_TTL_SECONDS = 60 * 60;
-const DEFAULT_ACTIVATION_WINDOW_SECONDS = 15 * 60;
+/** How long an approved (or self-service) request may wait for its activation, unless the policy says. */
+export const DEFAULT_ACTIVATION_WINDOW_SECONDS = 15 * 60;
 
 /** What a username looks like, here and wherever users are created. */
 export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -651,7 +652,8 @@ function isMemberOfAny(policy: Policy, groupNames: string[], username: string): 
   return groupNames.some((groupName) => membersOf(policy, groupName).includes(username));
 }
 
+/** Usernames in a group (none for an unknown group). */
 // Own properties only: a group named "constructor" must not find Object.prototype's.
-function membersOf(policy: Policy, groupName: string): string[] {
+export function membersOf(policy: Policy, groupName: string): string[] {
   return Object.hasOwn(policy.groups, groupName) ? policy.groups[groupName] : [];
 }

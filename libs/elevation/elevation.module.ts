@@ -17,6 +17,8 @@ export class ElevationModule {
   static forRoot(config: AppConfig, options: { applicationName: string }): DynamicModule {
     return {
       module: ElevationModule,
+      // Global: the identity services (suspension) and the apps' controllers use the elevation core.
+      global: true,
       imports: [
         ConfigModule.forRoot(config),
         loggerModule(config),

@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import { PolicyVersionEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -13,13 +14,15 @@ export interface PolicyVersion {
 }
 
 /**
- * The policy in force (loaded by the broker from POLICY_DIR) and every stored version by hash (what the
- * worker uses: a grant is revoked with the connector settings it was issued under).
+ * The policy in force and every stored version by hash. A load validates POLICY_DIR, stores the version
+ * and activates it in PostgreSQL, so every broker instance follows the latest activation (inForce());
+ * an invalid load throws PolicyError and changes nothing. The worker only reads versions by hash: a grant
+ * is revoked with the connector settings it was issued under.
  */
 @Injectable()
 export class PolicyService {
   private readonly logger = new Logger(PolicyService.name);
-  private inForce: PolicyVersion | null = null;
+  private cached: PolicyVersion | null = null;
   private readonly versions = new Map<string, Policy>();
 
   constructor(
@@ -27,28 +30,63 @@ export class PolicyService {
     private readonly dataSource: DataSource,
   ) {}
 
-  /** Loads POLICY_DIR, stores the version if new, and puts it in force. Throws PolicyError when invalid. */
-  async loadFromDirectory(loadedBy: string): Promise<PolicyVersion> {
+  /**
+   * Loads POLICY_DIR, stores the version if new and puts it in force for every instance, audited as
+   * `actorId` (a user id, or `system` at boot). Throws PolicyError, naming file and line, when invalid.
+   */
+  async loadFromDirectory(actorId: string): Promise<PolicyVersion & { changed: boolean }> {
     const { policy, hash } = await loadPolicyDir(this.config.policy.dir, {
       hardMaxDurationSeconds: this.config.policy.hardMaxDurationSeconds,
     });
-    await this.dataSource
-      .createQueryBuilder()
-      .insert()
-      .into(PolicyVersionEntity)
-      .values({ hash, content: policy, loadedAt: new Date(), loadedBy })
-      .orIgnore()
-      .execute();
+    const changed = await this.dataSource.transaction(async (manager) => {
+      await manager
+        .createQueryBuilder()
+        .insert()
+        .into(PolicyVersionEntity)
+        .values({ hash, content: policy, loadedAt: new Date(), loadedBy: actorId })
+        .orIgnore()
+        .execute();
+      // Serialise activations, so the "previous" read below is the one this activation replaces.
+      await manager.query(`LOCK TABLE policy_activations IN SHARE ROW EXCLUSIVE MODE`);
+      const [previous] = (await manager.query(
+        `SELECT hash FROM policy_activations ORDER BY id DESC LIMIT 1`,
+      )) as Array<{ hash: string }>;
+      if (previous?.hash === hash) return false;
+      await manager.query(`INSERT INTO policy_activations (hash, activated_by) VALUES ($1, $2)`, [
+        hash,
+        actorId,
+      ]);
+      await appendAuditEvent(manager, {
+        actorId,
+        action: 'policy.activated',
+        subjectType: 'policy',
+        subjectId: hash,
+        data: {
+          hash,
+          previousHash: previous?.hash ?? null,
+          entitlements: policy.entitlements.map((entitlement) => entitlement.id),
+        },
+      });
+      return true;
+    });
     this.versions.set(hash, policy);
-    this.inForce = { hash, policy };
-    this.logger.log(`Policy ${hash.slice(0, 12)} in force: ${policy.entitlements.length} entitlements`);
-    return this.inForce;
+    this.cached = { hash, policy };
+    this.logger.log(
+      `Policy ${hash.slice(0, 12)} in force${changed ? '' : ' (unchanged)'}: ${policy.entitlements.length} entitlements`,
+    );
+    return { hash, policy, changed };
   }
 
-  /** The version in force; only the broker has one. */
-  current(): PolicyVersion {
-    if (!this.inForce) throw new DomainError(ErrorCode.INTERNAL, 'No policy is loaded');
-    return this.inForce;
+  /** The version in force for every instance: the latest activation in PostgreSQL (one indexed read). */
+  async inForce(): Promise<PolicyVersion> {
+    const [latest] = (await this.dataSource.query(
+      `SELECT hash FROM policy_activations ORDER BY id DESC LIMIT 1`,
+    )) as Array<{ hash: string }>;
+    if (!latest) throw new DomainError(ErrorCode.INTERNAL, 'No policy is in force');
+    if (this.cached?.hash !== latest.hash) {
+      this.cached = { hash: latest.hash, policy: await this.byHash(latest.hash) };
+    }
+    return this.cached;
   }
 
   /** A stored version by hash (validated when it was stored). */

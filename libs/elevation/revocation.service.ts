@@ -30,8 +30,8 @@ export class RevocationService {
     private readonly jobs: JobProducer,
   ) {}
 
-  /** Revokes a grant whose notAfter has passed (by PostgreSQL's clock). */
-  async revokeExpiredGrant(grantId: string): Promise<RevocationOutcome> {
+  /** Revokes a grant whose notAfter has passed (by PostgreSQL's clock), or whose early revoke was asked for. */
+  async revokeGrant(grantId: string): Promise<RevocationOutcome> {
     const grants = this.dataSource.getRepository(GrantEntity);
     const grant = await grants.findOneBy({ id: grantId });
     if (!grant) return { status: 'unknown-grant' };
@@ -40,7 +40,8 @@ export class RevocationService {
       `SELECT (extract(epoch FROM ($1::timestamptz - now())) * 1000)::float8 AS remaining_ms`,
       [grant.notAfter],
     )) as Array<{ remaining_ms: number }>;
-    if (remaining > 0) return { status: 'not-due', remainingMs: Math.ceil(remaining) };
+    if (remaining > 0 && !grant.revokeRequestedAt)
+      return { status: 'not-due', remainingMs: Math.ceil(remaining) };
 
     const request = await this.dataSource
       .getRepository(ElevationRequestEntity)
@@ -62,7 +63,12 @@ export class RevocationService {
       });
       if (!locked || locked.state === 'REVOKED') return { status: 'already-revoked' } as const;
       const now = await databaseNow(manager);
-      const lagMs = now.getTime() - locked.notAfter.getTime();
+      // The lag is measured from when revocation became due: notAfter, or the early revoke.
+      const dueAt =
+        locked.revokeRequestedAt && locked.revokeRequestedAt < locked.notAfter
+          ? locked.revokeRequestedAt
+          : locked.notAfter;
+      const lagMs = now.getTime() - dueAt.getTime();
       await manager.update(GrantEntity, { id: grantId }, { state: 'REVOKED', revokedAt: now });
       await appendAuditEvent(manager, {
         actorId: SYSTEM_ACTOR,
@@ -71,7 +77,7 @@ export class RevocationService {
         subjectId: grantId,
         requestId: locked.requestId,
         data: {
-          reason: 'expired',
+          reason: locked.revokeRequestedAt ? (locked.revokeReason ?? 'revoked') : 'expired',
           connector: locked.connector,
           externalRef: locked.externalRef,
           notAfter: locked.notAfter.toISOString(),
@@ -127,9 +133,11 @@ export class RevocationService {
    */
   async sweep(): Promise<number> {
     const pending = (await this.dataSource.query(
-      `SELECT id, not_after FROM grants WHERE state <> 'REVOKED' ORDER BY not_after`,
-    )) as Array<{ id: string; not_after: Date }>;
-    for (const grant of pending) await this.jobs.scheduleRevocation(grant.id, grant.not_after);
+      `SELECT id, not_after, revoke_requested_at FROM grants WHERE state <> 'REVOKED' ORDER BY not_after`,
+    )) as Array<{ id: string; not_after: Date; revoke_requested_at: Date | null }>;
+    for (const grant of pending) {
+      await this.jobs.scheduleRevocation(grant.id, grant.revoke_requested_at ?? grant.not_after);
+    }
     if (pending.length > 0) this.logger.debug(`Sweep scheduled ${pending.length} unrevoked grant(s)`);
     return pending.length;
   }

@@ -1,33 +1,96 @@
 import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
-import type { Queue } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import { withDeadline } from '../deadline/deadline.js';
-import { JobName, QueueName, REVOKE_ATTEMPTS, revokeJobId, type JobPayloads } from './jobs.js';
+import {
+  expireJobId,
+  JobName,
+  QueueName,
+  REVOKE_ATTEMPTS,
+  revokeJobId,
+  startJobId,
+  type JobPayloads,
+} from './jobs.js';
 
 const ENQUEUE_TIMEOUT_MS = 2000;
 
-/** The one place that enqueues jobs; every job is keyed by a deterministic id. */
+// Finished jobs are removed so that the sweeper can enqueue the same id again if PostgreSQL says the work
+// is still not done.
+const REMOVE_WHEN_DONE: JobsOptions = { removeOnComplete: true, removeOnFail: true };
+const LIFECYCLE_RETRIES: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1000, jitter: 0.5 },
+};
+
+/**
+ * The one place that enqueues jobs; every job is keyed by a deterministic id. Callers enqueue after their
+ * transaction commits; if the process dies first, the sweeper enqueues from PostgreSQL (DESIGN §4).
+ */
 @Injectable()
 export class JobProducer {
-  constructor(@InjectQueue(QueueName.Revocation) private readonly revocationQueue: Queue) {}
+  constructor(
+    @InjectQueue(QueueName.Revocation) private readonly revocationQueue: Queue,
+    @InjectQueue(QueueName.Lifecycle) private readonly lifecycleQueue: Queue,
+  ) {}
 
-  /**
-   * Schedules the revocation of a grant at `notAfter` (at once when already due). Called after the
-   * transaction that issued the grant commits; if this process dies first, the sweeper enqueues it.
-   */
+  /** Schedules the revocation of a grant at `notAfter` (at once when already due). */
   async scheduleRevocation(grantId: string, notAfter: Date): Promise<void> {
     const payload: JobPayloads[JobName.RevokeGrant] = { grantId };
-    const added = this.revocationQueue.add(JobName.RevokeGrant, payload, {
-      jobId: revokeJobId(grantId),
-      delay: Math.max(0, notAfter.getTime() - Date.now()),
-      attempts: REVOKE_ATTEMPTS,
-      backoff: { type: 'exponential', delay: 1000, jitter: 0.5 },
-      // Finished jobs are removed so that the sweeper can enqueue the same id again if PostgreSQL says
-      // the grant is still not revoked.
-      removeOnComplete: true,
-      removeOnFail: true,
-    });
-    // While Redis is unreachable, add() waits for it indefinitely; a caller must not hang on that.
-    await withDeadline(added, ENQUEUE_TIMEOUT_MS, 'Redis did not accept the job in time');
+    await bounded(
+      this.revocationQueue.add(JobName.RevokeGrant, payload, {
+        jobId: revokeJobId(grantId),
+        delay: Math.max(0, notAfter.getTime() - Date.now()),
+        attempts: REVOKE_ATTEMPTS,
+        backoff: { type: 'exponential', delay: 1000, jitter: 0.5 },
+        ...REMOVE_WHEN_DONE,
+      }),
+    );
   }
+
+  /** Early revoke: the grant's delayed job runs now (DESIGN §8: promoted on early revoke). */
+  async revokeNow(grantId: string): Promise<void> {
+    await bounded(this.runNow(this.revocationQueue, revokeJobId(grantId)));
+    await this.scheduleRevocation(grantId, new Date(0));
+  }
+
+  /** (Re)schedules a request's expiry check at `deadline` (pending TTL, then activation window). */
+  async scheduleExpiry(requestId: string, deadline: Date): Promise<void> {
+    await this.reschedule(JobName.ExpireRequest, expireJobId(requestId), { requestId }, deadline);
+  }
+
+  /** Schedules the opening of a scheduled request's activation window at notBefore. */
+  async scheduleStart(requestId: string, notBefore: Date): Promise<void> {
+    await this.reschedule(JobName.StartScheduled, startJobId(requestId), { requestId }, notBefore);
+  }
+
+  /** Replaces a delayed lifecycle job with one at `at`; a job already running re-delays itself from PostgreSQL. */
+  private async reschedule(
+    name: JobName,
+    jobId: string,
+    payload: { requestId: string },
+    at: Date,
+  ): Promise<void> {
+    await bounded(
+      (async () => {
+        const existing = await this.lifecycleQueue.getJob(jobId);
+        if (existing && (await existing.isDelayed())) await existing.remove().catch(() => undefined);
+        await this.lifecycleQueue.add(name, payload, {
+          jobId,
+          delay: Math.max(0, at.getTime() - Date.now()),
+          ...LIFECYCLE_RETRIES,
+          ...REMOVE_WHEN_DONE,
+        });
+      })(),
+    );
+  }
+
+  private async runNow(queue: Queue, jobId: string): Promise<void> {
+    const existing = await queue.getJob(jobId);
+    if (existing && (await existing.isDelayed())) await existing.promote().catch(() => undefined);
+  }
+}
+
+/** While Redis is unreachable, BullMQ waits for it indefinitely; a caller must not hang on that. */
+function bounded<T>(operation: Promise<T>): Promise<T> {
+  return withDeadline(operation, ENQUEUE_TIMEOUT_MS, 'Redis did not accept the job in time');
 }

@@ -29,11 +29,12 @@ class QueueErrorLogger implements OnModuleInit {
 
   constructor(
     @InjectQueue(QueueName.Revocation) private readonly revocation: Queue,
+    @InjectQueue(QueueName.Lifecycle) private readonly lifecycle: Queue,
     @InjectQueue(QueueName.Maintenance) private readonly maintenance: Queue,
   ) {}
 
   onModuleInit(): void {
-    for (const queue of [this.revocation, this.maintenance]) {
+    for (const queue of [this.revocation, this.lifecycle, this.maintenance]) {
       queue.on('error', (error: Error) => this.logger.warn(`Queue ${queue.name}: ${error.message}`));
     }
   }

@@ -9,7 +9,9 @@ import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { paramsDigest } from '../auth/step-up-params.js';
 import { EmptyBodyPipe } from '../errors/validation.js';
-import { CreateInviteDto } from './admin.dto.js';
+import { PolicyService } from '../../../libs/elevation/policy.service.js';
+import { UsersService } from '../../../libs/identity/users.service.js';
+import { CreateInviteDto, PolicyReloadDto, SetUserStatusDto } from './admin.dto.js';
 
 function requireAdmin(actor: Actor): void {
   if (!actor.roles.includes('admin')) throw new DomainError(ErrorCode.FORBIDDEN, 'Admins only');
@@ -22,6 +24,8 @@ export class AdminController {
     private readonly invites: InvitesService,
     private readonly sessions: SessionsService,
     private readonly stepUp: StepUpService,
+    private readonly accounts: UsersService,
+    private readonly policies: PolicyService,
     private readonly dataSource: DataSource,
   ) {}
 
@@ -77,5 +81,75 @@ export class AdminController {
       if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
       return { ended: await this.sessions.endAllForUser(manager, actor.id, user.id, 'ended-by-admin') };
     });
+  }
+
+  /**
+   * Suspends (sessions end, pending requests cancelled, active grants revoked at once) or reinstates a
+   * user; a `user.suspend` step-up bound to the username and `{ status, reason }`.
+   */
+  @Post('users/:username/status')
+  @HttpCode(200)
+  async setStatus(
+    @CurrentActor() actor: Actor,
+    @Param('username') username: string,
+    @Body() body: SetUserStatusDto,
+  ) {
+    requireAdmin(actor);
+    if (!USERNAME_PATTERN.test(username))
+      throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not a username');
+    const { stepUp, ...params } = body;
+    const evidence = await this.stepUp.verify(actor, stepUp as never, {
+      action: 'user.suspend',
+      subjectId: username,
+      subjectDigest: paramsDigest(params),
+    });
+    return this.accounts.setStatus(actor, username, body.status, body.reason, evidence);
+  }
+
+  /** Lifts the lockout that repeated denials put on a user for one entitlement; audited. */
+  @Post('users/:username/lockouts/:entitlementId/unlock')
+  @HttpCode(204)
+  async unlock(
+    @CurrentActor() actor: Actor,
+    @Param('username') username: string,
+    @Param('entitlementId') entitlementId: string,
+    @Body(EmptyBodyPipe) _body: unknown,
+  ): Promise<void> {
+    requireAdmin(actor);
+    if (!USERNAME_PATTERN.test(username))
+      throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not a username');
+    if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(entitlementId)) {
+      throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not an entitlement id');
+    }
+    await this.accounts.unlock(actor, username, entitlementId);
+  }
+
+  /** The version in force and the activation history, newest first. */
+  @Get('policies')
+  async policyVersions(@CurrentActor() actor: Actor) {
+    requireAdmin(actor);
+    const { hash } = await this.policies.inForce();
+    const items = (await this.dataSource.query(
+      `SELECT a.hash, a.activated_at AS "activatedAt", a.activated_by AS "activatedBy"
+         FROM policy_activations a ORDER BY a.id DESC LIMIT 100`,
+    )) as unknown[];
+    return { inForce: hash, items, nextCursor: null };
+  }
+
+  /**
+   * Reloads POLICY_DIR with a `policy.reload` step-up (subject `policy`, params `{}`); an invalid policy
+   * answers 422 with file, line and reason, and the version in force stays.
+   */
+  @Post('policies/reload')
+  @HttpCode(200)
+  async reloadPolicy(@CurrentActor() actor: Actor, @Body() body: PolicyReloadDto) {
+    requireAdmin(actor);
+    await this.stepUp.verify(actor, body.stepUp as never, {
+      action: 'policy.reload',
+      subjectId: 'policy',
+      subjectDigest: paramsDigest({}),
+    });
+    const loaded = await this.policies.loadFromDirectory(actor.id);
+    return { hash: loaded.hash, changed: loaded.changed, entitlements: loaded.policy.entitlements.length };
   }
 }

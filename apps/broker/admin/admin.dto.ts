@@ -35,3 +35,28 @@ export class CreateInviteDto {
   @Type(() => StepUpDto)
   stepUp?: StepUpDto;
 }
+
+export class SetUserStatusDto {
+  @IsIn(['active', 'suspended'])
+  status: 'active' | 'suspended';
+
+  @IsString()
+  @MaxLength(2000)
+  @IsPlainText()
+  @Matches(/\S/, { message: 'reason must not be blank' })
+  reason: string;
+
+  /** A `user.suspend` step-up: subject the username, params this body less stepUp. */
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => StepUpDto)
+  stepUp?: StepUpDto;
+}
+
+export class PolicyReloadDto {
+  /** A `policy.reload` step-up: subject `policy`, params `{}`. */
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => StepUpDto)
+  stepUp?: StepUpDto;
+}

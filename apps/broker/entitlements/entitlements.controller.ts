@@ -10,8 +10,8 @@ export class EntitlementsController {
 
   /** Entitlements the caller may request or approve, with the limits that apply. */
   @Get('entitlements')
-  list(@CurrentActor() actor: Actor) {
-    const { policy, hash } = this.policies.current();
+  async list(@CurrentActor() actor: Actor) {
+    const { policy, hash } = await this.policies.inForce();
     const items = policy.entitlements
       .map((entitlement) => ({
         entitlement,
@@ -36,13 +36,14 @@ export class EntitlementsController {
 
   /** The signed-in person (DESIGN §10 shape). */
   @Get('me')
-  me(@CurrentActor() actor: Actor) {
+  async me(@CurrentActor() actor: Actor) {
+    const { policy } = await this.policies.inForce();
     return {
       id: actor.id,
       username: actor.username,
       displayName: actor.displayName,
       roles: actor.roles,
-      groups: groupsOf(this.policies.current().policy, actor.username),
+      groups: groupsOf(policy, actor.username),
     };
   }
 }

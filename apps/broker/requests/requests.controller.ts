@@ -1,16 +1,29 @@
-import { Body, Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import type { Response } from 'express';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
 import type { Actor } from '../../../libs/elevation/actor.js';
-import { RequestsService } from '../../../libs/elevation/requests.service.js';
+import { RequestsService, type CreateRequestInput } from '../../../libs/elevation/requests.service.js';
 import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.service.js';
 import type { StepUpEvidence } from '../../../libs/webauthn/evidence.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
+import { paramsDigest } from '../auth/step-up-params.js';
 import { StepUpOnlyDto } from '../auth/webauthn.dto.js';
-import { UuidPipe } from '../errors/validation.js';
-import { ApproveDto, CreateRequestDto, DenyDto, ListRequestsQuery, toRequestView } from './requests.dto.js';
+import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
+import {
+  ApproveDto,
+  CancelDto,
+  CreateRequestDto,
+  DenyDto,
+  ExtendRequestDto,
+  ListRequestsQuery,
+  ReviewDto,
+  RevokeDto,
+  toRequestView,
+} from './requests.dto.js';
 
 const DEFAULT_PAGE_SIZE = 50;
 
+/** Elevation requests (DESIGN §10): thin; RequestsService decides and the step-up service confirms. */
 @Controller('api/requests')
 export class RequestsController {
   constructor(
@@ -18,16 +31,38 @@ export class RequestsController {
     private readonly stepUp: StepUpService,
   ) {}
 
+  /**
+   * Files a request (201 with the request). A break-glass entitlement activates at once with a
+   * `break-glass` step-up (subject: the entitlement id; params: this body less stepUp) and answers
+   * `{ request, credential }`.
+   */
   @Post()
-  async create(@CurrentActor() actor: Actor, @Body() body: CreateRequestDto) {
-    const request = await this.requests.create(actor, {
+  async create(
+    @CurrentActor() actor: Actor,
+    @Body() body: CreateRequestDto,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    const { stepUp, ...params } = body;
+    const input: CreateRequestInput = {
       entitlementId: body.entitlementId,
       durationSeconds: body.durationSeconds,
       justification: body.justification ?? '',
       ticket: body.ticket ?? null,
       notBefore: body.notBefore ? new Date(body.notBefore) : null,
-    });
-    return this.view(request);
+      sshPublicKey: body.sshPublicKey ?? null,
+    };
+    if (stepUp) {
+      const evidence = await this.stepUp.verify(actor, stepUp as StepUpProof, {
+        action: 'break-glass',
+        subjectId: body.entitlementId,
+        subjectDigest: paramsDigest(params),
+        authenticator: await this.requests.breakGlassRequirement(body.entitlementId),
+      });
+      const { request, credential } = await this.requests.breakGlass(actor, input, evidence);
+      response.setHeader('Cache-Control', 'no-store');
+      return { request: await this.view(request), credential };
+    }
+    return this.view(await this.requests.create(actor, input));
   }
 
   @Get()
@@ -37,13 +72,14 @@ export class RequestsController {
       cursor: query.cursor ?? null,
       state: query.state ?? null,
     });
-    const usernames = await this.requests.usernames(page.items.map((item) => item.requesterId));
-    return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
+    return this.page(page);
   }
 
   @Get(':id')
   async get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string) {
-    return this.view(await this.requests.get(actor, id));
+    const request = await this.requests.get(actor, id);
+    await this.requests.recordView(actor, request);
+    return this.view(request);
   }
 
   @Post(':id/approve')
@@ -73,18 +109,92 @@ export class RequestsController {
     return { request: await this.view(request), credential };
   }
 
+  @Post(':id/cancel')
+  @HttpCode(200)
+  async cancel(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: CancelDto) {
+    return this.view(await this.requests.cancel(actor, id, body.reason ?? null));
+  }
+
+  /** Early revoke by the requester, an approver or an admin; the credential is taken back at once. */
+  @Post(':id/revoke')
+  @HttpCode(200)
+  async revoke(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: RevokeDto) {
+    const evidence = await this.confirmed(actor, id, 'revoke', body.stepUp);
+    return this.view(await this.requests.revoke(actor, id, body.reason, evidence));
+  }
+
+  /** An extension: a linked request for more time on an ACTIVE one, decided like any other request. */
+  @Post(':id/extend')
+  async extend(
+    @CurrentActor() actor: Actor,
+    @Param('id', UuidPipe) id: string,
+    @Body() body: ExtendRequestDto,
+  ) {
+    const original = await this.requests.get(actor, id);
+    return this.view(
+      await this.requests.create(actor, {
+        entitlementId: original.entitlementId,
+        durationSeconds: body.durationSeconds,
+        justification: body.justification ?? '',
+        ticket: body.ticket ?? original.ticket,
+        sshPublicKey: original.sshPublicKey,
+        extendsRequestId: id,
+      }),
+    );
+  }
+
+  /** Marks a break-glass request reviewed (post-review queue at GET /api/reviews). */
+  @Post(':id/review')
+  @HttpCode(200)
+  async review(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: ReviewDto) {
+    return this.view(await this.requests.review(actor, id, body.comment));
+  }
+
   /** Verifies the step-up against the stored request before the decision runs (DESIGN §4.4). */
   private async confirmed(
     actor: Actor,
     id: string,
-    action: 'approve' | 'deny' | 'activate',
+    action: 'approve' | 'deny' | 'activate' | 'revoke',
     proof: StepUpProof | undefined,
   ): Promise<StepUpEvidence> {
     const binding = await this.requests.stepUpBinding(actor, id, action);
     return this.stepUp.verify(actor, proof, { action, subjectId: id, ...binding });
   }
 
+  private async page(page: { items: ElevationRequestEntity[]; nextCursor: string | null }) {
+    const usernames = await this.requests.usernames(page.items.map((item) => item.requesterId));
+    return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
+  }
+
   private async view(request: ElevationRequestEntity) {
     return toRequestView(request, await this.requests.usernames([request.requesterId]));
+  }
+}
+
+/** What approvers act on: their inbox and the break-glass post-review queue. */
+@Controller('api')
+export class ApprovalsController {
+  constructor(private readonly requests: RequestsService) {}
+
+  /** Pending requests the caller may decide now, newest first. */
+  @Get('approvals/inbox')
+  async inbox(@CurrentActor() actor: Actor, @Query() query: ListRequestsQuery) {
+    const page = await this.requests.inbox(actor, {
+      limit: query.limit ?? DEFAULT_PAGE_SIZE,
+      cursor: query.cursor ?? null,
+    });
+    const usernames = await this.requests.usernames(page.items.map((item) => item.requesterId));
+    return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
+  }
+
+  /** Break-glass requests awaiting post-review by the caller, most overdue first, with an `overdue` flag. */
+  @Get('reviews')
+  async reviews(@CurrentActor() actor: Actor, @Query(EmptyBodyPipe) _query: unknown) {
+    const queue = await this.requests.reviewQueue(actor);
+    const usernames = await this.requests.usernames(queue.map((item) => item.requesterId));
+    return {
+      items: queue.map((item) => ({ ...toRequestView(item, usernames), overdue: item.overdue })),
+      nextCursor: null,
+    };
   }
 }

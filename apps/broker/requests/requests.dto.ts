@@ -47,6 +47,70 @@ export class CreateRequestDto {
   @IsRfc3339DateTime()
   @IsDateString({ strict: true })
   notBefore?: string;
+
+  /** For ssh entitlements: the OpenSSH public key to certify (one line, e.g. `ssh-ed25519 AAAA… me@laptop`). */
+  @IsOptional()
+  @IsString()
+  @MaxLength(16_384)
+  @Matches(/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( [^\r\n]*)?$/, {
+    message: 'sshPublicKey must be one OpenSSH public key line',
+  })
+  sshPublicKey?: string;
+
+  /** Break-glass only: a `break-glass` step-up whose subject is the entitlement id and params this body less stepUp. */
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => StepUpDto)
+  stepUp?: StepUpDto;
+}
+
+export class ExtendRequestDto {
+  @IsInt()
+  @Min(1)
+  @Max(ONE_WEEK_SECONDS)
+  durationSeconds: number;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(2000)
+  @IsPlainText()
+  justification?: string;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  @IsPlainText()
+  ticket?: string;
+}
+
+export class CancelDto {
+  @IsOptional()
+  @IsString()
+  @MaxLength(2000)
+  @IsPlainText()
+  reason?: string;
+}
+
+export class RevokeDto {
+  /** A `revoke` step-up for this request. */
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => StepUpDto)
+  stepUp?: StepUpDto;
+
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(2000)
+  @IsPlainText()
+  reason: string;
+}
+
+export class ReviewDto {
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(2000)
+  @IsPlainText()
+  comment: string;
 }
 
 export class ApproveDto {
@@ -109,6 +173,8 @@ export function toRequestView(request: ElevationRequestEntity, usernames: Readon
     ticket: request.ticket,
     notBefore: iso(request.notBefore),
     breakGlass: request.breakGlass,
+    extendsRequestId: request.extendsRequestId,
+    sshPublicKey: request.sshPublicKey,
     approvalsRequired: request.approvalsRequired,
     state: request.state,
     createdAt: iso(request.createdAt),
@@ -119,5 +185,12 @@ export function toRequestView(request: ElevationRequestEntity, usernames: Readon
     notAfter: iso(request.endsAt),
     endedAt: iso(request.endedAt),
     endReason: request.endReason,
+    ...(request.breakGlass
+      ? {
+          reviewDueAt: iso(request.reviewDueAt),
+          reviewedAt: iso(request.reviewedAt),
+          reviewComment: request.reviewComment,
+        }
+      : {}),
   };
 }

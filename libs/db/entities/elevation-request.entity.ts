@@ -36,6 +36,10 @@ export class ElevationRequestEntity {
   @Column('uuid', { name: 'extends_request_id', nullable: true })
   extendsRequestId: string | null;
 
+  /** The OpenSSH public key an ssh entitlement signs; part of what every step-up on the request commits to. */
+  @Column('text', { name: 'ssh_public_key', nullable: true })
+  sshPublicKey: string | null;
+
   @Column('integer', { name: 'approvals_required' })
   approvalsRequired: number;
 
@@ -67,4 +71,21 @@ export class ElevationRequestEntity {
 
   @Column('text', { name: 'end_reason', nullable: true })
   endReason: string | null;
+
+  /** Break-glass only: when the post-review is due, and who reviewed it. */
+  @Column('timestamptz', { name: 'review_due_at', nullable: true })
+  reviewDueAt: Date | null;
+
+  @Column('timestamptz', { name: 'reviewed_at', nullable: true })
+  reviewedAt: Date | null;
+
+  @Column('uuid', { name: 'reviewed_by', nullable: true })
+  reviewedBy: string | null;
+
+  @Column('text', { name: 'review_comment', nullable: true })
+  reviewComment: string | null;
+
+  /** Set once the overdue review has been reported (audited), so it is reported once. */
+  @Column('timestamptz', { name: 'review_overdue_at', nullable: true })
+  reviewOverdueAt: Date | null;
 }

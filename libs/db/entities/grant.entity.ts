@@ -41,4 +41,11 @@ export class GrantEntity {
 
   @Column('text', { name: 'last_error', nullable: true })
   lastError: string | null;
+
+  /** Set by an early revoke (requester, approver, admin, suspension): the grant is due now, not at notAfter. */
+  @Column('timestamptz', { name: 'revoke_requested_at', nullable: true })
+  revokeRequestedAt: Date | null;
+
+  @Column('text', { name: 'revoke_reason', nullable: true })
+  revokeReason: string | null;
 }

@@ -1,0 +1,72 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { appendAuditEvent } from '../audit/audit-log.js';
+import { DomainError, ErrorCode } from '../domain/errors.js';
+import type { Actor } from '../elevation/actor.js';
+import { unlockEntitlement } from '../elevation/anti-fatigue.js';
+import { RequestsService } from '../elevation/requests.service.js';
+import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
+import { SessionsService } from './sessions.service.js';
+
+/** Account status changes that reach across sessions and requests, each in one transaction. */
+@Injectable()
+export class UsersService {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly sessions: SessionsService,
+    private readonly requests: RequestsService,
+  ) {}
+
+  /**
+   * Suspends a user at once: sessions end, pending and approved requests are cancelled and active grants
+   * revoked now (their revocation jobs run after commit). Reinstating only lets them sign in again.
+   */
+  async setStatus(
+    admin: Actor,
+    username: string,
+    status: 'active' | 'suspended',
+    reason: string,
+    evidence: StepUpEvidence,
+  ): Promise<{ status: string; sessionsEnded: number; requestsEnded: number }> {
+    let revokeNow: string[] = [];
+    const outcome = await this.dataSource.transaction(async (manager) => {
+      const [user] = (await manager.query(`SELECT id, status FROM users WHERE username = $1 FOR UPDATE`, [
+        username,
+      ])) as Array<{ id: string; status: string }>;
+      if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
+      if (user.id === admin.id)
+        throw new DomainError(ErrorCode.FORBIDDEN, 'You cannot change your own status');
+      if (user.status === status) return { status, sessionsEnded: 0, requestsEnded: 0 };
+      await manager.query(`UPDATE users SET status = $2 WHERE id = $1`, [user.id, status]);
+      await appendAuditEvent(manager, {
+        actorId: admin.id,
+        action: status === 'suspended' ? 'user.suspended' : 'user.reinstated',
+        subjectType: 'user',
+        subjectId: user.id,
+        data: { username, reason, evidence: evidenceForAudit(evidence) },
+      });
+      if (status === 'active') return { status, sessionsEnded: 0, requestsEnded: 0 };
+      const sessionsEnded = await this.sessions.endAllForUser(manager, admin.id, user.id, 'suspended');
+      const [{ open }] = (await manager.query(
+        `SELECT count(*)::int AS open FROM elevation_requests
+          WHERE requester_id = $1 AND state IN ('PENDING', 'APPROVED', 'ACTIVE')`,
+        [user.id],
+      )) as Array<{ open: number }>;
+      revokeNow = await this.requests.endAllOfUser(manager, user.id, admin.id, 'suspended');
+      return { status, sessionsEnded, requestsEnded: open };
+    });
+    await this.requests.revokeGrantsNow(revokeNow);
+    return outcome;
+  }
+
+  /** Lifts a lockout from repeated denials (admin), audited. */
+  async unlock(admin: Actor, username: string, entitlementId: string): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      const [user] = (await manager.query(`SELECT id FROM users WHERE username = $1`, [username])) as Array<{
+        id: string;
+      }>;
+      if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
+      await unlockEntitlement(manager, admin, user.id, entitlementId);
+    });
+  }
+}
