@@ -1,5 +1,7 @@
 import { PolicyError } from '../../libs/domain/policy.js';
 import { loadPolicyDir } from '../../libs/policy/policy-loader.js';
+import { AUDIT_VERIFY_USAGE, auditVerify } from './audit-verify.js';
+import { inviteCommand } from './invite.js';
 
 const USAGE = `Usage: npm run cli -- <command>
 
@@ -7,6 +9,10 @@ Commands:
   policy check <dir> [--hard-max-duration <seconds>]
       Validate every *.yaml in <dir> as one policy (for CI). Prints the policy hash, or each problem as
       file:line: reason, and exits 1.
+  ${AUDIT_VERIFY_USAGE}
+  invite <username> [--role admin|auditor]... [--display-name "Name"]
+      Create a one-time enrollment link (24 h): the first admin, or a recovery invite for an existing
+      user (roles unchanged). Needs DATABASE_URL (and PUBLIC_URL for the link); audited as actor "cli".
   help
       Show this text.`;
 
@@ -40,6 +46,8 @@ async function policyCheck(args: string[]): Promise<number> {
 async function main(argv: string[]): Promise<number> {
   const [command, subcommand, ...rest] = argv;
   if (command === 'policy' && subcommand === 'check') return policyCheck(rest);
+  if (command === 'audit' && subcommand === 'verify') return auditVerify(rest);
+  if (command === 'invite') return inviteCommand(argv.slice(1));
   if (command === undefined || command === 'help' || command === '--help') {
     console.log(USAGE);
     return command === undefined ? 2 : 0;

@@ -60,6 +60,7 @@ describe('parsePolicy: the example policy', () => {
       'api-admin-token',
       'demo-db-read',
       'demo-db-write',
+      'api-read-token',
       'demo-db-breakglass',
     ]);
   });
@@ -117,6 +118,8 @@ entitlements:
     eligible: [engineers]
     maxDuration: 1h
     approval: { approvals: 2, approverGroups: [approvers], activationWindow: 15m, pendingTtl: 1h }
+  - { selfService: true, maxDuration: 900s, eligible: [engineers], scope: { scopes: ['admin:read'] },
+      connector: api-token, title: 'Admin API, read-only token', id: api-read-token }
   - id: demo-db-breakglass
     title: Demo database, read/write (break-glass)
     breakGlass: { postReviewWithin: 1d, notify: [approvers] }

@@ -1,0 +1,124 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { streamAuditExport } from '../../libs/audit/export.js';
+import type { ExportFormat } from '../../libs/audit/manifest.js';
+import { auditKey, buildScenario, memoryAuditSource, ORIGIN, RP_ID } from '../../test/support/audit-chain.js';
+import { auditVerify } from './audit-verify.js';
+
+const key = auditKey();
+let dir: string;
+const files: Partial<Record<ExportFormat, string>> = {};
+let jwksFile: string;
+
+async function run(args: string[], fetchJwks?: (url: string) => Promise<unknown>) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await auditVerify(
+    args,
+    { log: (line) => out.push(line), error: (line) => err.push(line) },
+    fetchJwks,
+  );
+  return { code, out, err };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'audit-cli-'));
+  const { chain } = buildScenario();
+  for (const format of ['ndjson', 'csv', 'json'] as const) {
+    let text = '';
+    await streamAuditExport({
+      source: memoryAuditSource(chain.events).source,
+      format,
+      out: new Writable({
+        write(chunk, _encoding, callback) {
+          text += String(chunk);
+          callback();
+        },
+      }),
+      signManifest: key.signManifest,
+      exporter: 'auditor-1',
+      rpId: RP_ID,
+      origins: [ORIGIN],
+    });
+    files[format] = path.join(dir, `export.${format}`);
+    await writeFile(files[format], text);
+  }
+  jwksFile = path.join(dir, 'jwks.json');
+  await writeFile(jwksFile, JSON.stringify({ keys: key.jwks }));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('npm run cli -- audit verify', () => {
+  it.each(['ndjson', 'csv', 'json'] as const)(
+    'prints OK and exits 0 for a valid %s export pinned by --jwks',
+    async (format) => {
+      const { code, out } = await run([files[format] as string, '--jwks', jwksFile]);
+      expect(code).toBe(0);
+      expect(out[0]).toBe('OK: 9 events, 3 approvals, 4 assertions verified');
+      expect(out.at(-1)).toBe(`Manifest signed by audit key ${key.kid} (pinned by --jwks)`);
+    },
+  );
+
+  it('takes --jwks from a URL', async () => {
+    const fetched: string[] = [];
+    const { code } = await run(
+      ['--jwks', 'https://broker.example/.well-known/audit-jwks.json', files.ndjson as string],
+      async (url) => {
+        fetched.push(url);
+        return { keys: key.jwks };
+      },
+    );
+    expect(code).toBe(0);
+    expect(fetched).toEqual(['https://broker.example/.well-known/audit-jwks.json']);
+  });
+
+  it('warns when the signing key is not pinned', async () => {
+    const { code, out } = await run([files.ndjson as string]);
+    expect(code).toBe(0);
+    expect(out.at(-1)).toMatch(/^WARNING: signing key NOT pinned/);
+  });
+
+  it('prints FAILED at seq N and exits 1 for a tampered file', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const tampered = path.join(dir, 'tampered.ndjson');
+    await writeFile(
+      tampered,
+      (await readFile(files.ndjson as string, 'utf8')).replace('CHG-7: fix', 'CHG-7: fiX'),
+    );
+    const { code, out } = await run([tampered, '--jwks', jwksFile]);
+    expect(code).toBe(1);
+    expect(out).toEqual(['FAILED at seq 2: hash does not match the event content']);
+  });
+
+  it('exits 1 when the manifest key is not among the pinned ones', async () => {
+    const other = path.join(dir, 'other-jwks.json');
+    await writeFile(other, JSON.stringify(auditKey().jwks));
+    const { code, out } = await run([files.csv as string, '--jwks', other]);
+    expect(code).toBe(1);
+    expect(out[0]).toMatch(/^FAILED: the manifest is signed by key .* which is not among the pinned keys$/);
+  });
+
+  it.each([[[]], [['--jwks']], [['a.ndjson', 'b.ndjson']], [['a.ndjson', '--strict']]])(
+    'exits 2 on usage errors: %j',
+    async (args) => {
+      const { code, err } = await run(args);
+      expect(code).toBe(2);
+      expect(err[0]).toMatch(/^Usage: npm run cli -- audit verify <file>/);
+    },
+  );
+
+  it('exits 2 when the file or the JWKS cannot be read', async () => {
+    expect((await run([path.join(dir, 'missing.ndjson')])).code).toBe(2);
+    const notJwks = path.join(dir, 'not-jwks.json');
+    await writeFile(notJwks, '"hello"');
+    const result = await run([files.ndjson as string, '--jwks', notJwks]);
+    expect(result.code).toBe(2);
+    expect(result.err[0]).toMatch(/^Cannot read --jwks/);
+  });
+});

@@ -1,0 +1,636 @@
+import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { encodeCBOR, type CBORType } from '@levischuck/tiny-cbor';
+import {
+  auditKey,
+  buildScenario,
+  memoryAuditSource,
+  ORIGIN,
+  requestSubjectOf,
+  RP_ID,
+  stepUpEvidence,
+  SyntheticChain,
+  type Scenario,
+  type SyntheticInput,
+} from '../../test/support/audit-chain.js';
+import { newNonce, stepUpChallenge, subjectDigest } from '../webauthn/step-up-binding.js';
+import { streamAuditExport, type AuditExportFilters } from './export.js';
+import { manifestSignerFromKey, type ExportedEvent, type ExportFormat } from './manifest.js';
+import { verifyExport, verifyExportFile } from './verify.js';
+
+const key = auditKey();
+let scenario: Scenario;
+let workDir: string;
+
+async function exportText(
+  events: readonly ExportedEvent[],
+  format: ExportFormat,
+  options: { filters?: AuditExportFilters; origins?: string[]; signManifest?: typeof key.signManifest } = {},
+): Promise<string> {
+  let text = '';
+  const out = new Writable({
+    decodeStrings: false,
+    write(chunk: string, _encoding, callback) {
+      text += chunk;
+      callback();
+    },
+  });
+  await streamAuditExport({
+    source: memoryAuditSource(events).source,
+    format,
+    out,
+    signManifest: options.signManifest ?? key.signManifest,
+    exporter: 'auditor-1',
+    rpId: RP_ID,
+    origins: options.origins ?? [ORIGIN],
+    filters: options.filters,
+  });
+  return text;
+}
+
+/** NDJSON lines without the trailing empty one; index i holds seq i+1 in an unfiltered export. */
+function linesOf(text: string): string[] {
+  return text.split('\n').slice(0, -1);
+}
+
+/** Changes exactly one character of `line`, `offset` characters after the first occurrence of `marker`. */
+function changeOneByte(line: string, marker: string, offset = 0): string {
+  const at = line.indexOf(marker);
+  if (at < 0) throw new Error(`${marker} not in line`);
+  const index = at + marker.length + offset;
+  const replacement = line[index] === 'A' ? 'B' : 'A';
+  return line.slice(0, index) + replacement + line.slice(index + 1);
+}
+
+function evidenceOf(event: SyntheticInput): Record<string, string> {
+  return event.data?.evidence as Record<string, string>;
+}
+
+/** A scenario whose event at `seq` was rewritten before hashing, exported and signed with the real key. */
+async function rechained(
+  seq: number,
+  rewrite: (input: SyntheticInput, people: Scenario) => SyntheticInput,
+): Promise<string> {
+  const tampered = buildScenario((input, index, people) =>
+    index === seq - 1 ? rewrite(input, people) : input,
+  );
+  return exportText(tampered.chain.events, 'ndjson');
+}
+
+beforeAll(async () => {
+  scenario = buildScenario();
+  workDir = await mkdtemp(path.join(tmpdir(), 'audit-verify-'));
+});
+
+afterAll(async () => {
+  await rm(workDir, { recursive: true, force: true });
+});
+
+describe('verifyExport: an intact export', () => {
+  it.each(['ndjson', 'csv', 'json'] as const)(
+    'verifies %s: chain, every assertion, the pinned signature',
+    async (format) => {
+      const text = await exportText(scenario.chain.events, format);
+      const result = await verifyExport(text, { jwks: key.jwks });
+      expect(result).toMatchObject({
+        ok: true,
+        format,
+        counts: { events: 9, approvals: 3, assertions: 4, requests: 2 },
+        keyPinned: true,
+      });
+    },
+  );
+
+  it.each(['ndjson', 'csv', 'json'] as const)('verifies a %s file streamed from disk', async (format) => {
+    const file = path.join(workDir, `export.${format}`);
+    await writeFile(file, await exportText(scenario.chain.events, format));
+    expect(await verifyExportFile(file, { jwks: key.jwks })).toMatchObject({
+      ok: true,
+      counts: { events: 9 },
+    });
+  });
+
+  it.each(['ndjson', 'csv'] as const)(
+    'streams a %s file larger than its head and tail reads',
+    async (format) => {
+      const chain = new SyntheticChain();
+      for (let index = 0; index < 2500; index++) {
+        chain.append({
+          actorId: 'system',
+          action: 'grant.revoked',
+          subjectType: 'grant',
+          subjectId: `grant-${index}`,
+          data: { note: `line one, "quoted"\r\nline two ${'x'.repeat(400)}`, index },
+        });
+      }
+      const text = await exportText(chain.events, format);
+      expect(text.length).toBeGreaterThan(1 << 20);
+      const file = path.join(workDir, `large.${format}`);
+      await writeFile(file, text);
+      expect(await verifyExportFile(file, { jwks: key.jwks })).toMatchObject({
+        ok: true,
+        counts: { events: 2500 },
+      });
+      await writeFile(
+        file,
+        text.replace('"index":1234}', '"index":1235}').replace('""index"":1234}', '""index"":1235}'),
+      );
+      expect(await verifyExportFile(file, { jwks: key.jwks })).toEqual({
+        ok: false,
+        seq: 1235,
+        reason: 'hash does not match the event content',
+      });
+    },
+  );
+
+  it('streams an NDJSON file whose first event is longer than the head read for detection', async () => {
+    const chain = new SyntheticChain();
+    chain.append({
+      actorId: 'system',
+      action: 'policy.loaded',
+      subjectType: 'policy',
+      subjectId: 'policy',
+      data: { content: 'y'.repeat(100_000) },
+    });
+    const file = path.join(workDir, 'long-first-line.ndjson');
+    await writeFile(file, await exportText(chain.events, 'ndjson'));
+    expect(await verifyExportFile(file, { jwks: key.jwks })).toMatchObject({ ok: true, format: 'ndjson' });
+  });
+
+  it('accepts the export as an array of lines', async () => {
+    const text = await exportText(scenario.chain.events, 'ndjson');
+    expect(await verifyExport(linesOf(text), { jwks: key.jwks })).toMatchObject({ ok: true });
+  });
+
+  it('without --jwks, checks the embedded key and says it was not pinned', async () => {
+    const text = await exportText(scenario.chain.events, 'ndjson');
+    expect(await verifyExport(text)).toMatchObject({ ok: true, keyPinned: false });
+  });
+
+  it('verifies filtered exports, whose seqs have gaps', async () => {
+    const filters = [
+      { requestId: scenario.approved.id },
+      { actorId: scenario.alice.userId },
+      { action: 'approval.recorded' },
+      { entitlementId: 'prod-db-write' },
+    ];
+    const entitlementOf = (requestId: string) =>
+      requestId === scenario.approved.id
+        ? 'prod-db-write'
+        : requestId === scenario.denied.id
+          ? 'billing-read'
+          : undefined;
+    for (const filter of filters) {
+      let text = '';
+      const out = new Writable({
+        write(chunk, _encoding, callback) {
+          text += String(chunk);
+          callback();
+        },
+      });
+      await streamAuditExport({
+        source: memoryAuditSource(scenario.chain.events, { entitlementOf }).source,
+        format: 'ndjson',
+        out,
+        signManifest: key.signManifest,
+        exporter: 'auditor-1',
+        rpId: RP_ID,
+        origins: [ORIGIN],
+        filters: filter,
+      });
+      const result = await verifyExport(text, { jwks: key.jwks });
+      expect(result).toMatchObject({ ok: true });
+      if (result.ok) expect(result.counts.events).toBeLessThan(9);
+    }
+  });
+
+  it.each(['', '\n', '\n\n \n', 'hello', '{"a":1}', '{"type":"manifest"}\n', 'seq,at\r\n', '[1,2]'])(
+    'refuses %j as not a (complete) export',
+    async (text) => {
+      const result = await verifyExport(text, { jwks: key.jwks });
+      expect(result).toMatchObject({ ok: false, seq: null });
+    },
+  );
+
+  it('verifies an empty export', async () => {
+    const text = await exportText([], 'csv');
+    expect(await verifyExport(text, { jwks: key.jwks })).toMatchObject({ ok: true, counts: { events: 0 } });
+  });
+});
+
+describe('verifyExport: tampering names the first failing seq', () => {
+  let text: string;
+  beforeAll(async () => {
+    text = await exportText(scenario.chain.events, 'ndjson');
+  });
+
+  function edit(seq: number, change: (line: string) => string): string {
+    const lines = linesOf(text);
+    lines[seq - 1] = change(lines[seq - 1]);
+    return `${lines.join('\n')}\n`;
+  }
+
+  it('one byte changed in an event’s data', async () => {
+    const forged = edit(2, (line) => changeOneByte(line, '"justification":"CHG-'));
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 2,
+      reason: 'hash does not match the event content',
+    });
+  });
+
+  it('one byte changed in an evidence signature', async () => {
+    const forged = edit(3, (line) => changeOneByte(line, '"signature":"', 10));
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'hash does not match the event content',
+    });
+  });
+
+  it('one byte changed in a clientDataJSON', async () => {
+    const forged = edit(5, (line) => changeOneByte(line, '"clientDataJSON":"', 20));
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 5,
+      reason: 'hash does not match the event content',
+    });
+  });
+
+  it('a deleted line', async () => {
+    const lines = linesOf(text);
+    lines.splice(4, 1);
+    expect(await verifyExport(lines, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 6,
+      reason: 'expected seq 5, found 6 (an unfiltered export holds every event)',
+    });
+  });
+
+  it('two lines swapped', async () => {
+    const lines = linesOf(text);
+    [lines[3], lines[4]] = [lines[4], lines[3]];
+    expect(await verifyExport(lines, { jwks: key.jwks })).toMatchObject({ ok: false, seq: 5 });
+  });
+
+  it('a rewritten event whose own hash was recomputed breaks the next link', async () => {
+    const lines = linesOf(text);
+    const event = JSON.parse(lines[5]) as ExportedEvent;
+    const { hash: _hash, ...body } = { ...event, actorId: 'mallory' };
+    const { chainHash } = await import('./chain.js');
+    lines[5] = JSON.stringify({
+      ...body,
+      hash: chainHash(Buffer.from(body.prevHash, 'hex'), body).toString('hex'),
+    });
+    expect(await verifyExport(lines, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 7,
+      reason: 'prevHash does not match the previous event',
+    });
+  });
+
+  it('a truncated file (no manifest)', async () => {
+    const lines = linesOf(text).slice(0, -1);
+    expect(await verifyExport(lines, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: null,
+      reason: /truncated/,
+    });
+  });
+
+  it('a forged manifest: changed count', async () => {
+    const lines = linesOf(text);
+    lines[lines.length - 1] = lines[lines.length - 1].replace('"count":9', '"count":8');
+    expect(await verifyExport(lines, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: null,
+      reason: /counts 8/,
+    });
+  });
+
+  it('a forged manifest: the tail cut and the manifest totals rewritten to match', async () => {
+    const lines = linesOf(text);
+    const manifest = JSON.parse(lines.pop() as string);
+    lines.pop();
+    const kept = lines.map((line) => JSON.parse(line) as ExportedEvent);
+    const digest = createHash('sha256');
+    for (const event of kept) digest.update(Buffer.from(event.hash, 'hex'));
+    const last = kept.at(-1) as ExportedEvent;
+    const forged = {
+      ...manifest,
+      count: kept.length,
+      lastSeq: last.seq,
+      lastHash: last.hash,
+      eventsDigest: digest.digest('hex'),
+      chainHead: { seq: last.seq, hash: last.hash },
+    };
+    expect(await verifyExport([...lines, JSON.stringify(forged)], { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: null,
+      reason: /signature does not verify with pinned key/,
+    });
+  });
+
+  it('a forged manifest: re-signed with another key under the real kid, while --jwks pins the real one', async () => {
+    const impostor = generateKeyPairSync('ed25519').privateKey;
+    const forged = await exportText(scenario.chain.events, 'ndjson', {
+      signManifest: manifestSignerFromKey(key.kid, impostor),
+    });
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: null,
+      reason: `the manifest signature does not verify with pinned key ${JSON.stringify(key.kid)}`,
+    });
+    // Without pinning, the impostor's embedded key is all there is: it verifies, flagged as not pinned.
+    expect(await verifyExport(forged)).toMatchObject({ ok: true, keyPinned: false });
+  });
+
+  it('a forged manifest: re-signed with another key under its own kid', async () => {
+    const impostor = generateKeyPairSync('ed25519').privateKey;
+    const forged = await exportText(scenario.chain.events, 'ndjson', {
+      signManifest: manifestSignerFromKey('mallory', impostor),
+    });
+    expect(await verifyExport(forged, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: null,
+      reason: /"mallory", which is not among the pinned keys/,
+    });
+  });
+
+  it('a filtered export: a deleted line is caught by the manifest', async () => {
+    const filtered = linesOf(
+      await exportText(scenario.chain.events, 'ndjson', { filters: { requestId: scenario.approved.id } }),
+    );
+    filtered.splice(1, 1);
+    expect(await verifyExport(filtered, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: null,
+      reason: /counts 6/,
+    });
+  });
+
+  it('a filtered export: a line replaced by one from outside the filter', async () => {
+    const filtered = linesOf(
+      await exportText(scenario.chain.events, 'ndjson', { filters: { requestId: scenario.approved.id } }),
+    );
+    // seq 4 (the other request) in place of seq 3: order still increases, the digest does not match.
+    filtered[1] = linesOf(text)[3];
+    expect(await verifyExport(filtered, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: 4,
+      reason: "the event does not match the export's filter requestId",
+    });
+  });
+
+  it('a filtered export: two lines swapped', async () => {
+    const filtered = linesOf(
+      await exportText(scenario.chain.events, 'ndjson', { filters: { actorId: scenario.alice.userId } }),
+    );
+    [filtered[0], filtered[1]] = [filtered[1], filtered[0]];
+    expect(await verifyExport(filtered, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: 3,
+      reason: 'seq 3 comes after seq 7: events must be in increasing seq order',
+    });
+  });
+
+  it('CSV: one byte changed in a data field, and a broken quote', async () => {
+    const csv = await exportText(scenario.chain.events, 'csv');
+    const forged = changeOneByte(csv, '""justification"":""CHG-');
+    expect(await verifyExport(forged, { jwks: key.jwks })).toMatchObject({ ok: false, seq: 2 });
+    const broken = csv.replace('"{""requester""', '"{"requester""');
+    expect(await verifyExport(broken, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      reason: /not valid CSV/,
+    });
+  });
+
+  it('JSON: two events swapped', async () => {
+    const json = JSON.parse(await exportText(scenario.chain.events, 'json'));
+    [json.events[6], json.events[7]] = [json.events[7], json.events[6]];
+    expect(await verifyExport(JSON.stringify(json), { jwks: key.jwks })).toMatchObject({ ok: false, seq: 8 });
+  });
+});
+
+describe('verifyExport: evidence in a chain that hashes correctly (a broker that recorded a lie)', () => {
+  it('an evidence signature that does not verify', async () => {
+    const forged = await rechained(3, (input) => {
+      const evidence = evidenceOf(input);
+      return {
+        ...input,
+        data: {
+          ...input.data,
+          evidence: { ...evidence, signature: changeOneByte(evidence.signature, '', 12) },
+        },
+      };
+    });
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'assertion signature does not verify with the ES256 public key',
+    });
+  });
+
+  it('a clientDataJSON with one byte changed', async () => {
+    const forged = await rechained(5, (input) => {
+      const evidence = evidenceOf(input);
+      const clientData = Buffer.from(evidence.clientDataJSON, 'base64url').toString();
+      const changed = changeOneByte(clientData, '"challenge":"', 5);
+      return {
+        ...input,
+        data: {
+          ...input.data,
+          evidence: { ...evidence, clientDataJSON: Buffer.from(changed).toString('base64url') },
+        },
+      };
+    });
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 5,
+      reason: 'clientDataJSON.challenge is not the step-up challenge recomputed from the evidence',
+    });
+  });
+
+  it('a genuinely signed approval for a subject other than the one committed (the approver saw other terms)', async () => {
+    const forged = await (async () => {
+      const base = buildScenario();
+      const chain = new SyntheticChain();
+      for (const event of base.chain.events.slice(0, 2)) {
+        const { seq: _seq, at: _at, prevHash: _prev, hash: _hash, ...input } = event;
+        chain.append(input);
+      }
+      const otherTerms = { ...base.approved, durationSeconds: 28_800 };
+      chain.append({
+        actorId: base.alice.userId,
+        action: 'approval.recorded',
+        subjectType: 'request',
+        subjectId: base.approved.id,
+        requestId: base.approved.id,
+        data: {
+          decision: 'approve',
+          evidence: stepUpEvidence(base.alice, {
+            action: 'approve',
+            subjectId: base.approved.id,
+            subjectDigest: subjectDigest(otherTerms),
+          }),
+        },
+      });
+      return exportText(chain.events, 'ndjson');
+    })();
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'evidence.subjectDigest is not the digest of the request subject committed at seq 2',
+    });
+  });
+
+  it.each([
+    [{ userVerified: false }, 'authenticatorData does not have user verification (UV)'],
+    [{ userPresent: false }, 'authenticatorData does not have user presence (UP)'],
+    [{ rpId: 'evil.example' }, 'authenticatorData is not for rpId "localhost"'],
+    [
+      { origin: 'https://evil.example' },
+      `clientDataJSON.origin "https://evil.example" is not one of the manifest's origins`,
+    ],
+    [{ type: 'webauthn.create' }, 'clientDataJSON.type is "webauthn.create", not "webauthn.get"'],
+  ])('an assertion made with %j', async (overrides, reason) => {
+    const forged = await rechained(3, (input, people) => {
+      const binding = {
+        action: 'approve' as const,
+        subjectId: people.approved.id,
+        subjectDigest: subjectDigest(people.approved),
+      };
+      return {
+        ...input,
+        data: { ...input.data, evidence: stepUpEvidence(people.alice, binding, overrides) },
+      };
+    });
+    expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({ ok: false, seq: 3, reason });
+  });
+
+  it('an export whose manifest does not list the origin the approvals came from', async () => {
+    const text = await exportText(scenario.chain.events, 'ndjson', { origins: ['https://jit.example.com'] });
+    expect(await verifyExport(text, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: 3,
+      reason: /origin/,
+    });
+  });
+
+  it('evidence taken from another request, by another user, or missing', async () => {
+    // Bob's approval of request one replaced by Alice's genuine deny of request two.
+    const moved = await rechained(5, (input, people) => {
+      const binding = {
+        action: 'deny' as const,
+        subjectId: people.denied.id,
+        subjectDigest: subjectDigest(people.denied),
+      };
+      return {
+        ...input,
+        actorId: people.alice.userId,
+        data: { ...input.data, decision: 'deny', evidence: stepUpEvidence(people.alice, binding) },
+      };
+    });
+    expect(await verifyExport(moved, { jwks: key.jwks })).toMatchObject({
+      seq: 5,
+      reason: 'evidence.subjectId is not the request this event records',
+    });
+    const otherUser = await rechained(5, (input, people) => ({ ...input, actorId: people.alice.userId }));
+    expect(await verifyExport(otherUser, { jwks: key.jwks })).toMatchObject({
+      seq: 5,
+      reason: "evidence.userId is not the event's actorId",
+    });
+    const missing = await rechained(3, (input) => ({ ...input, data: { decision: 'approve' } }));
+    expect(await verifyExport(missing, { jwks: key.jwks })).toMatchObject({
+      seq: 3,
+      reason: 'approval.recorded carries no step-up evidence',
+    });
+  });
+});
+
+describe('verifyExport: COSE keys other than ES256', () => {
+  function cose(alg: 'EdDSA' | 'RS256', publicKey: KeyObject): Buffer {
+    const jwk = publicKey.export({ format: 'jwk' });
+    const bytes = (value: unknown) => new Uint8Array(Buffer.from(String(value), 'base64url'));
+    const map =
+      alg === 'EdDSA'
+        ? new Map<number, CBORType>([
+            [1, 1],
+            [3, -8],
+            [-1, 6],
+            [-2, bytes(jwk.x)],
+          ])
+        : new Map<number, CBORType>([
+            [1, 3],
+            [3, -257],
+            [-1, bytes(jwk.n)],
+            [-2, bytes(jwk.e)],
+          ]);
+    return Buffer.from(encodeCBOR(map));
+  }
+
+  it.each(['EdDSA', 'RS256'] as const)('verifies an %s assertion made by hand', async (alg) => {
+    const { privateKey, publicKey } =
+      alg === 'EdDSA' ? generateKeyPairSync('ed25519') : generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const userId = 'dave-0001';
+    const subject = requestSubjectOf('carol-0001');
+    const nonce = newNonce();
+    const digest = subjectDigest(subject);
+    const challenge = stepUpChallenge({
+      nonce,
+      userId,
+      action: 'approve',
+      subjectId: subject.id,
+      subjectDigest: digest,
+    });
+    const authenticatorData = Buffer.concat([
+      createHash('sha256').update(RP_ID).digest(),
+      Buffer.from([0x05, 0, 0, 0, 1]),
+    ]);
+    const clientDataJSON = Buffer.from(
+      JSON.stringify({ type: 'webauthn.get', challenge: challenge.toString('base64url'), origin: ORIGIN }),
+    );
+    const signed = Buffer.concat([authenticatorData, createHash('sha256').update(clientDataJSON).digest()]);
+    const signature = alg === 'EdDSA' ? sign(null, signed, privateKey) : sign('sha256', signed, privateKey);
+    const chain = new SyntheticChain();
+    chain.append({
+      actorId: 'carol-0001',
+      action: 'request.created',
+      subjectType: 'request',
+      subjectId: subject.id,
+      requestId: subject.id,
+      data: { subject },
+    });
+    chain.append({
+      actorId: userId,
+      action: 'approval.recorded',
+      subjectType: 'request',
+      subjectId: subject.id,
+      requestId: subject.id,
+      data: {
+        decision: 'approve',
+        evidence: {
+          userId,
+          action: 'approve',
+          subjectId: subject.id,
+          subjectDigest: digest,
+          nonce,
+          credentialId: 'Y3JlZC0x',
+          authenticatorData: authenticatorData.toString('base64url'),
+          clientDataJSON: clientDataJSON.toString('base64url'),
+          signature: signature.toString('base64url'),
+          publicKey: cose(alg, publicKey).toString('base64url'),
+        },
+      },
+    });
+    const text = await exportText(chain.events, 'ndjson');
+    expect(await verifyExport(text, { jwks: key.jwks })).toMatchObject({
+      ok: true,
+      counts: { events: 2, approvals: 1, assertions: 1, requests: 1 },
+    });
+  });
+});
