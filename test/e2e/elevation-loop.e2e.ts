@@ -1,13 +1,28 @@
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import canonicalize from 'canonicalize';
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
-import { clientAs, INTROSPECTION_CLIENT, startStack, waitFor, type TestStack } from '../support/stack.js';
+import {
+  clientAs,
+  enroll,
+  enrollAll,
+  httpClient,
+  INTROSPECTION_CLIENT,
+  startStack,
+  waitFor,
+  type ApiResponse,
+  type Person,
+  type StepUpBody,
+  type TestStack,
+} from '../support/stack.js';
 
 const REQUESTER = 'alice';
 const APPROVER = 'bob';
 const SECOND_APPROVER = 'dave';
 const NOT_AN_APPROVER = 'carol';
+// Sees every request (auditor role) but approves none: refused as NOT_AN_APPROVER rather than not found.
+const AUDITOR = 'erin';
+const FOREIGN_ORIGIN = 'https://evil.example';
 
 async function introspect(stack: TestStack, token: string) {
   const credentials = Buffer.from(`${INTROSPECTION_CLIENT.id}:${INTROSPECTION_CLIENT.secret}`).toString(
@@ -21,13 +36,58 @@ async function introspect(stack: TestStack, token: string) {
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
+/**
+ * Rows a refused call must not add. Issuing a step-up challenge inserts a step_up_challenges row, so a
+ * case that needs one issues it before its snapshot; using it only marks that row used and bumps the
+ * authenticator's counter, which no count here sees.
+ */
 async function rowCounts(stack: TestStack) {
   const { rows } = await stack.db.query(`
     SELECT (SELECT count(*) FROM elevation_requests)::int AS requests,
            (SELECT count(*) FROM approvals)::int AS approvals,
            (SELECT count(*) FROM grants)::int AS grants,
-           (SELECT count(*) FROM audit_events)::int AS events`);
-  return rows[0] as { requests: number; approvals: number; grants: number; events: number };
+           (SELECT count(*) FROM audit_events)::int AS events,
+           (SELECT count(*) FROM users)::int AS users,
+           (SELECT count(*) FROM sessions)::int AS sessions,
+           (SELECT count(*) FROM step_up_challenges)::int AS challenges`);
+  return rows[0] as Record<string, number>;
+}
+
+/**
+ * Checks a decision's step-up evidence offline, as an auditor holding the export would (DESIGN §5), with
+ * node:crypto and canonicalize only: the digest is that of the request's subject, the signed challenge
+ * commits to person, action and request, and the person's own passkey made the signature.
+ */
+function expectEvidenceBinds(
+  evidence: Record<string, string>,
+  subject: Record<string, unknown>,
+  person: Person,
+  action: string,
+): void {
+  const subjectDigest = createHash('sha256').update(canonicalize(subject)!).digest('base64url');
+  expect(evidence).toMatchObject({ userId: person.userId, action, subjectId: subject.id, subjectDigest });
+  const challenge = createHash('sha256')
+    .update(
+      canonicalize([
+        'jit-step-up/v1',
+        evidence.nonce,
+        evidence.userId,
+        evidence.action,
+        evidence.subjectId,
+        evidence.subjectDigest,
+      ])!,
+    )
+    .digest('base64url');
+  const clientData = Buffer.from(evidence.clientDataJSON, 'base64url');
+  expect(JSON.parse(clientData.toString('utf8'))).toMatchObject({ type: 'webauthn.get', challenge });
+  const [credential] = person.authenticator.credentials;
+  expect(evidence.credentialId).toBe(credential.id);
+  const signed = Buffer.concat([
+    Buffer.from(evidence.authenticatorData, 'base64url'),
+    createHash('sha256').update(clientData).digest(),
+  ]);
+  const publicKey = createPublicKey({ key: credential.publicKeyJwk, format: 'jwk' });
+  expect(verify('sha256', signed, publicKey, Buffer.from(evidence.signature, 'base64url'))).toBe(true);
 }
 
 /** Recomputes the whole chain with node:crypto and canonicalize only, independently of libs/audit. */
@@ -76,8 +136,10 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
 
   beforeAll(async () => {
     stack = await startStack();
-    // Users exist once they have called the API.
-    for (const user of [REQUESTER, APPROVER, SECOND_APPROVER, NOT_AN_APPROVER]) {
+    // People exist once enrolled through an invite and a passkey; each keeps its session cookie.
+    await enrollAll(stack, [REQUESTER, APPROVER, SECOND_APPROVER, NOT_AN_APPROVER]);
+    await enroll(stack, AUDITOR, { roles: ['auditor'] });
+    for (const user of [REQUESTER, APPROVER, SECOND_APPROVER, NOT_AN_APPROVER, AUDITOR]) {
       expect((await clientAs(stack, user).get('/api/me')).status).toBe(200);
     }
   }, 60_000);
@@ -88,16 +150,15 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
 
   it('requests, approves, activates, revokes at notAfter, and chains every step', async () => {
     const alice = clientAs(stack, REQUESTER);
+    const bob = clientAs(stack, APPROVER);
     const created = await newRequest(stack, 'api-admin-token', 3);
     expect(created.state).toBe('PENDING');
 
-    const approved = await clientAs(stack, APPROVER).post(`/api/requests/${created.id}/approve`, {
-      comment: 'ok',
-    });
+    const approved = await bob.decide(created.id, 'approve', { comment: 'ok' });
     expect(approved.status).toBe(200);
     expect(approved.body.state).toBe('APPROVED');
 
-    const activated = await alice.post(`/api/requests/${created.id}/activate`, {});
+    const activated = await alice.decide(created.id, 'activate');
     expect(activated.status).toBe(200);
     const { request, credential } = activated.body as {
       request: { state: string; notAfter: string };
@@ -157,6 +218,7 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
     expect(revoked.revoked_at.getTime() - revoked.not_after.getTime()).toBeLessThanOrEqual(2000);
     expect((await alice.get(`/api/requests/${created.id}`)).body.state).toBe('ENDED');
 
+    // The chain also holds enrollment, session and other requests' events: this request's own come in order.
     const { rows: events } = await stack.db.query(
       'SELECT action, actor_id, data FROM audit_events WHERE request_id = $1 ORDER BY seq',
       [created.id],
@@ -170,7 +232,24 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       'grant.revoked',
       'request.ended',
     ]);
-    expect(events.find((event) => event.action === 'grant.revoked')!.data.lagMs).toBeGreaterThanOrEqual(0);
+    const eventData = (action: string) => events.find((event) => event.action === action)!.data;
+    expect(eventData('grant.revoked').lagMs).toBeGreaterThanOrEqual(0);
+    const subject = eventData('request.created').subject as Record<string, unknown>;
+    expect(subject).toEqual({
+      id: created.id,
+      requesterId: alice.userId,
+      entitlementId: 'api-admin-token',
+      policyHash: expect.any(String),
+      scope: { scopes: ['admin:read', 'admin:write'] },
+      durationSeconds: 3,
+      justification: 'Rotate the API admin credentials (e2e)',
+      ticket: null,
+      notBefore: null,
+      breakGlass: false,
+      extendsRequestId: null,
+    });
+    expectEvidenceBinds(eventData('approval.recorded').evidence, subject, bob, 'approve');
+    expectEvidenceBinds(eventData('request.activated').evidence, subject, alice, 'activate');
     const chain = await recomputeChain(stack);
     expect(chain).toEqual({ ok: true, count: expect.any(Number) });
     expect(chain.count).toBeGreaterThanOrEqual(events.length);
@@ -178,10 +257,14 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
 
   it('refuses bad input with the error envelope and writes nothing', async () => {
     const alice = clientAs(stack, REQUESTER);
+    const bob = clientAs(stack, APPROVER);
     const pending = await newRequest(stack);
-    const before = await rowCounts(stack);
     const valid = { entitlementId: 'api-admin-token', durationSeconds: 60, justification: 'x' };
-    const cases: Array<[string, () => Promise<{ status: number; body: any }>, number, string]> = [
+    const challenge = (person: Person, action: string, subjectId = pending.id) =>
+      person.post('/api/step-up/challenge', { action, subjectId });
+    type Call = (stepUp: StepUpBody | undefined) => Promise<ApiResponse<any>>;
+    // [name, call, status, code, prepare]: prepare runs before the snapshot and hands the call a step-up.
+    const cases: Array<[string, Call, number, string, (() => Promise<StepUpBody>)?]> = [
       [
         'unknown entitlement',
         () => alice.post('/api/requests', { ...valid, entitlementId: 'no-such' }),
@@ -288,10 +371,12 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       ['non-UUID id (get)', () => alice.get('/api/requests/not-a-uuid'), 400, 'INVALID_ID'],
       [
         'non-UUID id (approve)',
-        () => clientAs(stack, APPROVER).post('/api/requests/1234/approve', {}),
+        (stepUp) => bob.post('/api/requests/1234/approve', { stepUp }),
         400,
         'INVALID_ID',
+        () => bob.stepUp('approve', pending.id),
       ],
+      ['non-UUID id (challenge)', () => challenge(bob, 'approve', '1234'), 400, 'INVALID_ID'],
       [
         'unknown request',
         () => alice.get('/api/requests/01900000-0000-7000-8000-000000000000'),
@@ -300,17 +385,40 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       ],
       [
         'unknown field on approve',
-        () => clientAs(stack, APPROVER).post(`/api/requests/${pending.id}/approve`, { force: true }),
+        (stepUp) => bob.post(`/api/requests/${pending.id}/approve`, { stepUp, force: true }),
         400,
         'VALIDATION_FAILED',
+        () => bob.stepUp('approve', pending.id),
       ],
       [
         'deny without reason',
-        () => clientAs(stack, APPROVER).post(`/api/requests/${pending.id}/deny`, {}),
+        (stepUp) => bob.post(`/api/requests/${pending.id}/deny`, { stepUp }),
         400,
         'VALIDATION_FAILED',
+        () => bob.stepUp('deny', pending.id),
       ],
+      [
+        'approve without a step-up',
+        () => bob.post(`/api/requests/${pending.id}/approve`, { comment: 'ok' }),
+        401,
+        'STEP_UP_REQUIRED',
+      ],
+      [
+        'deny without a step-up',
+        () => bob.post(`/api/requests/${pending.id}/deny`, { reason: 'no' }),
+        401,
+        'STEP_UP_REQUIRED',
+      ],
+      // Refused when the challenge is asked for, before anyone touches a passkey, and again on the call.
+      ['self-approval (challenge)', () => challenge(alice, 'approve'), 403, 'SELF_APPROVAL'],
       ['self-approval', () => alice.post(`/api/requests/${pending.id}/approve`, {}), 403, 'SELF_APPROVAL'],
+      ['self-denial (challenge)', () => challenge(alice, 'deny'), 403, 'SELF_APPROVAL'],
+      [
+        'approval by a non-approver (challenge)',
+        () => challenge(clientAs(stack, NOT_AN_APPROVER), 'approve'),
+        404,
+        'REQUEST_NOT_FOUND',
+      ],
       [
         'approval by a non-approver',
         () => clientAs(stack, NOT_AN_APPROVER).post(`/api/requests/${pending.id}/approve`, {}),
@@ -318,38 +426,95 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
         'REQUEST_NOT_FOUND',
       ],
       [
+        'approval by an auditor who may see it (challenge)',
+        () => challenge(clientAs(stack, AUDITOR), 'approve'),
+        403,
+        'NOT_AN_APPROVER',
+      ],
+      [
+        'approval by an auditor who may see it',
+        () => clientAs(stack, AUDITOR).post(`/api/requests/${pending.id}/approve`, {}),
+        403,
+        'NOT_AN_APPROVER',
+      ],
+      ['activation by an approver (challenge)', () => challenge(bob, 'activate'), 403, 'NOT_REQUESTER'],
+      [
         'activation with a body field',
-        () => alice.post(`/api/requests/${pending.id}/activate`, { now: true }),
+        (stepUp) => alice.post(`/api/requests/${pending.id}/activate`, { stepUp, now: true }),
         400,
         'VALIDATION_FAILED',
+        () => alice.stepUp('activate', pending.id),
+      ],
+      [
+        'activation without a step-up',
+        () => alice.post(`/api/requests/${pending.id}/activate`, {}),
+        401,
+        'STEP_UP_REQUIRED',
       ],
       [
         'activation before approval',
-        () => alice.post(`/api/requests/${pending.id}/activate`, {}),
+        (stepUp) => alice.post(`/api/requests/${pending.id}/activate`, { stepUp }),
         409,
         'REQUEST_NOT_APPROVED',
+        () => alice.stepUp('activate', pending.id),
       ],
-      ['no identity', () => clientAs(stack, null).post('/api/requests', valid), 401, 'UNAUTHENTICATED'],
+      ['no session', () => clientAs(stack, null).post('/api/requests', valid), 401, 'UNAUTHENTICATED'],
+      ['no session (me)', () => clientAs(stack, null).get('/api/me'), 401, 'UNAUTHENTICATED'],
+      [
+        'forged session cookie',
+        () => httpClient(stack, 'jit_session=forged').post('/api/requests', valid),
+        401,
+        'UNAUTHENTICATED',
+      ],
+      [
+        'foreign Origin',
+        () => httpClient(stack, alice.cookie, FOREIGN_ORIGIN).post('/api/requests', valid),
+        403,
+        'ORIGIN_NOT_ALLOWED',
+      ],
+      [
+        'no Origin',
+        () => httpClient(stack, alice.cookie, null).post('/api/requests', valid),
+        403,
+        'ORIGIN_NOT_ALLOWED',
+      ],
+      [
+        'foreign Origin on approve, with a valid step-up',
+        (stepUp) =>
+          httpClient(stack, bob.cookie, FOREIGN_ORIGIN).post(`/api/requests/${pending.id}/approve`, {
+            stepUp,
+          }),
+        403,
+        'ORIGIN_NOT_ALLOWED',
+        () => bob.stepUp('approve', pending.id),
+      ],
       ['bad list limit', () => alice.get('/api/requests?limit=5000'), 400, 'VALIDATION_FAILED'],
     ];
-    for (const [name, call, status, code] of cases) {
-      const response = await call();
+    for (const [name, call, status, code, prepare] of cases) {
+      const stepUp = await prepare?.();
+      const before = await rowCounts(stack);
+      const response = await call(stepUp);
       expect({ name, status: response.status, code: response.body?.error?.code }).toEqual({
         name,
         status,
         code,
       });
       expect(typeof response.body.error.message).toBe('string');
+      expect({ name, rows: await rowCounts(stack) }).toEqual({ name, rows: before });
     }
-    expect(await rowCounts(stack)).toEqual(before);
+    expect((await alice.get(`/api/requests/${pending.id}`)).body.state).toBe('PENDING');
   }, 30_000);
 
   it('lets exactly one of two parallel approvals win, with one approved event', async () => {
     const created = await newRequest(stack);
-    const responses = await Promise.all([
-      clientAs(stack, APPROVER).post(`/api/requests/${created.id}/approve`, {}),
-      clientAs(stack, SECOND_APPROVER).post(`/api/requests/${created.id}/approve`, {}),
-    ]);
+    const racers = [clientAs(stack, APPROVER), clientAs(stack, SECOND_APPROVER)];
+    // Each racer holds its own valid step-up first, so the two posts race only on the decision.
+    const stepUps = await Promise.all(racers.map((racer) => racer.stepUp('approve', created.id)));
+    const responses = await Promise.all(
+      racers.map((racer, index) =>
+        racer.post(`/api/requests/${created.id}/approve`, { stepUp: stepUps[index] }),
+      ),
+    );
     expect(responses.map((response) => response.status).sort()).toEqual([200, 409]);
     expect(responses.find((response) => response.status === 409)!.body.error.code).toBe(
       'REQUEST_NOT_PENDING',
@@ -366,15 +531,13 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
   it('keeps a 2-approval request pending after one approval and refuses a second decision by the same approver', async () => {
     const created = await newRequest(stack, 'demo-db-write');
     const bob = clientAs(stack, APPROVER);
-    const first = await bob.post(`/api/requests/${created.id}/approve`, {});
+    const first = await bob.decide(created.id, 'approve');
     expect(first.status).toBe(200);
     expect(first.body.state).toBe('PENDING');
-    const again = await bob.post(`/api/requests/${created.id}/approve`, {});
+    const again = await bob.decide(created.id, 'approve');
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe('ALREADY_DECIDED');
-    const denied = await clientAs(stack, SECOND_APPROVER).post(`/api/requests/${created.id}/deny`, {
-      reason: 'no',
-    });
+    const denied = await clientAs(stack, SECOND_APPROVER).decide(created.id, 'deny', { reason: 'no' });
     expect(denied.status).toBe(200);
     expect(denied.body.state).toBe('DENIED');
   }, 30_000);
@@ -408,16 +571,19 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       `UPDATE elevation_requests SET pending_until = now() - interval '1 second' WHERE id = $1`,
       [created.id],
     );
-    const before = await rowCounts(stack);
-    for (const [path, body] of [
+    const bob = clientAs(stack, APPROVER);
+    for (const [action, body] of [
       ['approve', { comment: 'late' }],
       ['deny', { reason: 'late' }],
     ] as const) {
-      const response = await clientAs(stack, APPROVER).post(`/api/requests/${created.id}/${path}`, body);
+      // Step-up first: issuing its challenge writes a row of its own, before the snapshot.
+      const stepUp = await bob.stepUp(action, created.id);
+      const before = await rowCounts(stack);
+      const response = await bob.post(`/api/requests/${created.id}/${action}`, { ...body, stepUp });
       expect(response.status).toBe(409);
       expect(response.body.error.code).toBe('REQUEST_EXPIRED');
+      expect(await rowCounts(stack)).toEqual(before);
     }
-    expect(await rowCounts(stack)).toEqual(before);
   });
 
   it('opens the activation window of a scheduled request at its notBefore', async () => {
@@ -430,19 +596,21 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       notBefore: notBefore.toISOString(),
     });
     expect(created.status).toBe(201);
-    const approved = await clientAs(stack, APPROVER).post(`/api/requests/${created.body.id}/approve`, {});
+    const approved = await clientAs(stack, APPROVER).decide(created.body.id, 'approve');
     expect(approved.body.state).toBe('APPROVED');
     // example.yaml: activationWindow defaults to 15 minutes.
     expect(approved.body.activateBy).toBe(new Date(notBefore.getTime() + 15 * 60_000).toISOString());
-    const early = await clientAs(stack, REQUESTER).post(`/api/requests/${created.body.id}/activate`, {});
+    const early = await clientAs(stack, REQUESTER).decide(created.body.id, 'activate');
     expect(early.status).toBe(409);
     expect(early.body.error.code).toBe('NOT_YET_STARTED');
   });
 
   it('reports liveness and readiness of PostgreSQL and Redis', async () => {
     const anonymous = clientAs(stack, null);
-    expect(await anonymous.get('/health/live')).toEqual({ status: 200, body: { status: 'ok' } });
-    expect(await anonymous.get('/health/ready')).toEqual({
+    const live = await anonymous.get('/health/live');
+    expect({ status: live.status, body: live.body }).toEqual({ status: 200, body: { status: 'ok' } });
+    const ready = await anonymous.get('/health/ready');
+    expect({ status: ready.status, body: ready.body }).toEqual({
       status: 200,
       body: { status: 'ok', checks: { postgres: 'up', redis: 'up' } },
     });

@@ -126,7 +126,6 @@ function startEnv(overrides: Record<string, string>): NodeJS.ProcessEnv {
     'HOST',
     'POLICY_DIR',
     'QUEUE_PREFIX',
-    'AUTH_TEST_IDENTITY_HEADER',
     'INTROSPECTION_CLIENTS',
     'FORCE_COLOR',
     // jest's --experimental-vm-modules: `npm start` runs without it.

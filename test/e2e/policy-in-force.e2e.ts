@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { PolicyService } from '../../libs/elevation/policy.service.js';
-import { clientAs, PROJECT_ROOT, startStack, type TestStack } from '../support/stack.js';
+import { clientAs, enrollAll, PROJECT_ROOT, startStack, type TestStack } from '../support/stack.js';
 
 // Decisions follow the policy in force when they are made, not the one a request was filed under.
 describe('decisions under a reloaded policy', () => {
@@ -22,6 +22,7 @@ describe('decisions under a reloaded policy', () => {
     await cp(path.join(PROJECT_ROOT, 'policies'), policyDir, { recursive: true });
     original = await readFile(policyFile(), 'utf8');
     stack = await startStack({ policyDir, worker: false });
+    await enrollAll(stack, ['alice', 'bob', 'dave', 'admin']);
   }, 60_000);
 
   afterAll(async () => {
@@ -37,17 +38,15 @@ describe('decisions under a reloaded policy', () => {
       justification: 'quorum test',
     });
     expect(created.status).toBe(201);
-    expect(
-      (await clientAs(stack, 'bob').post(`/api/requests/${created.body.id}/approve`, {})).body.state,
-    ).toBe('PENDING');
+    expect((await clientAs(stack, 'bob').decide(created.body.id, 'approve')).body.state).toBe('PENDING');
     await reloadWith((text) =>
       text.replace(/approvers: \[bob, dave, admin\]/, 'approvers: [carol, dave, admin]'),
     );
     expect(await readFile(policyFile(), 'utf8')).not.toBe(original);
-    const second = await clientAs(stack, 'dave').post(`/api/requests/${created.body.id}/approve`, {});
+    const second = await clientAs(stack, 'dave').decide(created.body.id, 'approve');
     expect(second.status).toBe(200);
     expect(second.body.state).toBe('PENDING');
-    const third = await clientAs(stack, 'admin').post(`/api/requests/${created.body.id}/approve`, {});
+    const third = await clientAs(stack, 'admin').decide(created.body.id, 'approve');
     expect(third.body.state).toBe('APPROVED');
   }, 30_000);
 
@@ -58,13 +57,11 @@ describe('decisions under a reloaded policy', () => {
       durationSeconds: 600,
       justification: 'eligibility test',
     });
-    expect(
-      (await clientAs(stack, 'bob').post(`/api/requests/${created.body.id}/approve`, {})).body.state,
-    ).toBe('APPROVED');
+    expect((await clientAs(stack, 'bob').decide(created.body.id, 'approve')).body.state).toBe('APPROVED');
     await reloadWith((text) =>
       text.replace(/engineers: \[alice, carol, admin\]/, 'engineers: [carol, admin]'),
     );
-    const activated = await clientAs(stack, 'alice').post(`/api/requests/${created.body.id}/activate`, {});
+    const activated = await clientAs(stack, 'alice').decide(created.body.id, 'activate');
     expect(activated.status).toBe(403);
     expect(activated.body.error.code).toBe('NOT_ELIGIBLE');
     const { rows } = await stack.db.query('SELECT count(*)::int AS n FROM grants WHERE request_id = $1', [

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { freePort } from '../../libs/devstack/free-port.js';
 import { startRedisServer, type RedisServer } from '../../libs/devstack/redis-server.js';
-import { clientAs, startStack, waitFor, type TestStack } from '../support/stack.js';
+import { clientAs, enrollAll, startStack, waitFor, type TestStack } from '../support/stack.js';
 
 const SWEEP_INTERVAL_SECONDS = 1;
 
@@ -16,7 +16,7 @@ async function approvedRequest(stack: TestStack, durationSeconds: number): Promi
     justification: 'resilience test',
   });
   expect(created.status).toBe(201);
-  const approved = await clientAs(stack, 'bob').post(`/api/requests/${created.body.id}/approve`, {});
+  const approved = await clientAs(stack, 'bob').decide(created.body.id, 'approve');
   expect(approved.body.state).toBe('APPROVED');
   return created.body.id as string;
 }
@@ -44,6 +44,7 @@ describe('revocation survives the loss of Redis', () => {
     stack = await startStack({
       env: { REDIS_URL: redis.url, SWEEP_INTERVAL_SECONDS: String(SWEEP_INTERVAL_SECONDS) },
     });
+    await enrollAll(stack, ['alice', 'bob']);
   }, 60_000);
 
   afterAll(async () => {
@@ -56,7 +57,7 @@ describe('revocation survives the loss of Redis', () => {
     const requestIds = [];
     for (let index = 0; index < 5; index++) requestIds.push(await approvedRequest(stack, 3));
     for (const id of requestIds) {
-      expect((await clientAs(stack, 'alice').post(`/api/requests/${id}/activate`, {})).status).toBe(200);
+      expect((await clientAs(stack, 'alice').decide(id, 'activate')).status).toBe(200);
     }
     const flusher = new Redis(redis.url);
     try {
@@ -84,7 +85,8 @@ describe('revocation survives the loss of Redis', () => {
   it('answers an activation while Redis is down, and revokes the grant once Redis is back', async () => {
     const id = await approvedRequest(stack, 2);
     await redis.stop();
-    const activated = await clientAs(stack, 'alice').post(`/api/requests/${id}/activate`, {});
+    // The step-up challenge and the activation both go through while Redis is down.
+    const activated = await clientAs(stack, 'alice').decide(id, 'activate');
     expect(activated.status).toBe(200);
     expect(activated.body.credential.type).toBe('jwt');
     expect((await grantOf(stack, id)).state).toBe('ACTIVE');

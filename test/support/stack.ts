@@ -67,6 +67,14 @@ export async function startStack(
       BROKER_MASTER_KEY: randomBytes(32).toString('base64'),
       QUEUE_PREFIX: `e2e-${suffix}`,
       PUBLIC_URL: `http://localhost:${port}`,
+      // Suites share one client address and file many requests: the anti-fatigue and per-IP limits are
+      // relaxed here and tested with their real values in suites that set them (startStack({ env })).
+      MAX_OPEN_REQUESTS_PER_ENTITLEMENT: '1000',
+      MAX_OPEN_REQUESTS: '1000',
+      REQUEST_RATE_LIMIT: '1000',
+      DENIAL_LOCKOUT_COUNT: '1000',
+      DENIAL_COOLDOWN_SECONDS: '1',
+      IP_RATE_LIMIT: '100000',
       INTROSPECTION_CLIENTS: `${INTROSPECTION_CLIENT.id}:${INTROSPECTION_CLIENT.secret}`,
       LOG_LEVEL: 'warn',
       ...options.env,
@@ -271,6 +279,9 @@ export function personFor(
 }
 
 /** The client of an enrolled person, or an anonymous one for `null`. */
+export function clientAs(stack: TestStack, username: string): Person;
+export function clientAs(stack: TestStack, username: null): ReturnType<typeof httpClient>;
+export function clientAs(stack: TestStack, username: string | null): Person | ReturnType<typeof httpClient>;
 export function clientAs(stack: TestStack, username: string | null) {
   if (username === null) return httpClient(stack, null);
   const person = stack.people.get(username);

@@ -39,8 +39,9 @@ export class SessionGuard implements CanActivate {
     }
     const token = readSessionToken(request, this.config);
     if (!token) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'Sign in first');
-    const { actor, sessionId } = await this.sessions.authenticate(token);
+    // Before authenticate(): a refused call must not even touch the session's idle clock.
     if (checksOrigin) this.checkOrigin(request);
+    const { actor, sessionId } = await this.sessions.authenticate(token);
     request.actor = actor;
     request.sessionId = sessionId;
     return true;
