@@ -10,7 +10,8 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { freePort } from '../../libs/devstack/free-port.js';
-import { PROJECT_ROOT, waitFor } from '../support/stack.js';
+import { SoftAuthenticator } from '../support/soft-authenticator.js';
+import { PROJECT_ROOT, sessionCookieFrom, waitFor } from '../support/stack.js';
 
 jest.setTimeout(180_000);
 
@@ -276,6 +277,46 @@ describe('npm start (apps/dev/start.ts)', () => {
       kid: expect.any(String),
     });
     expect(keys[0]).not.toHaveProperty('d');
+  });
+
+  test('prints a one-time link that enrolls the first admin with a passkey', async () => {
+    const linkPattern = new RegExp(`^\\s*(http://localhost:${port}/enroll\\?invite=([A-Za-z0-9_-]{43}))$`);
+    const line = await waitFor(
+      async () =>
+        output.map((entry) => entry.replace(/^out: /, '').match(linkPattern)).find(Boolean) ?? undefined,
+      5_000,
+      'the first-admin enrollment link',
+    ).catch((error: unknown) => {
+      throw withOutput(error);
+    });
+    expect(tail()).toContain('First admin enrollment link');
+    const invite = line[2];
+    const origin = `http://localhost:${port}`;
+    const post = (route: string, body: unknown) =>
+      fetch(`${baseUrl()}${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(5_000),
+      });
+    const authenticator = new SoftAuthenticator({ origin });
+    const options = await post('/api/auth/enroll/options', { invite });
+    expect(options.status).toBe(200);
+    const verified = await post('/api/auth/enroll/verify', {
+      invite,
+      response: authenticator.register((await options.json()) as never),
+    });
+    expect(verified.status).toBe(200);
+    const cookie = sessionCookieFrom(verified.headers);
+    const me = await fetch(`${baseUrl()}/api/me`, {
+      headers: { cookie },
+      signal: AbortSignal.timeout(5_000),
+    });
+    expect(await me.json()).toMatchObject({ username: 'admin', roles: ['admin'] });
+    // One use only.
+    const again = await post('/api/auth/enroll/options', { invite });
+    expect(again.status).toBe(410);
+    expect(((await again.json()) as { error: { code: string } }).error.code).toBe('INVITE_USED');
   });
 
   test('keeps its state in JIT_DATA_DIR: a 0600 master key and the PostgreSQL cluster', async () => {
