@@ -71,15 +71,11 @@ export class PasskeysService {
     return this.dataSource.transaction(async (manager) => {
       const invite = await lockUsableInvite(manager, inviteToken);
       const user = await loadUser(manager, invite.userId);
-      const challenge = await this.newCeremony(manager, 'enroll', user.id, invite.id);
-      return registrationOptions({
-        rp: relyingParty(this.config),
-        challenge,
-        userHandle: user.webauthnUserId,
-        username: user.username,
-        displayName: user.displayName,
-        exclude: known(await authenticatorsOf(manager, user.id)),
-      });
+      return this.creationOptions(
+        manager,
+        user,
+        await this.newCeremony(manager, 'enroll', user.id, invite.id),
+      );
     });
   }
 
@@ -181,15 +177,7 @@ export class PasskeysService {
   async registrationOptions(actor: Actor): Promise<PublicKeyCredentialCreationOptionsJSON> {
     return this.dataSource.transaction(async (manager) => {
       const user = await loadUser(manager, actor.id);
-      const challenge = await this.newCeremony(manager, 'register', user.id, null);
-      return registrationOptions({
-        rp: relyingParty(this.config),
-        challenge,
-        userHandle: user.webauthnUserId,
-        username: user.username,
-        displayName: user.displayName,
-        exclude: known(await authenticatorsOf(manager, user.id)),
-      });
+      return this.creationOptions(manager, user, await this.newCeremony(manager, 'register', user.id, null));
     });
   }
 
@@ -218,6 +206,22 @@ export class PasskeysService {
         return stored;
       },
     );
+  }
+
+  /** Creation options for `user`, excluding the passkeys they already hold. */
+  private async creationOptions(
+    manager: EntityManager,
+    user: UserRow,
+    challenge: string,
+  ): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    return registrationOptions({
+      rp: relyingParty(this.config),
+      challenge,
+      userHandle: user.webauthnUserId,
+      username: user.username,
+      displayName: user.displayName,
+      exclude: known(await authenticatorsOf(manager, user.id)),
+    });
   }
 
   private async storeAuthenticator(
