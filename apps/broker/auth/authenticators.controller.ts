@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
-import { IsOptional, IsString, MaxLength, ValidateNested } from 'class-validator';
+import { IsDefined, IsObject, IsOptional, IsString, MaxLength, ValidateNested } from 'class-validator';
 import { Type } from 'class-transformer';
 import type { Actor } from '../../../libs/elevation/actor.js';
 import { AuthenticatorsService, toAuthenticatorView } from '../../../libs/identity/authenticators.service.js';
@@ -12,7 +12,11 @@ import { paramsDigest } from './step-up-params.js';
 import { RegistrationResponseDto, StepUpOnlyDto } from './webauthn.dto.js';
 
 class RegisterAuthenticatorDto {
-  @ValidateNested() @Type(() => RegistrationResponseDto) response: RegistrationResponseDto;
+  @IsDefined()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => RegistrationResponseDto)
+  response: RegistrationResponseDto;
   @IsOptional() @IsString() @MaxLength(64) @IsPlainText() name?: string;
 }
 

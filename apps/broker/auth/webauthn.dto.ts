@@ -1,6 +1,7 @@
 import { Type } from 'class-transformer';
 import {
   Equals,
+  IsDefined,
   IsArray,
   IsIn,
   IsInt,
@@ -39,7 +40,7 @@ export class AuthenticationResponseDto {
   @IsString() @MaxLength(1024) @B64() id: string;
   @IsString() @MaxLength(1024) @B64() rawId: string;
   @Equals('public-key') type: 'public-key';
-  @ValidateNested() @Type(() => AssertionBodyDto) response: AssertionBodyDto;
+  @IsDefined() @IsObject() @ValidateNested() @Type(() => AssertionBodyDto) response: AssertionBodyDto;
   @IsObject() clientExtensionResults: Record<string, unknown>;
   @IsOptional() @IsIn(['platform', 'cross-platform']) authenticatorAttachment?: 'platform' | 'cross-platform';
 }
@@ -49,7 +50,7 @@ export class RegistrationResponseDto {
   @IsString() @MaxLength(1024) @B64() id: string;
   @IsString() @MaxLength(1024) @B64() rawId: string;
   @Equals('public-key') type: 'public-key';
-  @ValidateNested() @Type(() => AttestationBodyDto) response: AttestationBodyDto;
+  @IsDefined() @IsObject() @ValidateNested() @Type(() => AttestationBodyDto) response: AttestationBodyDto;
   @IsObject() clientExtensionResults: Record<string, unknown>;
   @IsOptional() @IsIn(['platform', 'cross-platform']) authenticatorAttachment?: 'platform' | 'cross-platform';
 }
@@ -57,7 +58,11 @@ export class RegistrationResponseDto {
 /** `"stepUp": { "challengeId", "response" }`, carried by every step-up-protected call. */
 export class StepUpDto {
   @IsUUID() challengeId: string;
-  @ValidateNested() @Type(() => AuthenticationResponseDto) response: AuthenticationResponseDto;
+  @IsDefined()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => AuthenticationResponseDto)
+  response: AuthenticationResponseDto;
 }
 
 const INVITE_TOKEN = /^[A-Za-z0-9_-]{43}$/;
@@ -68,11 +73,19 @@ export class EnrollOptionsDto {
 
 export class EnrollVerifyDto {
   @IsString() @Matches(INVITE_TOKEN, { message: 'invite must be an invite token' }) invite: string;
-  @ValidateNested() @Type(() => RegistrationResponseDto) response: RegistrationResponseDto;
+  @IsDefined()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => RegistrationResponseDto)
+  response: RegistrationResponseDto;
 }
 
 export class LoginVerifyDto {
-  @ValidateNested() @Type(() => AuthenticationResponseDto) response: AuthenticationResponseDto;
+  @IsDefined()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => AuthenticationResponseDto)
+  response: AuthenticationResponseDto;
 }
 
 /** A body whose only field is the step-up (activate, authenticator.add). */

@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { httpClient, startStack, type TestStack } from '../support/stack.js';
+
+/** Routes that answer without a session (DESIGN §10); everything else must demand one. */
+const PUBLIC_ROUTES = [
+  'POST /api/auth/enroll/options',
+  'POST /api/auth/enroll/verify',
+  'POST /api/auth/login/options',
+  'POST /api/auth/login/verify',
+  'GET /health/live',
+  'GET /health/ready',
+  'GET /.well-known/jwks.json',
+  'POST /api/introspect',
+  // The ssh connector's CA public key and revocation list: sshd fetches them without a session.
+  'GET /api/ssh/krl',
+  'GET /api/ssh/ca.pub',
+  // The audit key, so an offline verifier can pin the manifest signature.
+  'GET /.well-known/audit-jwks.json',
+];
+/** Public routes that a build may or may not register. */
+const OPTIONAL_PUBLIC_ROUTES: string[] = [];
+
+const SOME_UUID = '0190f3a2-7c1e-7b3a-9d4e-5f6a7b8c9d0e';
+
+interface RegisteredRoute {
+  method: string;
+  path: string;
+}
+
+interface ExpressLayer {
+  route?: { path: unknown; methods: Record<string, boolean> };
+}
+
+/**
+ * Every method + path the running Express app would dispatch to a handler, read from its router (Express 5),
+ * so a route added later is covered without anyone editing this test.
+ */
+function registeredRoutes(stack: TestStack): RegisteredRoute[] {
+  const app = stack.broker.getHttpAdapter().getInstance() as { router: { stack: ExpressLayer[] } };
+  const routes: RegisteredRoute[] = [];
+  for (const layer of app.router.stack) {
+    if (!layer.route) continue;
+    const paths = Array.isArray(layer.route.path) ? layer.route.path : [layer.route.path];
+    const methods = Object.keys(layer.route.methods).filter((method) => layer.route!.methods[method]);
+    for (const path of paths) {
+      if (typeof path !== 'string') throw new Error(`route with a non-string path: ${String(path)}`);
+      // Nest mounts global middleware (request logging) as a catch-all that answers every HTTP method; an
+      // endpoint names its method(s). A catch-all endpoint with a specific method stays in the table.
+      if (/^\{?\/\*\w*\}?$/.test(path) && methods.length > 10) continue;
+      for (const method of methods) routes.push({ method: method.toUpperCase(), path });
+    }
+  }
+  return routes;
+}
+
+/** A concrete URL for a route pattern: ids become a UUID, usernames a plausible username. */
+function concretePath(path: string): string {
+  const filled = path.replace(/:(\w+)/g, (_match, name: string) =>
+    /user(name)?$/i.test(name) ? 'alice' : SOME_UUID,
+  );
+  if (/[:*{}()]/.test(filled)) throw new Error(`cannot fill the route pattern ${path}`);
+  return filled;
+}
+
+describe('every registered route needs a session unless it is on the public allow-list', () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await startStack({ worker: false });
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.close();
+  }, 30_000);
+
+  it('answers 401 with the error envelope without a session, and with an unknown session token', async () => {
+    const routes = registeredRoutes(stack);
+    const keys = new Set(routes.map((route) => `${route.method} ${route.path}`));
+
+    // If the enumeration broke and found nothing, the loop below would pass vacuously.
+    expect(routes.length).toBeGreaterThanOrEqual(15);
+    for (const route of PUBLIC_ROUTES) expect(keys).toContain(route);
+    const allowList = new Set([...PUBLIC_ROUTES, ...OPTIONAL_PUBLIC_ROUTES]);
+
+    const anonymous = httpClient(stack, null);
+    // Well formed (43 base64url characters) so it reaches the session lookup, but no session has it.
+    const unknownSession = httpClient(stack, `jit_session=${randomBytes(32).toString('base64url')}`);
+    const wrong: string[] = [];
+    let checked = 0;
+    for (const route of routes) {
+      const key = `${route.method} ${route.path}`;
+      const url = concretePath(route.path);
+      if (allowList.has(key)) {
+        // Public routes may refuse for other reasons (no client credentials, bad body), never for a session.
+        const answer = await anonymous.call(route.method, url, route.method === 'GET' ? undefined : {});
+        if (answer.body?.error?.code === 'UNAUTHENTICATED')
+          wrong.push(`${key}: public but asks for a session`);
+        continue;
+      }
+      for (const [who, client] of [
+        ['no cookie', anonymous],
+        ['unknown session', unknownSession],
+      ] as const) {
+        const answer = await client.call(route.method, url, route.method === 'GET' ? undefined : {});
+        const envelope = answer.body?.error;
+        if (
+          answer.status !== 401 ||
+          envelope?.code !== 'UNAUTHENTICATED' ||
+          typeof envelope?.message !== 'string' ||
+          Object.keys(answer.body).length !== 1
+        ) {
+          wrong.push(`${key} (${who}): ${answer.status} ${JSON.stringify(answer.body)}`);
+        }
+      }
+      checked += 1;
+    }
+    expect(wrong).toEqual([]);
+    expect(checked).toBeGreaterThanOrEqual(10);
+  });
+});
