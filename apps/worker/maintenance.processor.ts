@@ -1,6 +1,9 @@
 import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
+import { DataSource } from 'typeorm';
+import { appendCheckpoint, type CheckpointResult } from '../../libs/audit/checkpoint-log.js';
+import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { RequestsService } from '../../libs/elevation/requests.service.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
@@ -12,11 +15,14 @@ export class MaintenanceProcessor extends WorkerHost {
   private readonly logger = new Logger(MaintenanceProcessor.name);
   private readonly handlers: JobHandlers = {
     [JobName.Sweep]: () => this.sweep(),
+    [JobName.Checkpoint]: () => this.checkpoint(),
   };
 
   constructor(
     private readonly revocation: RevocationService,
     private readonly requests: RequestsService,
+    private readonly dataSource: DataSource,
+    private readonly connectors: ConnectorRegistry,
   ) {
     super();
     assertHandlesEveryJob(QueueName.Maintenance, this.handlers);
@@ -35,6 +41,15 @@ export class MaintenanceProcessor extends WorkerHost {
       requests: await this.requests.sweepLifecycle(),
       overdueReviews: await this.requests.reportOverdueReviews(),
     };
+  }
+
+  /** Signs the audit chain head with the audit key (an audit.checkpoint event), unless it has not moved. */
+  private async checkpoint(): Promise<CheckpointResult> {
+    const result = await appendCheckpoint(this.dataSource, this.connectors.signingKeys);
+    if (result.status === 'written') {
+      this.logger.log(`Audit checkpoint at seq ${result.checkpoint.seq} (event ${result.eventSeq})`);
+    }
+    return result;
   }
 
   process(job: Job): Promise<unknown> {

@@ -18,6 +18,7 @@ import { MaintenanceProcessor } from './maintenance.processor.js';
 import { RevocationProcessor } from './revocation.processor.js';
 
 const SWEEP_SCHEDULER_ID = 'sweep';
+const CHECKPOINT_SCHEDULER_ID = 'checkpoint';
 
 /** The worker: BullMQ processors only (no HTTP). */
 @Module({})
@@ -45,12 +46,17 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
     const scheduled = await this.revocation.sweep();
     const open = await this.requests.sweepLifecycle();
     this.logger.log(`Boot sweep scheduled ${scheduled} unrevoked grant(s) and ${open} open request(s)`);
+    if (this.config.checkpointIntervalSeconds === 0) {
+      this.logger.warn(
+        'UNSAFE: CHECKPOINT_INTERVAL_SECONDS=0: the audit chain head is not signed periodically',
+      );
+    }
     await this.ensureSchedulers();
     // The schedule itself lives in Redis: re-assert it every interval, so a Redis flush or failover costs
     // at most one interval of sweeping instead of stopping it until the next worker restart.
     this.schedulerWatchdog = setInterval(() => {
       this.ensureSchedulers().catch((error: unknown) =>
-        this.logger.warn(`Sweep schedule not renewed: ${String(error)}`),
+        this.logger.warn(`Sweep and checkpoint schedules not renewed: ${String(error)}`),
       );
     }, this.config.sweepIntervalSeconds * 1000);
     this.schedulerWatchdog.unref();
@@ -66,6 +72,16 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
       SWEEP_SCHEDULER_ID,
       { every: this.config.sweepIntervalSeconds * 1000 },
       { name: JobName.Sweep, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } },
+    );
+    if (this.config.checkpointIntervalSeconds === 0) {
+      // Explicitly off (CHECKPOINT_INTERVAL_SECONDS=0): the chain head then goes unsigned between exports.
+      await this.maintenanceQueue.removeJobScheduler(CHECKPOINT_SCHEDULER_ID);
+      return;
+    }
+    await this.maintenanceQueue.upsertJobScheduler(
+      CHECKPOINT_SCHEDULER_ID,
+      { every: this.config.checkpointIntervalSeconds * 1000 },
+      { name: JobName.Checkpoint, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } },
     );
   }
 }

@@ -6,6 +6,7 @@ import { createPublicKey, verify, type JsonWebKey } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { subjectDigest } from '../webauthn/step-up-binding.js';
 import { chainHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
+import { CHECKPOINT_ACTION, checkpointSignatureValid, parseCheckpointData } from './checkpoint.js';
 import { CsvReader } from './csv.js';
 import { checkStepUpAssertion, decodeBase64Url, parseStepUpEvidence } from './evidence-check.js';
 import {
@@ -34,6 +35,8 @@ export interface VerifyCounts {
   assertions: number;
   /** request.created events whose subject the later decisions' digests were checked against. */
   requests: number;
+  /** audit.checkpoint events whose signed chain head was checked. */
+  checkpoints: number;
 }
 
 export type VerifyResult =
@@ -189,7 +192,7 @@ export async function verifyBundle(input: unknown, options: VerifyOptions = {}):
   if (Object.keys(manifest.filters).length !== 1 || manifest.filters.requestId !== requestId) {
     return failure(null, 'the manifest does not cover exactly this request');
   }
-  const checker = new ExportChecker(manifest);
+  const checker = new ExportChecker(manifest, options.jwks);
   for (const [index, event] of events.entries()) {
     const broken = checker.event(event, `events[${index}]`);
     if (broken) return broken;
@@ -236,7 +239,7 @@ async function verifyNdjsonLines(
 ): Promise<VerifyResult> {
   const manifest = parseManifest(parseJson(manifestLine), 'ndjson');
   if (typeof manifest === 'string') return failure(null, manifest);
-  const checker = new ExportChecker(manifest);
+  const checker = new ExportChecker(manifest, options.jwks);
   let pending: { text: string; line: number } | null = null;
   let lineNumber = 0;
   for await (const raw of lines) {
@@ -275,7 +278,7 @@ async function verifyCsvRecords(
     'csv',
   );
   if (typeof manifest === 'string') return failure(null, manifest);
-  const checker = new ExportChecker(manifest);
+  const checker = new ExportChecker(manifest, options.jwks);
   let pending: { record: string[]; number: number } | null = null;
   let number = 0;
   try {
@@ -339,7 +342,7 @@ async function verifyJsonExport(parsed: unknown, options: VerifyOptions): Promis
     return failure(null, 'a JSON export must be { "events": [...], "manifest": {...} }');
   const manifest = parseManifest(parsed.manifest, 'json');
   if (typeof manifest === 'string') return failure(null, manifest);
-  const checker = new ExportChecker(manifest);
+  const checker = new ExportChecker(manifest, options.jwks);
   for (const [index, event] of parsed.events.entries()) {
     const broken = checker.event(event, `events[${index}]`);
     if (broken) return broken;
@@ -349,7 +352,7 @@ async function verifyJsonExport(parsed: unknown, options: VerifyOptions): Promis
 
 /** Checks events one at a time, in file order, against the chain rules, the manifest's filters and the evidence rules. */
 class ExportChecker {
-  readonly counts: VerifyCounts = { events: 0, approvals: 0, assertions: 0, requests: 0 };
+  readonly counts: VerifyCounts = { events: 0, approvals: 0, assertions: 0, requests: 0, checkpoints: 0 };
   private previous: { seq: number; hash: Buffer } | null = null;
   private firstSeq: number | null = null;
   private readonly digest = new EventsDigest();
@@ -360,7 +363,11 @@ class ExportChecker {
   /** An unfiltered export holds the whole chain: seq 1 to the chain head, nothing missing. */
   private readonly complete: boolean;
 
-  constructor(private readonly manifest: ExportManifest) {
+  constructor(
+    private readonly manifest: ExportManifest,
+    /** The pinned audit keys, when given: checkpoints are checked against them like the manifest. */
+    private readonly jwks?: readonly JsonWebKey[],
+  ) {
     this.complete = Object.keys(manifest.filters).length === 0;
   }
 
@@ -402,7 +409,7 @@ class ExportChecker {
     if (recomputed.toString('hex') !== hash) return failure(seq, 'hash does not match the event content');
     const outside = this.outsideFilters(event);
     if (outside) return failure(seq, `the event does not match the export's filter ${outside}`);
-    const broken = this.checkSubjectAndEvidence(event);
+    const broken = this.checkSubjectAndEvidence(event) ?? this.checkCheckpoint(event);
     if (broken) return failure(seq, broken);
 
     this.previous = { seq, hash: recomputed };
@@ -469,6 +476,38 @@ class ExportChecker {
         return 'entitlementId';
       }
     }
+    return null;
+  }
+
+  /**
+   * An audit.checkpoint signs the chain head just before its own event: its seq is the previous seq, its hash
+   * the event's prevHash (so, when that event is in the file, its hash), and the signature is the audit key's.
+   */
+  private checkCheckpoint(event: ExportedEvent): string | null {
+    if (event.action !== CHECKPOINT_ACTION) return null;
+    const checkpoint = parseCheckpointData(event.data);
+    if (typeof checkpoint === 'string') return checkpoint;
+    if (checkpoint.seq !== event.seq - 1) {
+      return `the checkpoint covers seq ${checkpoint.seq}, not the event before it (seq ${event.seq - 1})`;
+    }
+    if (checkpoint.hash !== event.prevHash)
+      return 'the checkpoint hash is not the hash of the event before it (prevHash)';
+    const { manifest } = this;
+    const jwk =
+      this.jwks !== undefined
+        ? this.jwks.find((key) => key.kid === checkpoint.kid)
+        : checkpoint.kid === manifest.kid
+          ? manifest.publicJwk
+          : undefined;
+    if (jwk === undefined) {
+      return this.jwks !== undefined
+        ? `the checkpoint is signed by key ${JSON.stringify(checkpoint.kid)}, which is not among the pinned keys`
+        : `the checkpoint is signed by key ${JSON.stringify(checkpoint.kid)}, not the manifest's: verify with the broker audit JWKS (--jwks)`;
+    }
+    if (!checkpointSignatureValid(checkpoint, jwk)) {
+      return `the checkpoint signature does not verify with key ${JSON.stringify(checkpoint.kid)}`;
+    }
+    this.counts.checkpoints++;
     return null;
   }
 

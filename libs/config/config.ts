@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { z } from 'zod';
 
 const MASTER_KEY_BYTES = 32;
@@ -17,6 +18,7 @@ const envSchema = z.object({
   PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   POLICY_DIR: z.string().min(1).default('policies'),
   POLICY_HARD_MAX_DURATION: positiveSeconds.default(8 * 3600),
+  WEB_DIR: z.string().min(1).optional(),
   BROKER_MASTER_KEY: z.string().refine((value) => Buffer.from(value, 'base64').length === MASTER_KEY_BYTES, {
     message: `must be ${MASTER_KEY_BYTES} random bytes, base64-encoded`,
   }),
@@ -25,6 +27,7 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9_-]+$/)
     .default('jit'),
   SWEEP_INTERVAL_SECONDS: positiveSeconds.default(15),
+  CHECKPOINT_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
   INTROSPECTION_CLIENTS: z
     .string()
     .regex(/^([A-Za-z0-9_.-]+:[^,\s]{16,})(,[A-Za-z0-9_.-]+:[^,\s]{16,})*$/, {
@@ -60,6 +63,7 @@ const envSchema = z.object({
   IP_RATE_LIMIT: positiveSeconds.default(300),
   IP_RATE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  REVOKE_BACKOFF_MS: positiveSeconds.default(1000),
 });
 
 /** The broker's and worker's whole configuration, validated once at boot. */
@@ -69,10 +73,14 @@ export interface AppConfig {
   redisUrl: string;
   http: { host: string; port: number; publicUrl: string };
   policy: { dir: string; hardMaxDurationSeconds: number };
+  /** The built web UI (`npm run build` writes it to dist/web) that the broker serves; absolute. */
+  webDir: string;
   /** Encrypts signing keys at rest (AES-256-GCM). Required everywhere: `npm start` generates one into .data/. */
   masterKey: Buffer;
   queuePrefix: string;
   sweepIntervalSeconds: number;
+  /** How often the worker signs the audit chain head (an audit.checkpoint event), when it has moved; 0 turns it off. */
+  checkpointIntervalSeconds: number;
   introspectionClients: ReadonlyMap<string, string>;
   /** WebAuthn relying party and the origins allowed in ceremonies and on state-changing requests. */
   webauthn: { rpId: string; rpName: string; origins: string[] };
@@ -97,6 +105,8 @@ export interface AppConfig {
   /** Per client IP: ceremonies and step-ups allowed per window (DESIGN §5: an office behind one address stays under it). */
   ipRateLimit: { limit: number; windowSeconds: number };
   logLevel: string;
+  /** First retry delay of a failed revocation, doubled each attempt (with jitter) up to REVOKE_ATTEMPTS. */
+  revokeBackoffMs: number;
   /** Secrets that policy connectors reference by environment variable name (`urlEnv`, `secretEnv`). */
   connectorSecret(name: string): string | undefined;
 }
@@ -164,9 +174,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       publicUrl: publicUrl.href.replace(/\/$/, ''),
     },
     policy: { dir: values.POLICY_DIR, hardMaxDurationSeconds: values.POLICY_HARD_MAX_DURATION },
+    webDir: path.resolve(values.WEB_DIR ?? path.join('dist', 'web')),
     masterKey: Buffer.from(values.BROKER_MASTER_KEY, 'base64'),
     queuePrefix: values.QUEUE_PREFIX,
     sweepIntervalSeconds: values.SWEEP_INTERVAL_SECONDS,
+    checkpointIntervalSeconds: values.CHECKPOINT_INTERVAL_SECONDS,
     introspectionClients,
     webauthn: { rpId, rpName: 'JIT elevation broker', origins },
     secureCookies: origins.every((origin) => new URL(origin).protocol === 'https:'),
@@ -191,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     ipRateLimit: { limit: values.IP_RATE_LIMIT, windowSeconds: values.IP_RATE_WINDOW_SECONDS },
     logLevel: values.LOG_LEVEL,
+    revokeBackoffMs: values.REVOKE_BACKOFF_MS,
     connectorSecret: (name) => (CONNECTOR_SECRET_NAME.test(name) ? env[name] : undefined),
   };
 }
@@ -246,6 +259,26 @@ export function loadInviteSettingsOrExit(env: NodeJS.ProcessEnv = process.env): 
     databaseUrl: values.DATABASE_URL,
     publicUrl: new URL(values.PUBLIC_URL ?? `http://localhost:${values.PORT}`).href.replace(/\/$/, ''),
     ttlSeconds: values.INVITE_TTL_SECONDS,
+  };
+}
+
+/** What `cli keys rotate` needs: the database and the master key that seals signing keys. */
+export function loadKeyRotationSettingsOrExit(env: NodeJS.ProcessEnv = process.env): {
+  databaseUrl: string;
+  masterKey: Buffer;
+} {
+  const parsed = envSchema.pick({ DATABASE_URL: true, BROKER_MASTER_KEY: true }).safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = issue.path.join('.');
+      return env[name] === undefined ? `${name} is required` : `${name} ${issue.message}`;
+    });
+    console.error(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    process.exit(1);
+  }
+  return {
+    databaseUrl: parsed.data.DATABASE_URL,
+    masterKey: Buffer.from(parsed.data.BROKER_MASTER_KEY, 'base64'),
   };
 }
 

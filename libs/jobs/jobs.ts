@@ -11,6 +11,7 @@ export enum JobName {
   ExpireRequest = 'expire-request',
   StartScheduled = 'start-scheduled',
   Sweep = 'sweep',
+  Checkpoint = 'checkpoint',
 }
 
 /** Payloads carry ids only (DESIGN §4.7): handlers load the truth from PostgreSQL. */
@@ -19,6 +20,7 @@ export interface JobPayloads {
   [JobName.ExpireRequest]: { requestId: string };
   [JobName.StartScheduled]: { requestId: string };
   [JobName.Sweep]: Record<string, never>;
+  [JobName.Checkpoint]: Record<string, never>;
 }
 
 /** Which queue each job runs on. */
@@ -27,6 +29,7 @@ export const JOB_QUEUE: Readonly<Record<JobName, QueueName>> = {
   [JobName.ExpireRequest]: QueueName.Lifecycle,
   [JobName.StartScheduled]: QueueName.Lifecycle,
   [JobName.Sweep]: QueueName.Maintenance,
+  [JobName.Checkpoint]: QueueName.Maintenance,
 };
 
 /** The job names that belong to a queue. */

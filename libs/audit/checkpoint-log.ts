@@ -1,0 +1,54 @@
+import { KeyObject } from 'node:crypto';
+import type { DataSource } from 'typeorm';
+import type { SigningKeyStore } from '../connectors/signing-keys.js';
+import { appendAuditEvent, SYSTEM_ACTOR } from './audit-log.js';
+import { CHECKPOINT_ACTION, signCheckpoint, type CheckpointData } from './checkpoint.js';
+
+export type CheckpointResult =
+  | { status: 'written'; checkpoint: CheckpointData; eventSeq: number }
+  | { status: 'skipped'; reason: 'empty-chain' | 'head-unchanged'; headSeq: number };
+
+/**
+ * Signs the chain head with the audit key and appends an audit.checkpoint event that carries the signature.
+ * The head is read under the same row lock the append takes, so the checkpoint covers exactly the event
+ * before its own. Skipped when the chain is empty or its head is already a checkpoint (nothing new to sign),
+ * which also makes two workers running it at once write one checkpoint.
+ */
+export async function appendCheckpoint(
+  dataSource: DataSource,
+  keys: Pick<SigningKeyStore, 'currentKey'>,
+): Promise<CheckpointResult> {
+  // Loaded (and created on first use) before the head is locked: appends never wait on key storage.
+  const key = await keys.currentKey('audit');
+  const privateKey =
+    key.privateKey instanceof KeyObject
+      ? key.privateKey
+      : KeyObject.from(key.privateKey as Parameters<typeof KeyObject.from>[0]);
+  return dataSource.transaction(async (manager): Promise<CheckpointResult> => {
+    const [head] = (await manager.query(
+      'SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE',
+    )) as Array<{ seq: string; hash: Buffer }>;
+    const headSeq = Number(head.seq);
+    if (headSeq === 0) return { status: 'skipped', reason: 'empty-chain', headSeq };
+    const [last] = (await manager.query('SELECT action FROM audit_events WHERE seq = $1', [
+      head.seq,
+    ])) as Array<{
+      action: string;
+    }>;
+    if (last?.action === CHECKPOINT_ACTION) return { status: 'skipped', reason: 'head-unchanged', headSeq };
+    const [{ now }] = (await manager.query('SELECT clock_timestamp() AS now')) as Array<{ now: Date }>;
+    const checkpoint = signCheckpoint(
+      { seq: headSeq, hash: head.hash.toString('hex'), at: new Date(now.getTime()).toISOString() },
+      key.kid,
+      privateKey,
+    );
+    const event = await appendAuditEvent(manager, {
+      actorId: SYSTEM_ACTOR,
+      action: CHECKPOINT_ACTION,
+      subjectType: 'audit',
+      subjectId: 'audit',
+      data: { ...checkpoint },
+    });
+    return { status: 'written', checkpoint, eventSeq: Number(event.seq) };
+  });
+}
