@@ -6,6 +6,7 @@ import { PolicyVersionEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Policy } from '../domain/policy.js';
 import { loadPolicyDir } from '../policy/policy-loader.js';
+import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
 
 /** A policy together with the hash every request records. */
 export interface PolicyVersion {
@@ -32,9 +33,12 @@ export class PolicyService {
 
   /**
    * Loads POLICY_DIR, stores the version if new and puts it in force for every instance, audited as
-   * `actorId` (a user id, or `system` at boot). Throws PolicyError, naming file and line, when invalid.
+   * `actorId` (a user id with their `policy.reload` step-up, or `system` at boot and on SIGHUP). Throws PolicyError, naming file and line, when invalid.
    */
-  async loadFromDirectory(actorId: string): Promise<PolicyVersion & { changed: boolean }> {
+  async loadFromDirectory(
+    actorId: string,
+    evidence: StepUpEvidence | null = null,
+  ): Promise<PolicyVersion & { changed: boolean }> {
     const { policy, hash } = await loadPolicyDir(this.config.policy.dir, {
       hardMaxDurationSeconds: this.config.policy.hardMaxDurationSeconds,
     });
@@ -65,6 +69,7 @@ export class PolicyService {
           hash,
           previousHash: previous?.hash ?? null,
           entitlements: policy.entitlements.map((entitlement) => entitlement.id),
+          ...(evidence ? { evidence: evidenceForAudit(evidence) } : {}),
         },
       });
       return true;

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { Actor } from '../elevation/actor.js';
+import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
 import {
   createInvite,
   ensureFirstAdminInvite,
@@ -23,8 +24,10 @@ export class InvitesService {
   }
 
   /** Creates an invite on behalf of an admin whose `invite.create` step-up the caller verified. */
-  create(actor: Actor, input: InviteInput): Promise<CreatedInvite> {
-    return this.dataSource.transaction((manager) => createInvite(manager, this.settings, actor.id, input));
+  create(actor: Actor, input: InviteInput, evidence: StepUpEvidence): Promise<CreatedInvite> {
+    return this.dataSource.transaction((manager) =>
+      createInvite(manager, this.settings, actor.id, input, evidenceForAudit(evidence)),
+    );
   }
 
   /** The first-admin link while no admin holds a passkey; null once one does. */

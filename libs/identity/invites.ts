@@ -40,6 +40,8 @@ export async function createInvite(
   settings: InviteSettings,
   createdBy: string,
   input: InviteInput,
+  /** The admin's `invite.create` step-up, kept in the audit event (none from the CLI or bootstrap). */
+  evidence: Record<string, string> | null = null,
 ): Promise<CreatedInvite> {
   if (!USERNAME_PATTERN.test(input.username)) {
     throw new DomainError(ErrorCode.VALIDATION_FAILED, `"${input.username}" is not a valid username`);
@@ -104,6 +106,7 @@ export async function createInvite(
       username: input.username,
       recovery: Boolean(existing),
       expiresAt: expiresAt.toISOString(),
+      ...(evidence ? { evidence } : {}),
     },
   });
   return {

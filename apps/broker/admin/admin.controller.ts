@@ -36,16 +36,16 @@ export class AdminController {
   async createInvite(@CurrentActor() actor: Actor, @Body() body: CreateInviteDto) {
     requireAdmin(actor);
     const { stepUp, ...params } = body;
-    await this.stepUp.verify(actor, stepUp as never, {
+    const evidence = await this.stepUp.verify(actor, stepUp as never, {
       action: 'invite.create',
       subjectId: body.username,
       subjectDigest: paramsDigest(params),
     });
-    const invite = await this.invites.create(actor, {
-      username: body.username,
-      displayName: body.displayName ?? null,
-      roles: body.roles,
-    });
+    const invite = await this.invites.create(
+      actor,
+      { username: body.username, displayName: body.displayName ?? null, roles: body.roles },
+      evidence,
+    );
     return { token: invite.token, url: invite.url, expiresAt: invite.expiresAt.toISOString() };
   }
 
@@ -144,12 +144,12 @@ export class AdminController {
   @HttpCode(200)
   async reloadPolicy(@CurrentActor() actor: Actor, @Body() body: PolicyReloadDto) {
     requireAdmin(actor);
-    await this.stepUp.verify(actor, body.stepUp as never, {
+    const evidence = await this.stepUp.verify(actor, body.stepUp as never, {
       action: 'policy.reload',
       subjectId: 'policy',
       subjectDigest: paramsDigest({}),
     });
-    const loaded = await this.policies.loadFromDirectory(actor.id);
+    const loaded = await this.policies.loadFromDirectory(actor.id, evidence);
     return { hash: loaded.hash, changed: loaded.changed, entitlements: loaded.policy.entitlements.length };
   }
 }
