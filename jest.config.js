@@ -1,4 +1,5 @@
-// Two tiers: unit (pure, next to the code) and e2e (real PostgreSQL + Redis, test/e2e).
+// Three tiers: unit (pure, next to the code), e2e (real PostgreSQL + Redis, test/e2e) and browser (the built UI
+// in Chromium against the same stack, test/browser).
 const swc = [
   '@swc/jest',
   {
@@ -30,6 +31,13 @@ export default {
       ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.e2e.ts'],
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+      globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+    },
+    {
+      ...common,
+      displayName: 'browser',
+      testMatch: ['<rootDir>/test/browser/**/*.browser.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.ts',
       globalTeardown: '<rootDir>/test/support/global-teardown.ts',
     },

@@ -1,6 +1,8 @@
 import 'reflect-metadata';
+import path from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NextFunction, Request, Response } from 'express';
 import { Logger } from 'nestjs-pino';
 import type { AppConfig } from '../../libs/config/config.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
@@ -8,6 +10,18 @@ import { PolicyService } from '../../libs/elevation/policy.service.js';
 import { BrokerModule } from './broker.module.js';
 
 const BODY_LIMIT = '256kb';
+
+/** Paths the UI never answers: the API and the machine endpoints (DESIGN §10), so their 404s stay JSON. */
+const NOT_UI_PATHS = /^\/(api|health|\.well-known|metrics)(\/|$)/;
+
+/** The UI loads only its own scripts and styles and cannot be framed; invite links never leak via Referer. */
+const UI_SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Security-Policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+};
 
 /** Builds the broker (migrations run, policy loaded) without listening; `main.ts` and the tests share it. */
 export async function createBroker(config: AppConfig): Promise<NestExpressApplication> {
@@ -29,8 +43,57 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
     },
   );
   app.set('trust proxy', false);
+  serveWebUi(app, config.webDir);
   // Not SIGHUP: that reloads the policy (main.ts).
   app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
   await app.get(PolicyService).loadFromDirectory(SYSTEM_ACTOR);
   return app;
+}
+
+/**
+ * The built single-page UI from `webDir`: its files, and index.html for every other GET outside the API, so
+ * that `/enroll?invite=…` and the other client-side routes load. Plain Express middleware, not a Nest
+ * controller: it registers no route, and it runs before Nest's router but steps aside for NOT_UI_PATHS.
+ */
+function serveWebUi(app: NestExpressApplication, webDir: string): void {
+  const indexFile = path.join(webDir, 'index.html');
+  app.use((request: Request, response: Response, next: NextFunction) => {
+    if ((request.method !== 'GET' && request.method !== 'HEAD') || NOT_UI_PATHS.test(request.path)) {
+      next();
+      return;
+    }
+    response.set(UI_SECURITY_HEADERS);
+    const notFound = (message: string) => {
+      response.status(404).set('Cache-Control', 'no-store').type('text/plain').send(`${message}\n`);
+    };
+    // A path with a file extension names a built file (`/assets/index-3f2a.js`); anything else is a page.
+    if (/\.[A-Za-z0-9]+$/.test(request.path)) {
+      let file: string;
+      try {
+        file = decodeURIComponent(request.path);
+      } catch {
+        notFound('Not found');
+        return;
+      }
+      // `root` confines the lookup to webDir (a `..` is refused); Vite names assets by content hash.
+      const immutable = file.startsWith('/assets/');
+      response.sendFile(
+        file,
+        { root: webDir, dotfiles: 'deny', immutable, maxAge: immutable ? '365d' : 0 },
+        (error?: Error) => {
+          if (error && !response.headersSent) notFound('Not found');
+        },
+      );
+      return;
+    }
+    // Always revalidated, so a new build is picked up at once.
+    response.sendFile(indexFile, { headers: { 'Cache-Control': 'no-cache' } }, (error?: Error) => {
+      if (!error || response.headersSent) return;
+      notFound(
+        (error as NodeJS.ErrnoException).code === 'ENOENT'
+          ? 'The web UI is not built: run `npm run build` (or set WEB_DIR to a built UI).'
+          : 'Not found',
+      );
+    });
+  });
 }

@@ -1,0 +1,153 @@
+// The broker's JSON API (DESIGN §10), same-origin: the session cookie rides along, the browser sends Origin.
+import { WebAuthnError } from '@simplewebauthn/browser';
+
+/** A refusal from the broker, from its error envelope `{ error: { code, message } }`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** Codes that mean "no (valid) session": the app goes to the sign-in page. Step-up failures are not among them. */
+const SIGNED_OUT_CODES = new Set(['UNAUTHENTICATED', 'SESSION_EXPIRED']);
+
+let onSignedOut: () => void = () => {};
+
+/** What to do when a call finds the session gone (set once by the app). */
+export function whenSignedOut(handler: () => void): void {
+  onSignedOut = handler;
+}
+
+async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+    cache: 'no-store',
+  });
+  const text = await response.text();
+  let parsed: unknown = null;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = null;
+    }
+  }
+  if (!response.ok) {
+    const envelope = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    const code = typeof envelope?.code === 'string' ? envelope.code : `HTTP_${response.status}`;
+    const message =
+      typeof envelope?.message === 'string' ? envelope.message : `The broker answered ${response.status}`;
+    if (response.status === 401 && SIGNED_OUT_CODES.has(code)) onSignedOut();
+    throw new ApiError(response.status, code, message);
+  }
+  return parsed as T;
+}
+
+export const api = {
+  get: <T>(path: string) => call<T>('GET', path),
+  post: <T>(path: string, body: unknown = {}) => call<T>('POST', path, body),
+};
+
+/** A sentence for the person in front of the screen, whatever failed. */
+export function describeError(error: unknown): string {
+  if (error instanceof ApiError) return `${error.message} (${error.code})`;
+  if (error instanceof WebAuthnError && error.code === 'ERROR_CEREMONY_ABORTED') {
+    return 'The passkey prompt was cancelled.';
+  }
+  if (error instanceof Error && error.name === 'NotAllowedError') {
+    return 'The passkey prompt was cancelled or timed out.';
+  }
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface Me {
+  id: string;
+  username: string;
+  displayName: string | null;
+  roles: string[];
+  groups: string[];
+}
+
+export interface Entitlement {
+  id: string;
+  title: string;
+  connectorType: string | null;
+  maxDurationSeconds: number;
+  requires: { justification: boolean; ticketPattern: string | null };
+  approvalsRequired: number;
+  breakGlass: boolean;
+  selfService: boolean;
+  eligible: boolean;
+  approver: boolean;
+}
+
+export interface ElevationRequest {
+  id: string;
+  requesterId: string;
+  requester: string | null;
+  entitlementId: string;
+  scope: Record<string, unknown>;
+  durationSeconds: number;
+  justification: string;
+  ticket: string | null;
+  notBefore: string | null;
+  breakGlass: boolean;
+  approvalsRequired: number;
+  state: string;
+  createdAt: string;
+  pendingUntil: string | null;
+  decidedAt: string | null;
+  activateBy: string | null;
+  activatedAt: string | null;
+  notAfter: string | null;
+  endedAt: string | null;
+  endReason: string | null;
+  reviewDueAt?: string | null;
+  reviewedAt?: string | null;
+  overdue?: boolean;
+}
+
+/** A minted credential, shown once: `type` and `notAfter`, plus the connector's fields (token, password…). */
+export interface Credential {
+  type: string;
+  notAfter: string;
+  [field: string]: unknown;
+}
+
+export interface Activation {
+  request: ElevationRequest;
+  credential: Credential;
+}
+
+export interface Passkey {
+  id: string;
+  name: string | null;
+  backupEligible: boolean;
+  backedUp: boolean;
+  enrolledVia: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  disabledAt: string | null;
+  disabledReason: string | null;
+}
+
+export interface SignedIn {
+  user: { id: string; username: string; displayName: string | null; roles: string[] };
+  sessionExpiresAt: string;
+}
