@@ -14,6 +14,8 @@ import { EntitlementsController } from './entitlements/entitlements.controller.j
 import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
 import { createValidationPipe } from './errors/validation.js';
 import { HealthController } from './health/health.controller.js';
+import { MetricsController } from './metrics/metrics.controller.js';
+import { MetricsService } from './metrics/metrics.service.js';
 import { ApprovalsController, RequestsController } from './requests/requests.controller.js';
 import { SshKrlController } from './tokens/ssh-krl.controller.js';
 import { IntrospectionService } from './tokens/introspection.service.js';
@@ -37,11 +39,13 @@ export class BrokerModule {
         EntitlementsController,
         TokensController,
         SshKrlController,
+        MetricsController,
         AuditController,
       ],
       providers: [
         IntrospectionService,
         IpRateLimitGuard,
+        MetricsService,
         { provide: APP_GUARD, useClass: SessionGuard },
         { provide: APP_FILTER, useClass: ErrorEnvelopeFilter },
         { provide: APP_PIPE, useFactory: createValidationPipe },

@@ -62,6 +62,7 @@ const envSchema = z.object({
   RUBBER_STAMP_SECONDS: positiveSeconds.default(10),
   IP_RATE_LIMIT: positiveSeconds.default(300),
   IP_RATE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
+  METRICS_TOKEN: z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   REVOKE_BACKOFF_MS: positiveSeconds.default(1000),
 });
@@ -105,6 +106,8 @@ export interface AppConfig {
   /** Per client IP: ceremonies and step-ups allowed per window (DESIGN §5: an office behind one address stays under it). */
   ipRateLimit: { limit: number; windowSeconds: number };
   logLevel: string;
+  /** Bearer token Prometheus presents on GET /metrics; unset keeps /metrics shut. */
+  metricsToken: string | null;
   /** First retry delay of a failed revocation, doubled each attempt (with jitter) up to REVOKE_ATTEMPTS. */
   revokeBackoffMs: number;
   /** Secrets that policy connectors reference by environment variable name (`urlEnv`, `secretEnv`). */
@@ -203,6 +206,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     ipRateLimit: { limit: values.IP_RATE_LIMIT, windowSeconds: values.IP_RATE_WINDOW_SECONDS },
     logLevel: values.LOG_LEVEL,
+    metricsToken: values.METRICS_TOKEN ?? null,
     revokeBackoffMs: values.REVOKE_BACKOFF_MS,
     connectorSecret: (name) => (CONNECTOR_SECRET_NAME.test(name) ? env[name] : undefined),
   };
