@@ -3,7 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
-import type { Credential } from '../connectors/connector.js';
+import type { Credential, GrantSpec } from '../connectors/connector.js';
 import { databaseNow } from '../db/clock.js';
 import { ApprovalEntity, ElevationRequestEntity, GrantEntity, UserEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -977,6 +977,7 @@ export class RequestsService {
         breakGlass: fields.breakGlass,
         selfService: entitlement.selfService,
         extendsRequestId: input.extendsRequestId ?? null,
+        sshPublicKey: input.sshPublicKey ?? null,
       },
     });
     return request;
@@ -995,24 +996,23 @@ export class RequestsService {
   ): Promise<Activation> {
     const connector = this.connectors.get(policy, entitlement.connector);
     const grantId = uuidv7();
-    const value = await connector
-      .mint({
-        grantId,
-        requestId: request.id,
-        subject: actor.username,
-        entitlementId: entitlement.id,
-        scope: request.scope,
-        notAfter,
-        sshPublicKey: request.sshPublicKey,
-      })
-      .catch((error: unknown) => {
-        if (error instanceof DomainError && error.code !== ErrorCode.INTERNAL) throw error;
-        this.logger.error(`Connector ${entitlement.connector} failed to mint: ${String(error)}`);
-        throw new DomainError(
-          ErrorCode.CONNECTOR_FAILED,
-          `Connector "${entitlement.connector}" failed to mint`,
-        );
-      });
+    const spec: GrantSpec = {
+      grantId,
+      requestId: request.id,
+      subject: actor.username,
+      entitlementId: entitlement.id,
+      scope: request.scope,
+      notAfter,
+      sshPublicKey: request.sshPublicKey,
+    };
+    const value = await connector.mint(spec).catch((error: unknown) => {
+      if (error instanceof DomainError && error.code !== ErrorCode.INTERNAL) throw error;
+      this.logger.error(`Connector ${entitlement.connector} failed to mint: ${String(error)}`);
+      throw new DomainError(
+        ErrorCode.CONNECTOR_FAILED,
+        `Connector "${entitlement.connector}" failed to mint`,
+      );
+    });
     issued.externalRef = value.externalRef;
     issued.undo = () => connector.revoke(value.externalRef);
     const grant = manager.create(GrantEntity, {
@@ -1030,6 +1030,7 @@ export class RequestsService {
       lastError: null,
       revokeRequestedAt: null,
       revokeReason: null,
+      overlapKey: connector.overlapKey?.(spec) ?? null,
     });
     await manager.insert(GrantEntity, grant);
     await appendAuditEvent(manager, {
@@ -1044,6 +1045,7 @@ export class RequestsService {
         externalRef: value.externalRef,
         fingerprint: value.fingerprint,
         notAfter: notAfter.toISOString(),
+        ...(grant.overlapKey ? { overlapKey: grant.overlapKey } : {}),
       },
     });
     return { request, grant, credential: value.credential };

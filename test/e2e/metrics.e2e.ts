@@ -9,7 +9,7 @@ describe('GET /metrics (Prometheus, read from PostgreSQL)', () => {
 
   beforeAll(async () => {
     stack = await startStack({ env: { METRICS_TOKEN: TOKEN, SWEEP_INTERVAL_SECONDS: '1' } });
-    await enrollAll(stack, ['alice', 'bob']);
+    await enrollAll(stack, ['alice', 'bob', 'admin'], { admin: ['admin'] });
   }, 60_000);
 
   afterAll(async () => {
@@ -57,5 +57,16 @@ describe('GET /metrics (Prometheus, read from PostgreSQL)', () => {
     expect(after).toMatch(/^jit_requests\{state="ENDED"\} 1$/m);
     const lag = Number(/^jit_revocation_lag_max_seconds (\S+)$/m.exec(after)?.[1]);
     expect(lag).toBeGreaterThanOrEqual(0);
+
+    // The same grant in the admin's grant list, filtered by state; others may not look.
+    const admin = stack.people.get('admin')!;
+    const revoked = await admin.get('/api/admin/grants?state=REVOKED');
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.items).toEqual([
+      expect.objectContaining({ requestId: created.body.id, state: 'REVOKED', requester: 'alice' }),
+    ]);
+    expect((await admin.get('/api/admin/grants?state=REVOKE_FAILED')).body.items).toEqual([]);
+    expect((await admin.get('/api/admin/grants?state=LOST')).status).toBe(400);
+    expect((await alice.get('/api/admin/grants')).status).toBe(403);
   });
 });

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Header, HttpCode, Param, Post } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
@@ -11,7 +11,7 @@ import { paramsDigest } from '../auth/step-up-params.js';
 import { EmptyBodyPipe } from '../errors/validation.js';
 import { PolicyService } from '../../../libs/elevation/policy.service.js';
 import { UsersService } from '../../../libs/identity/users.service.js';
-import { CreateInviteDto, PolicyReloadDto, SetUserStatusDto } from './admin.dto.js';
+import { CreateInviteDto, ListGrantsQuery, PolicyReloadDto, SetUserStatusDto } from './admin.dto.js';
 
 function requireAdmin(actor: Actor): void {
   if (!actor.roles.includes('admin')) throw new DomainError(ErrorCode.FORBIDDEN, 'Admins only');
@@ -151,5 +151,24 @@ export class AdminController {
     });
     const loaded = await this.policies.loadFromDirectory(actor.id, evidence);
     return { hash: loaded.hash, changed: loaded.changed, entitlements: loaded.policy.entitlements.length };
+  }
+
+  /** Grants, newest first, optionally by state: REVOKE_FAILED ones are the operator's to-do list. */
+  @Get('grants')
+  async grants(@CurrentActor() actor: Actor, @Query() query: ListGrantsQuery) {
+    requireAdmin(actor);
+    const limit = query.limit ?? 50;
+    const rows = (await this.dataSource.query(
+      `SELECT g.id, g.request_id AS "requestId", g.connector, g.connector_type AS "connectorType",
+              g.fingerprint, g.issued_at AS "issuedAt", g.not_after AS "notAfter", g.state,
+              g.revoked_at AS "revokedAt", g.revoke_attempts AS "revokeAttempts", g.last_error AS "lastError",
+              u.username AS requester, r.entitlement_id AS "entitlementId"
+         FROM grants g JOIN elevation_requests r ON r.id = g.request_id JOIN users u ON u.id = r.requester_id
+        WHERE ($1::text IS NULL OR g.state = $1) AND ($2::uuid IS NULL OR g.id < $2)
+        ORDER BY g.id DESC LIMIT $3`,
+      [query.state ?? null, query.cursor ?? null, limit + 1],
+    )) as Array<{ id: string }>;
+    const items = rows.slice(0, limit);
+    return { items, nextCursor: rows.length > limit ? items[items.length - 1].id : null };
   }
 }

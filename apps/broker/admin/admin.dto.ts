@@ -3,10 +3,14 @@ import {
   ArrayMaxSize,
   IsArray,
   IsIn,
+  IsInt,
   IsOptional,
   IsString,
+  IsUUID,
   Matches,
+  Max,
   MaxLength,
+  Min,
   ValidateNested,
 } from 'class-validator';
 import type { UserRole } from '../../../libs/db/index.js';
@@ -59,4 +63,21 @@ export class PolicyReloadDto {
   @ValidateNested()
   @Type(() => StepUpDto)
   stepUp?: StepUpDto;
+}
+
+export class ListGrantsQuery {
+  @IsOptional()
+  @IsIn(['ACTIVE', 'REVOKED', 'REVOKE_FAILED'])
+  state?: 'ACTIVE' | 'REVOKED' | 'REVOKE_FAILED';
+
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(200)
+  limit?: number;
+
+  @IsOptional()
+  @IsUUID()
+  cursor?: string;
 }
