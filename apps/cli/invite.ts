@@ -38,7 +38,8 @@ export async function inviteCommand(args: string[]): Promise<number> {
     return 2;
   }
   const settings = loadInviteSettingsOrExit();
-  const dataSource = createDataSource(settings.databaseUrl, { poolSize: 1, applicationName: 'jit-cli' });
+  // Two connections: runMigrations holds one for its advisory lock while migrating on the other.
+  const dataSource = createDataSource(settings.databaseUrl, { poolSize: 2, applicationName: 'jit-cli' });
   await dataSource.initialize();
   try {
     await runMigrations(dataSource);

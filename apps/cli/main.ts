@@ -2,6 +2,7 @@ import { PolicyError } from '../../libs/domain/policy.js';
 import { loadPolicyDir } from '../../libs/policy/policy-loader.js';
 import { AUDIT_VERIFY_USAGE, auditVerify } from './audit-verify.js';
 import { inviteCommand } from './invite.js';
+import { KEYS_USAGE, keysCommand } from './keys.js';
 
 const USAGE = `Usage: npm run cli -- <command>
 
@@ -13,6 +14,7 @@ Commands:
   invite <username> [--role admin|auditor]... [--display-name "Name"]
       Create a one-time enrollment link (24 h): the first admin, or a recovery invite for an existing
       user (roles unchanged). Needs DATABASE_URL (and PUBLIC_URL for the link); audited as actor "cli".
+  ${KEYS_USAGE}
   help
       Show this text.`;
 
@@ -48,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'policy' && subcommand === 'check') return policyCheck(rest);
   if (command === 'audit' && subcommand === 'verify') return auditVerify(rest);
   if (command === 'invite') return inviteCommand(argv.slice(1));
+  if (command === 'keys') return keysCommand(argv.slice(1));
   if (command === undefined || command === 'help' || command === '--help') {
     console.log(USAGE);
     return command === undefined ? 2 : 0;

@@ -8,7 +8,9 @@ import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handler
 type RequestJob = Job<JobPayloads[JobName.ExpireRequest]>;
 
 /** Pending TTL, activation window and scheduled start. Thin: RequestsService decides from PostgreSQL. */
-@Processor(QueueName.Lifecycle, { concurrency: 8 })
+// A job that was running in a killed worker is handed to another after ~15 s instead of ~60 s; the
+// handlers are idempotent, so running one twice is harmless.
+@Processor(QueueName.Lifecycle, { concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000 })
 export class LifecycleProcessor extends WorkerHost {
   private readonly logger = new Logger(LifecycleProcessor.name);
   private readonly handlers: JobHandlers = {

@@ -6,7 +6,9 @@ import { JobName, QueueName, type JobPayloads } from '../../libs/jobs/jobs.js';
 import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
 
 /** Revokes grants at notAfter. Thin: RevocationService decides from PostgreSQL. */
-@Processor(QueueName.Revocation, { concurrency: 8 })
+// A job that was running in a killed worker is handed to another after ~15 s instead of ~60 s; the
+// handlers are idempotent, so running one twice is harmless.
+@Processor(QueueName.Revocation, { concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000 })
 export class RevocationProcessor extends WorkerHost {
   private readonly logger = new Logger(RevocationProcessor.name);
   private readonly handlers: JobHandlers = {

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
+import type { GrantSpec } from './connector.js';
 import { signWebhookBody, verifyWebhookSignature, WebhookConnector } from './webhook.connector.js';
 
 const SECRET = 'whsec_test_0123456789abcdef';
@@ -79,5 +81,42 @@ describe('WebhookConnector', () => {
     expect(
       () => new WebhookConnector({ url: 'https://example.com/', secret: '', connectorName: 'hook' }),
     ).toThrow('secret is empty');
+  });
+
+  it('keys shared external state by connector, subject, entitlement and canonical scope', () => {
+    const hook = new WebhookConnector({ url: 'https://example.com/', secret: SECRET, connectorName: 'hook' });
+    const grant: GrantSpec = {
+      grantId: '0190a0b0-0000-7000-8000-000000000001',
+      requestId: '0190a0b0-0000-7000-8000-000000000002',
+      subject: 'carol',
+      entitlementId: 'ticketing-admin',
+      scope: { role: 'admin', projects: ['OPS', 'SEC'] },
+      notAfter: new Date('2030-01-01T00:00:00Z'),
+    };
+    // sha256 of the RFC 8785 form, which orders keys: {"projects":["OPS","SEC"],"role":"admin"}
+    const scopeDigest = createHash('sha256')
+      .update('{"projects":["OPS","SEC"],"role":"admin"}')
+      .digest('base64url');
+    expect(hook.overlapKey(grant)).toBe(`hook|carol|ticketing-admin|${scopeDigest}`);
+    // Another grant (id, request, end) with the same subject, entitlement and scope in another key order.
+    const sameState = {
+      ...grant,
+      grantId: '0190a0b0-0000-7000-8000-000000000003',
+      requestId: '0190a0b0-0000-7000-8000-000000000004',
+      notAfter: new Date('2031-01-01T00:00:00Z'),
+      scope: { projects: ['OPS', 'SEC'], role: 'admin' },
+    };
+    expect(hook.overlapKey(sameState)).toBe(hook.overlapKey(grant));
+    expect(hook.overlapKey({ ...grant, subject: 'dave' })).not.toBe(hook.overlapKey(grant));
+    expect(hook.overlapKey({ ...grant, entitlementId: 'ticketing-read' })).not.toBe(hook.overlapKey(grant));
+    expect(hook.overlapKey({ ...grant, scope: { role: 'admin', projects: ['OPS'] } })).not.toBe(
+      hook.overlapKey(grant),
+    );
+    const other = new WebhookConnector({
+      url: 'https://example.com/',
+      secret: SECRET,
+      connectorName: 'hook2',
+    });
+    expect(other.overlapKey(grant)).not.toBe(hook.overlapKey(grant));
   });
 });

@@ -125,6 +125,16 @@ export class WebhookConnector implements Connector {
     };
   }
 
+  /**
+   * What a receiver changes is shared by every grant of one subject, entitlement and scope (adding a user to
+   * a group twice leaves one membership), so revoking one grant must not undo it while another still holds
+   * it: `<connector>|<subject>|<entitlementId>|<sha256(JCS(scope)), base64url>`.
+   */
+  overlapKey(grant: GrantSpec): string {
+    const scopeDigest = createHash('sha256').update(canonicalJson(grant.scope)).digest('base64url');
+    return `${this.options.connectorName}|${grant.subject}|${grant.entitlementId}|${scopeDigest}`;
+  }
+
   /** Tells the receiver to take the grant back; 2xx or 404 (already gone) is success. */
   async revoke(externalRef: string): Promise<void> {
     const { status } = await this.deliver({

@@ -14,6 +14,7 @@ import { InitialSchema1763900000000 } from './migrations/1763900000000-initial-s
 import { Identity1764000000000 } from './migrations/1764000000000-identity.js';
 import { Lifecycle1764200000000 } from './migrations/1764200000000-lifecycle.js';
 import { SshConnector1764100000000 } from './migrations/1764100000000-ssh-connector.js';
+import { OverlapKeys1764300000000 } from './migrations/1764300000000-overlap-keys.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -38,6 +39,7 @@ export const MIGRATIONS = [
   Identity1764000000000,
   SshConnector1764100000000,
   Lifecycle1764200000000,
+  OverlapKeys1764300000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */
@@ -54,7 +56,8 @@ export function createDataSource(url: string, options: { poolSize?: number; appl
     logging: false,
     poolSize: options.poolSize ?? 10,
     applicationName: options.applicationName ?? 'jit-broker',
-    extra: { options: '-c timezone=UTC' },
+    // A pool that stays exhausted fails the waiting call after 10 s instead of hanging it forever.
+    extra: { options: '-c timezone=UTC', connectionTimeoutMillis: 10_000 },
   });
 }
 

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { canonicalJson } from '../audit/chain.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
@@ -15,7 +15,7 @@ const MIN_WEBHOOK_SECRET_LENGTH = 16;
 
 /** Connector instances built from a policy's `connectors:` section, secrets resolved from the environment. */
 @Injectable()
-export class ConnectorRegistry implements OnApplicationShutdown {
+export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationShutdown {
   readonly signingKeys: SigningKeyStore;
   /** The one SSH CA: every `type: ssh` connector signs with it, and its KRL and public key are served. */
   readonly ssh: SshConnector;
@@ -98,7 +98,17 @@ export class ConnectorRegistry implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * Loads the token signing key before the first activation needs it: loading inside an activation's
+   * transaction takes a second connection, and a burst of activations holding every connection would wait
+   * for it forever.
+   */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.signingKeys.currentKey('jwt');
+  }
+
   async onApplicationShutdown(): Promise<void> {
+    this.signingKeys.close();
     for (const connector of this.instances.values()) {
       if (connector instanceof PostgresConnector) await connector.close();
     }

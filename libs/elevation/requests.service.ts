@@ -384,12 +384,18 @@ export class RequestsService {
    */
   async activate(actor: Actor, requestId: string, evidence: StepUpEvidence): Promise<Activation> {
     const current = (await this.policies.inForce()).policy;
+    // Load the request's policy version before the row lock: inside it, a cache miss would need a second
+    // pooled connection while this one holds the lock, and enough parallel activations exhaust the pool.
+    const filed = await this.dataSource.getRepository(ElevationRequestEntity).findOneBy({ id: requestId });
+    if (filed) await this.policies.byHash(filed.policyHash);
     const jobs = afterCommit();
     const result = await this.withMintUndo(async (issued) =>
       this.dataSource.transaction(async (manager) => {
         const request = await this.lockVisible(manager, actor, requestId, current);
         assertConfirmed(request, evidence, actor, 'activate');
-        let { now, notAfter } = await windowFrom(manager, request.durationSeconds);
+        const window = await windowFrom(manager, request.durationSeconds);
+        const now = window.now;
+        let notAfter = window.notAfter;
         const next = checked(
           transition(request.state as RequestState, 'activate', {
             actorId: actor.id,
@@ -624,6 +630,12 @@ export class RequestsService {
       });
       if (!request?.notBefore || request.state !== RequestState.APPROVED)
         return { status: 'not-applicable' } as const;
+      // Once per request: the sweeper may enqueue the job again after it ran.
+      const [opened] = (await manager.query(
+        `SELECT 1 FROM audit_events WHERE request_id = $1 AND action = 'request.window-opened' LIMIT 1`,
+        [requestId],
+      )) as unknown[];
+      if (opened) return { status: 'not-applicable' } as const;
       const now = await databaseNow(manager);
       if (now < request.notBefore) {
         return { status: 'not-due', remainingMs: request.notBefore.getTime() - now.getTime() } as const;
@@ -646,18 +658,25 @@ export class RequestsService {
   /** Re-enqueues lifecycle jobs of every open request from PostgreSQL (the sweeper; DESIGN §8). */
   async sweepLifecycle(): Promise<number> {
     const open = (await this.dataSource.query(
-      `SELECT id, state, pending_until AS "pendingUntil", activate_by AS "activateBy", not_before AS "notBefore"
-         FROM elevation_requests WHERE state IN ('PENDING', 'APPROVED')`,
+      `SELECT r.id, r.state, r.pending_until AS "pendingUntil", r.activate_by AS "activateBy",
+              r.not_before AS "notBefore",
+              NOT EXISTS (SELECT 1 FROM audit_events e
+                           WHERE e.request_id = r.id AND e.action = 'request.window-opened') AS "awaitsStart"
+         FROM elevation_requests r WHERE r.state IN ('PENDING', 'APPROVED')`,
     )) as Array<{
       id: string;
       state: string;
       pendingUntil: Date | null;
       activateBy: Date | null;
       notBefore: Date | null;
+      awaitsStart: boolean;
     }>;
     for (const request of open) {
       const deadline = request.state === RequestState.PENDING ? request.pendingUntil : request.activateBy;
       if (deadline) await this.jobs.scheduleExpiry(request.id, deadline);
+      if (request.state === RequestState.APPROVED && request.notBefore && request.awaitsStart) {
+        await this.jobs.scheduleStart(request.id, request.notBefore);
+      }
     }
     return open.length;
   }

@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { databaseNow } from '../db/clock.js';
 import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
@@ -7,6 +7,9 @@ import { JobProducer } from '../jobs/job-producer.js';
 import { ConnectorRegistry } from './connector-registry.js';
 import { PolicyService } from './policy.service.js';
 import { RequestsService } from './requests.service.js';
+
+// Fixed first key of the overlap-key advisory lock, so it never meets another lock of ours.
+const OVERLAP_LOCK_CLASS = 0x6a69746f; // "jito"
 
 export type RevocationOutcome =
   | { status: 'revoked'; lagMs: number }
@@ -43,6 +46,12 @@ export class RevocationService {
     if (remaining > 0 && !grant.revokeRequestedAt)
       return { status: 'not-due', remainingMs: Math.ceil(remaining) };
 
+    // Shared external state that another live grant still holds stays; this grant alone ends.
+    if (grant.overlapKey) {
+      const held = await this.revokeIfHeldElsewhere(grant, grant.overlapKey);
+      if (held) return held;
+    }
+
     const request = await this.dataSource
       .getRepository(ElevationRequestEntity)
       .findOneByOrFail({ id: grant.requestId });
@@ -51,44 +60,76 @@ export class RevocationService {
     // it and before the commit only means the next attempt revokes an already-revoked credential.
     await this.connectors.get(policy, grant.connector).revoke(grant.externalRef);
 
+    return this.dataSource.transaction((manager) => this.markRevoked(manager, grant, {}));
+  }
+
+  /**
+   * When another grant with the same overlap key is ACTIVE and not yet due, marks this one REVOKED without
+   * the connector (the audit event says who holds the state) and returns the outcome; null otherwise.
+   * Check and mark run under a transaction-scoped advisory lock on the key, so of the last two holders
+   * revoked at once, one waits, then finds the other REVOKED and takes the external state back.
+   */
+  private async revokeIfHeldElsewhere(
+    grant: Pick<GrantEntity, 'id' | 'requestId'>,
+    overlapKey: string,
+  ): Promise<RevocationOutcome | null> {
     return this.dataSource.transaction(async (manager) => {
-      // Lock order request → grant → audit chain head, as on every other path, so no two paths deadlock.
-      await manager.findOne(ElevationRequestEntity, {
-        where: { id: grant.requestId },
-        lock: { mode: 'pessimistic_write' },
-      });
-      const locked = await manager.findOne(GrantEntity, {
-        where: { id: grantId },
-        lock: { mode: 'pessimistic_write' },
-      });
-      if (!locked || locked.state === 'REVOKED') return { status: 'already-revoked' } as const;
-      const now = await databaseNow(manager);
-      // The lag is measured from when revocation became due: notAfter, or the early revoke.
-      const dueAt =
-        locked.revokeRequestedAt && locked.revokeRequestedAt < locked.notAfter
-          ? locked.revokeRequestedAt
-          : locked.notAfter;
-      const lagMs = now.getTime() - dueAt.getTime();
-      await manager.update(GrantEntity, { id: grantId }, { state: 'REVOKED', revokedAt: now });
-      await appendAuditEvent(manager, {
-        actorId: SYSTEM_ACTOR,
-        action: 'grant.revoked',
-        subjectType: 'grant',
-        subjectId: grantId,
-        requestId: locked.requestId,
-        data: {
-          reason: locked.revokeRequestedAt ? (locked.revokeReason ?? 'revoked') : 'expired',
-          connector: locked.connector,
-          externalRef: locked.externalRef,
-          notAfter: locked.notAfter.toISOString(),
-          revokedAt: now.toISOString(),
-          lagMs,
-          attempts: locked.revokeAttempts + 1,
-        },
-      });
-      await this.requests.endAtExpiry(manager, locked.requestId, now);
-      return { status: 'revoked', lagMs } as const;
+      await manager.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [OVERLAP_LOCK_CLASS, overlapKey]);
+      const [holder] = (await manager.query(
+        `SELECT id FROM grants
+          WHERE overlap_key = $1 AND id <> $2 AND state = 'ACTIVE'
+            AND not_after > now() AND revoke_requested_at IS NULL
+          ORDER BY not_after DESC LIMIT 1`,
+        [overlapKey, grant.id],
+      )) as Array<{ id: string }>;
+      if (!holder) return null;
+      return this.markRevoked(manager, grant, { externalRevokeSkipped: true, heldBy: holder.id });
     });
+  }
+
+  /** Marks a grant REVOKED with its audit event and ends its request, in the caller's transaction. */
+  private async markRevoked(
+    manager: EntityManager,
+    { id: grantId, requestId }: Pick<GrantEntity, 'id' | 'requestId'>,
+    extra: Record<string, unknown>,
+  ): Promise<RevocationOutcome> {
+    // Lock order request → grant → audit chain head, as on every other path, so no two paths deadlock.
+    await manager.findOne(ElevationRequestEntity, {
+      where: { id: requestId },
+      lock: { mode: 'pessimistic_write' },
+    });
+    const locked = await manager.findOne(GrantEntity, {
+      where: { id: grantId },
+      lock: { mode: 'pessimistic_write' },
+    });
+    if (!locked || locked.state === 'REVOKED') return { status: 'already-revoked' };
+    const now = await databaseNow(manager);
+    // The lag is measured from when revocation became due: notAfter, or the early revoke.
+    const dueAt =
+      locked.revokeRequestedAt && locked.revokeRequestedAt < locked.notAfter
+        ? locked.revokeRequestedAt
+        : locked.notAfter;
+    const lagMs = now.getTime() - dueAt.getTime();
+    await manager.update(GrantEntity, { id: grantId }, { state: 'REVOKED', revokedAt: now });
+    await appendAuditEvent(manager, {
+      actorId: SYSTEM_ACTOR,
+      action: 'grant.revoked',
+      subjectType: 'grant',
+      subjectId: grantId,
+      requestId: locked.requestId,
+      data: {
+        reason: locked.revokeRequestedAt ? (locked.revokeReason ?? 'revoked') : 'expired',
+        connector: locked.connector,
+        externalRef: locked.externalRef,
+        notAfter: locked.notAfter.toISOString(),
+        revokedAt: now.toISOString(),
+        lagMs,
+        attempts: locked.revokeAttempts + 1,
+        ...extra,
+      },
+    });
+    await this.requests.endAtExpiry(manager, locked.requestId, now);
+    return { status: 'revoked', lagMs };
   }
 
   /**

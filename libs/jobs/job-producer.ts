@@ -1,6 +1,7 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { JobsOptions, Queue } from 'bullmq';
+import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import { withDeadline } from '../deadline/deadline.js';
 import {
   expireJobId,
@@ -31,6 +32,7 @@ export class JobProducer {
   constructor(
     @InjectQueue(QueueName.Revocation) private readonly revocationQueue: Queue,
     @InjectQueue(QueueName.Lifecycle) private readonly lifecycleQueue: Queue,
+    @Inject(APP_CONFIG) private readonly config: Pick<AppConfig, 'revokeBackoffMs'>,
   ) {}
 
   /** Schedules the revocation of a grant at `notAfter` (at once when already due). */
@@ -41,7 +43,7 @@ export class JobProducer {
         jobId: revokeJobId(grantId),
         delay: Math.max(0, notAfter.getTime() - Date.now()),
         attempts: REVOKE_ATTEMPTS,
-        backoff: { type: 'exponential', delay: 1000, jitter: 0.5 },
+        backoff: { type: 'exponential', delay: this.config.revokeBackoffMs, jitter: 0.5 },
         ...REMOVE_WHEN_DONE,
       }),
     );

@@ -48,4 +48,8 @@ export class GrantEntity {
 
   @Column('text', { name: 'revoke_reason', nullable: true })
   revokeReason: string | null;
+
+  /** The external state this grant shares with others (Connector.overlapKey); null when it shares none. */
+  @Column('text', { name: 'overlap_key', nullable: true })
+  overlapKey: string | null;
 }
