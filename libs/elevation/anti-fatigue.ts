@@ -39,7 +39,11 @@ export async function assertMayRequest(
                           AND entitlement_id = $2)::int AS "openExtensionsHere",
        count(*) FILTER (WHERE created_at > now() - make_interval(secs => $3))::int AS "recent",
        max(decided_at) FILTER (WHERE state = 'DENIED' AND entitlement_id = $2
-                                 AND decided_at > now() - make_interval(secs => $4)) AS "lastDenial",
+                                 AND decided_at > now() - make_interval(secs => $4)
+                                 -- An admin's unlock also ends the cool-down of the denials before it.
+                                 AND decided_at > coalesce((SELECT max(unlocked_at) FROM entitlement_lockouts
+                                                             WHERE user_id = $1 AND entitlement_id = $2),
+                                                           '-infinity')) AS "lastDenial",
        now() AS now
      FROM elevation_requests WHERE requester_id = $1`,
     [actor.id, entitlementId, limits.requestWindowSeconds, limits.denialCooldownSeconds],
