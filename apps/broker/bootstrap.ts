@@ -8,6 +8,7 @@ import type { AppConfig } from '../../libs/config/config.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
 import { PolicyService } from '../../libs/elevation/policy.service.js';
 import { BrokerModule } from './broker.module.js';
+import { jsonTooDeep, MAX_JSON_DEPTH } from './errors/json-depth.js';
 
 const BODY_LIMIT = '256kb';
 
@@ -23,6 +24,16 @@ const UI_SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'Referrer-Policy': 'no-referrer',
 };
 
+/** body-parser `verify` hook: a body nested too deep is an exposed 400, before JSON.parse and the DTO pipes. */
+function refuseDeepJson(_request: unknown, _response: unknown, raw: Buffer): void {
+  if (jsonTooDeep(raw)) {
+    throw Object.assign(new Error(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`), {
+      status: 400,
+      expose: true,
+    });
+  }
+}
+
 /** Builds the broker (migrations run, policy loaded) without listening; `main.ts` and the tests share it. */
 export async function createBroker(config: AppConfig): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(BrokerModule.forRoot(config), {
@@ -31,7 +42,11 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
     abortOnError: false,
   });
   app.useLogger(app.get(Logger));
-  app.useBodyParser('json', { limit: BODY_LIMIT });
+  // Nest's typing reserves `verify` for its rawBody option, which this app does not use; express.json takes it.
+  app.useBodyParser('json', {
+    limit: BODY_LIMIT,
+    verify: refuseDeepJson,
+  } as Parameters<NestExpressApplication['useBodyParser']>[1]);
   app.useBodyParser('urlencoded', { limit: BODY_LIMIT, extended: false });
   app.disable('x-powered-by');
   // API answers carry credentials, options with challenges and personal data: never cache them.
@@ -42,7 +57,7 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
       next();
     },
   );
-  app.set('trust proxy', false);
+  app.set('trust proxy', config.trustProxy);
   serveWebUi(app, config.webDir);
   // Not SIGHUP: that reloads the policy (main.ts).
   app.enableShutdownHooks(['SIGINT', 'SIGTERM']);

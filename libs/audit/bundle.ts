@@ -21,6 +21,7 @@ export interface BundleRequest {
   notBefore: string | null;
   breakGlass: boolean;
   extendsRequestId: string | null;
+  sshPublicKey: string | null;
   approvalsRequired: number;
   state: string;
   createdAt: string;
@@ -97,7 +98,7 @@ export async function buildRequestBundle(
       `SELECT id, requester_id AS "requesterId", entitlement_id AS "entitlementId", policy_hash AS "policyHash",
               scope, duration_seconds AS "durationSeconds", justification, ticket, not_before AS "notBefore",
               break_glass AS "breakGlass", extends_request_id AS "extendsRequestId",
-              approvals_required AS "approvalsRequired", state, created_at AS "createdAt",
+              ssh_public_key AS "sshPublicKey", approvals_required AS "approvalsRequired", state, created_at AS "createdAt",
               pending_until AS "pendingUntil", decided_at AS "decidedAt", activate_by AS "activateBy",
               activated_at AS "activatedAt", ends_at AS "endsAt", ended_at AS "endedAt", end_reason AS "endReason"
          FROM elevation_requests WHERE id = $1`,

@@ -690,6 +690,7 @@ function pickSubject(request: Record<string, unknown>): Record<string, unknown> 
     'notBefore',
     'breakGlass',
     'extendsRequestId',
+    'sshPublicKey',
   ];
   return Object.fromEntries(fields.map((field) => [field, request[field]]));
 }

@@ -94,6 +94,15 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads TRUST_PROXY as false, a hop count or proxy addresses', () => {
+    expect(loadConfig(VALID).trustProxy).toBe(false);
+    expect(loadConfig({ ...VALID, TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ ...VALID, TRUST_PROXY: 'loopback,10.0.0.0/8' }).trustProxy).toBe(
+      'loopback,10.0.0.0/8',
+    );
+    expect(problemsOf({ ...VALID, TRUST_PROXY: 'everyone' })[0]).toMatch(/^TRUST_PROXY /);
+  });
+
   it('refuses an idle limit longer than the absolute one', () => {
     expect(problemsOf({ ...VALID, SESSION_IDLE_SECONDS: '7200', SESSION_ABSOLUTE_SECONDS: '3600' })).toEqual([
       'SESSION_IDLE_SECONDS must not exceed SESSION_ABSOLUTE_SECONDS',

@@ -45,6 +45,15 @@ const envSchema = z.object({
     })
     .optional(),
   ALLOW_INSECURE_HTTP: booleanFlag.default(false),
+  TRUST_PROXY: z
+    .string()
+    .regex(
+      /^(false|[0-9]{1,2}|(loopback|linklocal|uniquelocal|[0-9a-fA-F.:/]+)(,(loopback|linklocal|uniquelocal|[0-9a-fA-F.:/]+))*)$/,
+      {
+        message: 'must be false, a hop count, or a comma-separated list of proxy addresses/CIDRs',
+      },
+    )
+    .default('false'),
   SESSION_IDLE_SECONDS: positiveSeconds.default(15 * 60),
   SESSION_ABSOLUTE_SECONDS: positiveSeconds.default(12 * 3600),
   INVITE_TTL_SECONDS: positiveSeconds.default(24 * 3600),
@@ -87,6 +96,11 @@ export interface AppConfig {
   webauthn: { rpId: string; rpName: string; origins: string[] };
   /** Session cookie `Secure` flag: on unless the public URL is plain http (localhost, or ALLOW_INSECURE_HTTP). */
   secureCookies: boolean;
+  /**
+   * Express `trust proxy`: false (the client address is the socket's), a hop count, or proxy addresses.
+   * Behind a load balancer, set it so per-IP limits see clients rather than the balancer.
+   */
+  trustProxy: boolean | number | string;
   /** Set only by the explicit ALLOW_INSECURE_HTTP=true; logged at boot. */
   insecureHttp: boolean;
   sessions: { idleSeconds: number; absoluteSeconds: number };
@@ -186,6 +200,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     webauthn: { rpId, rpName: 'JIT elevation broker', origins },
     secureCookies: origins.every((origin) => new URL(origin).protocol === 'https:'),
     insecureHttp: values.ALLOW_INSECURE_HTTP,
+    trustProxy:
+      values.TRUST_PROXY === 'false'
+        ? false
+        : /^[0-9]+$/.test(values.TRUST_PROXY)
+          ? Number(values.TRUST_PROXY)
+          : values.TRUST_PROXY,
     sessions: { idleSeconds: values.SESSION_IDLE_SECONDS, absoluteSeconds: values.SESSION_ABSOLUTE_SECONDS },
     inviteTtlSeconds: values.INVITE_TTL_SECONDS,
     stepUp: {

@@ -15,7 +15,10 @@ export function relyingParty(config: AppConfig): RelyingParty {
   return config.webauthn;
 }
 
-/** The usable authenticator that owns a credential id, row-locked; 401 with a precise code otherwise. */
+/**
+ * The authenticator that owns a credential id, row-locked; 401 UNKNOWN_CREDENTIAL otherwise. Whether it is
+ * still usable is told only after its signature verified (assertUsable), so a probe learns nothing.
+ */
 export async function lockAnsweringAuthenticator(
   manager: EntityManager,
   credentialId: unknown,
@@ -33,15 +36,19 @@ export async function lockAnsweringAuthenticator(
       id || null,
     );
   }
+  return authenticator;
+}
+
+/** Refuses a disabled authenticator (call after its signature verified). */
+export function assertUsable(authenticator: AuthenticatorEntity): void {
   if (authenticator.disabledAt) {
     throw new CeremonyError(
       ErrorCode.AUTHENTICATOR_DISABLED,
       `This passkey was disabled (${authenticator.disabledReason ?? 'by an admin'}); enroll another one`,
       authenticator.id,
-      id,
+      authenticator.credentialId,
     );
   }
-  return authenticator;
 }
 
 /** A user's authenticators that have not been removed, oldest first. */

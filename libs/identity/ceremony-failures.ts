@@ -60,6 +60,12 @@ export async function recordCeremonyFailure(
       [authenticatorId],
     )) as [Array<{ userId: string }>, number];
     if (rows.length > 0) {
+      // A session signed in with a possibly cloned key must not outlive the discovery.
+      await manager.query(
+        `UPDATE sessions SET ended_at = now(), end_reason = 'authenticator-disabled'
+          WHERE authenticator_id = $1 AND ended_at IS NULL`,
+        [authenticatorId],
+      );
       await appendAuditEvent(manager, {
         actorId: SYSTEM_ACTOR,
         action: 'authenticator.disabled',

@@ -105,6 +105,8 @@ export async function createInvite(
       inviteId,
       username: input.username,
       recovery: Boolean(existing),
+      // A recovery invite lets whoever holds the link add a passkey to an existing account: loud.
+      ...(existing ? { alert: true } : {}),
       expiresAt: expiresAt.toISOString(),
       ...(evidence ? { evidence } : {}),
     },

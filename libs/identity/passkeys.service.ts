@@ -26,6 +26,7 @@ import {
   type RegisteredCredential,
 } from '../webauthn/ceremonies.js';
 import {
+  assertUsable,
   authenticatorsOf,
   known,
   lockAnsweringAuthenticator,
@@ -151,8 +152,6 @@ export class PasskeysService {
         userId = authenticator.userId;
         try {
           const user = await loadUser(manager, authenticator.userId);
-          if (user.status !== 'active')
-            throw new DomainError(ErrorCode.FORBIDDEN, 'This account is suspended');
           const handle = response.response.userHandle;
           if (handle && handle !== user.webauthnUserId.toString('base64url')) {
             throw new DomainError(ErrorCode.CREDENTIAL_NOT_YOURS, 'The passkey answered for another account');
@@ -163,6 +162,11 @@ export class PasskeysService {
             publicKey: authenticator.publicKey,
             storedSignCount: authenticator.signCount,
           });
+          // Account and passkey state only once the signature holds: an unsigned probe learns nothing.
+          assertUsable(authenticator);
+          if (user.status !== 'active') {
+            throw new DomainError(ErrorCode.FORBIDDEN, 'This account is suspended');
+          }
           await recordUse(manager, authenticator, assertion);
           const session = await this.sessions.start(manager, user.id, authenticator.id, client);
           return { actor: actorOf(user), sessionToken: session.token, sessionExpiresAt: session.expiresAt };

@@ -75,6 +75,8 @@ export class SessionsService {
          FROM users u
         WHERE s.token_hash = $1 AND s.ended_at IS NULL AND u.id = s.user_id AND u.status = 'active'
           AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
+          AND NOT EXISTS (SELECT 1 FROM authenticators a WHERE a.id = s.authenticator_id
+                            AND (a.disabled_at IS NOT NULL OR a.removed_at IS NOT NULL))
         RETURNING s.id AS "sessionId", u.id, u.username, u.display_name AS "displayName", u.roles`,
       [hash, this.config.sessions.idleSeconds],
     )) as [

@@ -3,7 +3,7 @@ import type {
   AuthenticationResponseJSON,
   PublicKeyCredentialRequestOptionsJSON,
 } from '@simplewebauthn/server';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
@@ -14,6 +14,7 @@ import { authenticationOptions, verifyAssertion } from '../webauthn/ceremonies.j
 import type { StepUpEvidence } from '../webauthn/evidence.js';
 import { newNonce, stepUpChallenge, type StepUpAction } from '../webauthn/step-up-binding.js';
 import {
+  assertUsable,
   authenticatorsOf,
   known,
   lockAnsweringAuthenticator,
@@ -104,52 +105,69 @@ export class StepUpService {
         `This action needs a fresh passkey confirmation: request a "${expected.action}" challenge first`,
       );
     }
-    try {
-      return await this.dataSource.transaction(async (manager) => {
-        await this.assertNotLocked(manager, actor);
-        const challenge = await this.lockChallenge(manager, actor, proof.challengeId);
-        checkBinding(challenge, expected);
-        const authenticator = await lockAnsweringAuthenticator(manager, proof.response?.id);
-        try {
-          if (authenticator.userId !== actor.id) {
-            throw new DomainError(ErrorCode.CREDENTIAL_NOT_YOURS, 'This passkey belongs to someone else');
-          }
-          checkAuthenticatorRequirement(authenticator, expected.authenticator);
-          const assertion = await verifyAssertion(proof.response, {
-            rp: relyingParty(this.config),
-            challenge: challenge.challenge,
-            publicKey: authenticator.publicKey,
-            storedSignCount: authenticator.signCount,
-          });
-          await recordUse(manager, authenticator, assertion);
-          await manager.query(`UPDATE step_up_challenges SET used_at = now() WHERE id = $1`, [challenge.id]);
-          return {
-            challengeId: challenge.id,
-            userId: actor.id,
-            action: expected.action,
-            subjectId: challenge.subjectId,
-            subjectDigest: challenge.subjectDigest,
-            nonce: challenge.nonce,
-            authenticatorId: authenticator.id,
-            credentialId: authenticator.credentialId,
-            publicKey: authenticator.publicKey,
-            authenticatorData: assertion.authenticatorData,
-            clientDataJson: assertion.clientDataJson,
-            signature: assertion.signature,
-          };
-        } catch (error) {
-          throw attributed(error, authenticator.id, authenticator.credentialId);
-        }
-      });
-    } catch (error) {
-      if (error instanceof DomainError && error.code !== ErrorCode.STEP_UP_LOCKED) {
-        await this.recordFailure(actor, proof, expected, error);
+    const outcome = await this.dataSource.transaction(async (manager) => {
+      // One step-up of a user at a time: the failure count and the lock below stay exact under concurrency.
+      await manager.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [actor.id]);
+      await this.assertNotLocked(manager, actor);
+      await manager.query('SAVEPOINT step_up');
+      try {
+        return { evidence: await this.check(manager, actor, proof, expected) };
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        // Undo the attempt, keep the user lock, and record the refusal in this same transaction.
+        await manager.query('ROLLBACK TO SAVEPOINT step_up');
+        await this.recordFailure(manager, actor, proof, expected, error);
+        return { error };
       }
-      throw error;
+    });
+    if ('error' in outcome) throw outcome.error;
+    return outcome.evidence;
+  }
+
+  /** Checks binding, credential, requirement and assertion, and spends the challenge. */
+  private async check(
+    manager: EntityManager,
+    actor: Actor,
+    proof: StepUpProof,
+    expected: StepUpExpectation,
+  ): Promise<StepUpEvidence> {
+    const challenge = await this.lockChallenge(manager, actor, proof.challengeId);
+    checkBinding(challenge, expected);
+    const authenticator = await lockAnsweringAuthenticator(manager, proof.response?.id);
+    try {
+      if (authenticator.userId !== actor.id) {
+        throw new DomainError(ErrorCode.CREDENTIAL_NOT_YOURS, 'This passkey belongs to someone else');
+      }
+      checkAuthenticatorRequirement(authenticator, expected.authenticator);
+      const assertion = await verifyAssertion(proof.response, {
+        rp: relyingParty(this.config),
+        challenge: challenge.challenge,
+        publicKey: authenticator.publicKey,
+        storedSignCount: authenticator.signCount,
+      });
+      assertUsable(authenticator);
+      await recordUse(manager, authenticator, assertion);
+      await manager.query(`UPDATE step_up_challenges SET used_at = now() WHERE id = $1`, [challenge.id]);
+      return {
+        challengeId: challenge.id,
+        userId: actor.id,
+        action: expected.action,
+        subjectId: challenge.subjectId,
+        subjectDigest: challenge.subjectDigest,
+        nonce: challenge.nonce,
+        authenticatorId: authenticator.id,
+        credentialId: authenticator.credentialId,
+        publicKey: authenticator.publicKey,
+        authenticatorData: assertion.authenticatorData,
+        clientDataJson: assertion.clientDataJson,
+        signature: assertion.signature,
+      };
+    } catch (error) {
+      throw attributed(error, authenticator.id, authenticator.credentialId);
     }
   }
 
-  private async assertNotLocked(manager: import('typeorm').EntityManager, actor: Actor): Promise<void> {
+  private async assertNotLocked(manager: EntityManager, actor: Actor): Promise<void> {
     const [row] = (await manager.query(
       `SELECT step_up_locked_until AS "lockedUntil" FROM users WHERE id = $1 AND step_up_locked_until > now()`,
       [actor.id],
@@ -164,7 +182,7 @@ export class StepUpService {
   }
 
   private async lockChallenge(
-    manager: import('typeorm').EntityManager,
+    manager: EntityManager,
     actor: Actor,
     challengeId: string,
   ): Promise<StepUpChallengeEntity & { expired: boolean }> {
@@ -184,57 +202,49 @@ export class StepUpService {
 
   /** Audits the refusal, burns the challenge, and locks step-up after too many failures in the window. */
   private async recordFailure(
+    manager: EntityManager,
     actor: Actor,
     proof: StepUpProof,
     expected: StepUpExpectation,
     error: DomainError,
   ): Promise<void> {
     const { maxFailures, failureWindowSeconds, lockSeconds } = this.config.stepUp;
-    await this.dataSource.transaction(async (manager) => {
-      await manager.query(
-        `UPDATE step_up_challenges SET used_at = now() WHERE id = $1 AND user_id = $2 AND used_at IS NULL`,
-        [proof.challengeId, actor.id],
-      );
-      await recordCeremonyFailure(manager, {
-        kind: 'step-up',
-        actorId: actor.id,
-        error,
-        subjectType: 'user',
-        subjectId: actor.id,
-        data: { action: expected.action, subjectId: expected.subjectId, challengeId: proof.challengeId },
-      });
-      // Lock the user row so concurrent failures count once each and lock once.
-      const [[user]] = (await manager.query(
-        `UPDATE users SET step_up_locked_until = step_up_locked_until WHERE id = $1
-         RETURNING step_up_locked_until > now() AS locked`,
-        [actor.id],
-      )) as [Array<{ locked: boolean | null }>, number];
-      if (user?.locked) return;
-      const [{ failures }] = (await manager.query(
-        `SELECT count(*)::int AS failures FROM audit_events
-          WHERE actor_id = $1 AND action = 'step-up.failed' AND at > now() - make_interval(secs => $2)
-            AND at > coalesce((SELECT max(at) FROM audit_events
-                                WHERE actor_id = $1 AND action = 'step-up.locked'), '-infinity')`,
-        [actor.id, failureWindowSeconds],
-      )) as Array<{ failures: number }>;
-      if (failures < maxFailures) return;
-      const [[locked]] = (await manager.query(
-        `UPDATE users SET step_up_locked_until = now() + make_interval(secs => $2) WHERE id = $1
-         RETURNING step_up_locked_until AS "lockedUntil"`,
-        [actor.id, lockSeconds],
-      )) as [Array<{ lockedUntil: Date }>, number];
-      await appendAuditEvent(manager, {
-        actorId: actor.id,
-        action: 'step-up.locked',
-        subjectType: 'user',
-        subjectId: actor.id,
-        data: {
-          alert: true,
-          failures,
-          windowSeconds: failureWindowSeconds,
-          lockedUntil: locked.lockedUntil.toISOString(),
-        },
-      });
+    await manager.query(
+      `UPDATE step_up_challenges SET used_at = now() WHERE id = $1 AND user_id = $2 AND used_at IS NULL`,
+      [proof.challengeId, actor.id],
+    );
+    await recordCeremonyFailure(manager, {
+      kind: 'step-up',
+      actorId: actor.id,
+      error,
+      subjectType: 'user',
+      subjectId: actor.id,
+      data: { action: expected.action, subjectId: expected.subjectId, challengeId: proof.challengeId },
+    });
+    const [{ failures }] = (await manager.query(
+      `SELECT count(*)::int AS failures FROM audit_events
+        WHERE actor_id = $1 AND action = 'step-up.failed' AND at > now() - make_interval(secs => $2)
+          AND at > coalesce((SELECT max(at) FROM audit_events
+                              WHERE actor_id = $1 AND action = 'step-up.locked'), '-infinity')`,
+      [actor.id, failureWindowSeconds],
+    )) as Array<{ failures: number }>;
+    if (failures < maxFailures) return;
+    const [[locked]] = (await manager.query(
+      `UPDATE users SET step_up_locked_until = now() + make_interval(secs => $2) WHERE id = $1
+       RETURNING step_up_locked_until AS "lockedUntil"`,
+      [actor.id, lockSeconds],
+    )) as [Array<{ lockedUntil: Date }>, number];
+    await appendAuditEvent(manager, {
+      actorId: actor.id,
+      action: 'step-up.locked',
+      subjectType: 'user',
+      subjectId: actor.id,
+      data: {
+        alert: true,
+        failures,
+        windowSeconds: failureWindowSeconds,
+        lockedUntil: locked.lockedUntil.toISOString(),
+      },
     });
   }
 }

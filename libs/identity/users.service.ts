@@ -38,21 +38,28 @@ export class UsersService {
         throw new DomainError(ErrorCode.FORBIDDEN, 'You cannot change your own status');
       if (user.status === status) return { status, sessionsEnded: 0, requestsEnded: 0 };
       await manager.query(`UPDATE users SET status = $2 WHERE id = $1`, [user.id, status]);
-      await appendAuditEvent(manager, {
-        actorId: admin.id,
-        action: status === 'suspended' ? 'user.suspended' : 'user.reinstated',
-        subjectType: 'user',
-        subjectId: user.id,
-        data: { username, reason, evidence: evidenceForAudit(evidence) },
-      });
-      if (status === 'active') return { status, sessionsEnded: 0, requestsEnded: 0 };
-      const sessionsEnded = await this.sessions.endAllForUser(manager, admin.id, user.id, 'suspended');
+      const audited = () =>
+        appendAuditEvent(manager, {
+          actorId: admin.id,
+          action: status === 'suspended' ? 'user.suspended' : 'user.reinstated',
+          subjectType: 'user',
+          subjectId: user.id,
+          data: { username, reason, evidence: evidenceForAudit(evidence) },
+        });
+      if (status === 'active') {
+        await audited();
+        return { status, sessionsEnded: 0, requestsEnded: 0 };
+      }
+      // Requests and grants are locked before the first audit append (which locks the chain head), the
+      // order every other path takes; the other way round deadlocks against a concurrent decision.
       const [{ open }] = (await manager.query(
         `SELECT count(*)::int AS open FROM elevation_requests
           WHERE requester_id = $1 AND state IN ('PENDING', 'APPROVED', 'ACTIVE')`,
         [user.id],
       )) as Array<{ open: number }>;
       revokeNow = await this.requests.endAllOfUser(manager, user.id, admin.id, 'suspended');
+      await audited();
+      const sessionsEnded = await this.sessions.endAllForUser(manager, admin.id, user.id, 'suspended');
       return { status, sessionsEnded, requestsEnded: open };
     });
     await this.requests.revokeGrantsNow(revokeNow);

@@ -37,6 +37,7 @@ function storedRow(): StoredRequest & Record<string, unknown> {
     notBefore: new Date('2026-03-01T09:30:00.000Z'),
     breakGlass: false,
     extendsRequestId: null,
+    sshPublicKey: null,
     // Mutable columns a real row carries alongside the immutable ones.
     state: 'PENDING',
     approvalsRequired: 2,
@@ -203,7 +204,7 @@ describe('subjectDigest', () => {
       '{"breakGlass":false,"durationSeconds":3600,"entitlementId":"prod-db-read","extendsRequestId":null,' +
       `"id":"${REQUEST_ID}","justification":"INC-42: inspect stuck orders","notBefore":"2026-03-01T09:30:00.000Z",` +
       '"policyHash":"sha256:abc","requesterId":"11111111-2222-4333-8444-555555555555",' +
-      '"scope":{"database":"orders","role":"read-only"},"ticket":"INC-42"}';
+      '"scope":{"database":"orders","role":"read-only"},"sshPublicKey":null,"ticket":"INC-42"}';
     const subject = requestSubject(storedRow());
     expect(subject.notBefore).toBe('2026-03-01T09:30:00.000Z');
     expect(subjectDigest(subject)).toBe(sha256(text).toString('base64url'));
@@ -265,6 +266,7 @@ describe('requestSubject', () => {
         'notBefore',
         'breakGlass',
         'extendsRequestId',
+        'sshPublicKey',
       ].sort(),
     );
   });
@@ -282,6 +284,8 @@ describe('requestSubject', () => {
     notBefore: (row) => (row.notBefore = new Date('2026-03-01T09:30:00.001Z')),
     breakGlass: (row) => (row.breakGlass = true),
     extendsRequestId: (row) => (row.extendsRequestId = '00000000-0000-4000-8000-000000000002'),
+    sshPublicKey: (row) =>
+      (row.sshPublicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOfDtIL1uxj0n1DjPGmeMYNYl2nH7qDH7w1oYUpyUzLx'),
   };
 
   it('has a change-table row for every immutable field', () => {

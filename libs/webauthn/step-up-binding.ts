@@ -23,7 +23,7 @@ export const STEP_UP_ACTIONS = Object.freeze([
 /** One action a step-up is bound to. */
 export type StepUpAction = (typeof STEP_UP_ACTIONS)[number];
 
-/** The immutable fields of a request that its step-up digest covers (DESIGN §4), in canonical form. */
+/** The immutable fields of a request that its step-up digest covers (DESIGN §4, plus the ssh key to certify). */
 export interface RequestSubject {
   id: string;
   requesterId: string;
@@ -37,6 +37,8 @@ export interface RequestSubject {
   notBefore: string | null;
   breakGlass: boolean;
   extendsRequestId: string | null;
+  /** The OpenSSH public key an ssh grant certifies: what an approver approves must include whose key. */
+  sshPublicKey: string | null;
 }
 
 /** The stored request as requestSubject reads it; extra columns (state, timestamps) are allowed and ignored. */
@@ -69,6 +71,7 @@ export function requestSubject(request: StoredRequest): RequestSubject {
     notBefore: notBefore === null ? null : notBefore.toISOString(),
     breakGlass: request.breakGlass,
     extendsRequestId: request.extendsRequestId,
+    sshPublicKey: request.sshPublicKey,
   };
 }
 

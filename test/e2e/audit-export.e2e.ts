@@ -75,6 +75,7 @@ async function seed(dataSource: DataSource): Promise<Fixture> {
       notBefore: new Date('2026-03-01T09:30:00.123Z'),
       breakGlass: false,
       extendsRequestId: null,
+      sshPublicKey: null,
     };
     await dataSource.query(
       `INSERT INTO elevation_requests (id, requester_id, entitlement_id, policy_hash, scope, duration_seconds,

@@ -247,6 +247,7 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       notBefore: null,
       breakGlass: false,
       extendsRequestId: null,
+      sshPublicKey: null,
     });
     expectEvidenceBinds(eventData('approval.recorded').evidence, subject, bob, 'approve');
     expectEvidenceBinds(eventData('request.activated').evidence, subject, alice, 'activate');

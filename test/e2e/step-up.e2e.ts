@@ -358,6 +358,7 @@ describe('request-bound step-up: each refusal has its own code and audit event',
       notBefore: request.not_before === null ? null : (request.not_before as Date).toISOString(),
       breakGlass: request.break_glass,
       extendsRequestId: request.extends_request_id,
+      sshPublicKey: request.ssh_public_key,
     };
     expect(subject).toMatchObject({
       requesterId: alice.userId,

@@ -150,6 +150,7 @@ export function requestSubjectOf(
     notBefore: null,
     breakGlass: false,
     extendsRequestId: null,
+    sshPublicKey: null,
     ...overrides,
   };
 }
