@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { appendCheckpoint, type CheckpointResult } from '../../libs/audit/checkpoint-log.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { RequestsService } from '../../libs/elevation/requests.service.js';
+import { purgeExpiredChallenges } from '../../libs/identity/challenge-purge.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
 import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
@@ -35,12 +36,27 @@ export class MaintenanceProcessor extends WorkerHost {
   }
 
   /** Rebuilds revocation and lifecycle jobs from PostgreSQL and reports overdue break-glass reviews. */
-  private async sweep(): Promise<Record<string, number>> {
-    return {
-      grants: await this.revocation.sweep(),
-      requests: await this.requests.sweepLifecycle(),
-      overdueReviews: await this.requests.reportOverdueReviews(),
+  private async sweep(): Promise<Record<string, number | string>> {
+    // Each part on its own: a Redis timeout while re-enqueueing grants must not skip the other parts.
+    const parts: Record<string, () => Promise<number>> = {
+      grants: () => this.revocation.sweep(),
+      requests: () => this.requests.sweepLifecycle(),
+      overdueReviews: () => this.requests.reportOverdueReviews(),
+      expiredChallenges: () => purgeExpiredChallenges(this.dataSource),
     };
+    const outcome: Record<string, number | string> = {};
+    let failed: unknown = null;
+    for (const [name, run] of Object.entries(parts)) {
+      try {
+        outcome[name] = await run();
+      } catch (error) {
+        failed ??= error;
+        outcome[name] = `failed: ${error instanceof Error ? error.message : String(error)}`;
+        this.logger.warn(`Sweep part ${name} failed: ${outcome[name]}`);
+      }
+    }
+    if (failed) throw failed;
+    return outcome;
   }
 
   /** Signs the audit chain head with the audit key (an audit.checkpoint event), unless it has not moved. */

@@ -205,22 +205,42 @@ export class RequestsService {
             `You already hold or await "${entitlement.id}"`,
           );
         }
-        const request = await this.insertRequest(manager, actor, entitlement, hash, input, {
-          state: initialState({ breakGlass: true, selfService: false }),
+        const { request, auditCreated } = await this.insertRequestRow(
+          manager,
+          actor,
+          entitlement,
+          hash,
+          input,
+          {
+            state: initialState({ breakGlass: true, selfService: false }),
+            now,
+            breakGlass: true,
+            approvalsRequired: 0,
+            pendingUntil: null,
+            decidedAt: now,
+            activateBy: null,
+            activatedAt: now,
+            endsAt: notAfter,
+            reviewDueAt: addSeconds(now, postReviewWithinSeconds),
+          },
+        );
+        // Mint before the first audit append: the append locks the chain head until commit, and every
+        // audited write in the system would wait for the connector's network call.
+        const activation = await this.mintGrant(
+          manager,
+          actor,
+          request,
+          policy,
+          entitlement,
           now,
-          breakGlass: true,
-          approvalsRequired: 0,
-          pendingUntil: null,
-          decidedAt: now,
-          activateBy: null,
-          activatedAt: now,
-          endsAt: notAfter,
-          reviewDueAt: addSeconds(now, postReviewWithinSeconds),
-        });
+          notAfter,
+          issued,
+        );
         const notifyUsers = [...new Set(notify.flatMap((group) => membersOf(policy, group)))].sort();
         this.logger.warn(
           `BREAK-GLASS: ${actor.username} activated "${entitlement.id}" until ${notAfter.toISOString()}; notify ${notifyUsers.join(', ')}`,
         );
+        await auditCreated();
         await appendAuditEvent(manager, {
           actorId: actor.id,
           action: 'break-glass.activated',
@@ -237,16 +257,7 @@ export class RequestsService {
             evidence: evidenceForAudit(evidence),
           },
         });
-        const activation = await this.issueGrant(
-          manager,
-          actor,
-          request,
-          policy,
-          entitlement,
-          now,
-          notAfter,
-          issued,
-        );
+        await this.auditGrantIssued(manager, actor, activation.grant);
         jobs.revokeAt.push({ grantId: activation.grant.id, notAfter });
         return activation;
       }),
@@ -271,10 +282,10 @@ export class RequestsService {
       const now = await databaseNow(manager);
       const entitlement = findEntitlement(policy, request.entitlementId);
       const approvals = (await manager.query(
-        `SELECT a.approver_id AS "approverId", a.decision, u.username
+        `SELECT a.approver_id AS "approverId", a.decision, u.username, u.status = 'active' AS active
            FROM approvals a JOIN users u ON u.id = a.approver_id WHERE a.request_id = $1`,
         [requestId],
-      )) as Array<{ approverId: string; decision: string; username: string }>;
+      )) as Array<{ approverId: string; decision: string; username: string; active: boolean }>;
       const guards = {
         actorId: actor.id,
         requesterId: request.requesterId,
@@ -287,6 +298,7 @@ export class RequestsService {
       const approvalsBefore = approvals.filter(
         (approval) =>
           approval.decision === 'approve' &&
+          approval.active &&
           entitlement !== undefined &&
           isApprover(policy, entitlement, approval.username),
       ).length;
@@ -391,6 +403,12 @@ export class RequestsService {
     const jobs = afterCommit();
     const result = await this.withMintUndo(async (issued) =>
       this.dataSource.transaction(async (manager) => {
+        // An extension's original is locked first, as suspension and revocation lock them (older id first).
+        if (filed?.extendsRequestId) {
+          await manager.query(`SELECT 1 FROM elevation_requests WHERE id = $1 FOR SHARE`, [
+            filed.extendsRequestId,
+          ]);
+        }
         const request = await this.lockVisible(manager, actor, requestId, current);
         assertConfirmed(request, evidence, actor, 'activate');
         const window = await windowFrom(manager, request.durationSeconds);
@@ -422,6 +440,17 @@ export class RequestsService {
           notAfter = await extendedEnd(manager, request, entitlement, now, notAfter);
         }
         await this.compareAndSet(manager, request, next, { activatedAt: now, endsAt: notAfter });
+        // Mint before the first audit append (see breakGlass).
+        const activation = await this.mintGrant(
+          manager,
+          actor,
+          request,
+          policy,
+          entitlement,
+          now,
+          notAfter,
+          issued,
+        );
         await appendAuditEvent(manager, {
           actorId: actor.id,
           action: 'request.activated',
@@ -435,16 +464,7 @@ export class RequestsService {
             evidence: evidenceForAudit(evidence),
           },
         });
-        const activation = await this.issueGrant(
-          manager,
-          actor,
-          request,
-          policy,
-          entitlement,
-          now,
-          notAfter,
-          issued,
-        );
+        await this.auditGrantIssued(manager, actor, activation.grant);
         jobs.revokeAt.push({ grantId: activation.grant.id, notAfter });
         return activation;
       }),
@@ -495,14 +515,45 @@ export class RequestsService {
       const request = await this.lockVisible(manager, actor, requestId, policy);
       assertConfirmed(request, evidence, actor, 'revoke');
       const entitlement = findEntitlement(policy, request.entitlementId);
-      await this.revokeLocked(manager, request, {
+      // Its extensions end with it: an active one would otherwise keep the access running.
+      const extensions = (await manager.query(
+        `SELECT id FROM elevation_requests WHERE extends_request_id = $1
+            AND state IN ('PENDING', 'APPROVED', 'ACTIVE') ORDER BY id FOR UPDATE`,
+        [requestId],
+      )) as Array<{ id: string }>;
+      await lockGrantsOf(manager, [requestId, ...extensions.map(({ id }) => id)]);
+      const who = {
         actorId: actor.id,
         actorIsApprover: entitlement !== undefined && isApprover(policy, entitlement, actor.username),
         actorIsAdmin: actor.roles.includes('admin'),
         reason,
         evidence,
         jobs,
-      });
+      };
+      await this.revokeLocked(manager, request, who);
+      for (const { id } of extensions) {
+        const extension = await manager.findOneByOrFail(ElevationRequestEntity, { id });
+        if (extension.state === RequestState.ACTIVE) {
+          await this.revokeLocked(manager, extension, {
+            ...who,
+            reason: `${reason} (extended request revoked)`,
+          });
+          continue;
+        }
+        const now = await databaseNow(manager);
+        await this.compareAndSet(manager, extension, RequestState.CANCELLED, {
+          endedAt: now,
+          endReason: 'cancelled',
+        });
+        await appendAuditEvent(manager, {
+          actorId: actor.id,
+          action: 'request.cancelled',
+          subjectType: 'request',
+          subjectId: id,
+          requestId: id,
+          data: { reason: 'the request it extends was revoked' },
+        });
+      }
       return request;
     });
     await this.enqueue(jobs);
@@ -524,6 +575,10 @@ export class RequestsService {
         ORDER BY id FOR UPDATE`,
       [userId],
     )) as Array<{ id: string }>;
+    await lockGrantsOf(
+      manager,
+      open.map(({ id }) => id),
+    );
     const jobs = afterCommit();
     for (const { id } of open) {
       const request = await manager.findOneByOrFail(ElevationRequestEntity, { id });
@@ -925,7 +980,17 @@ export class RequestsService {
       throw new DomainError(ErrorCode.VALIDATION_FAILED, 'An extension cannot be scheduled');
   }
 
+  /** Inserts the request and appends its request.created event. */
   private async insertRequest(
+    ...args: Parameters<RequestsService['insertRequestRow']>
+  ): Promise<ElevationRequestEntity> {
+    const { request, auditCreated } = await this.insertRequestRow(...args);
+    await auditCreated();
+    return request;
+  }
+
+  /** Inserts the request row; its request.created event is appended when the caller runs auditCreated. */
+  private async insertRequestRow(
     manager: EntityManager,
     actor: Actor,
     entitlement: Entitlement,
@@ -943,7 +1008,7 @@ export class RequestsService {
       endsAt?: Date;
       reviewDueAt?: Date;
     },
-  ): Promise<ElevationRequestEntity> {
+  ): Promise<{ request: ElevationRequestEntity; auditCreated: () => Promise<unknown> }> {
     const id = uuidv7();
     await manager.query(
       `INSERT INTO elevation_requests (id, requester_id, entitlement_id, policy_hash, scope, duration_seconds,
@@ -975,35 +1040,36 @@ export class RequestsService {
       ],
     );
     const request = await manager.findOneByOrFail(ElevationRequestEntity, { id });
-    await appendAuditEvent(manager, {
-      actorId: actor.id,
-      action: 'request.created',
-      subjectType: 'request',
-      subjectId: id,
-      requestId: id,
-      data: {
-        // The immutable fields every step-up on this request commits to (DESIGN §5), for offline checks.
-        subject: requestSubject(request),
-        requester: actor.username,
-        entitlementId: entitlement.id,
-        policyHash,
-        scope: entitlement.scope,
-        durationSeconds: input.durationSeconds,
-        justification: input.justification,
-        ticket: input.ticket ?? null,
-        notBefore: input.notBefore?.toISOString() ?? null,
-        approvalsRequired: fields.approvalsRequired,
-        breakGlass: fields.breakGlass,
-        selfService: entitlement.selfService,
-        extendsRequestId: input.extendsRequestId ?? null,
-        sshPublicKey: input.sshPublicKey ?? null,
-      },
-    });
-    return request;
+    const auditCreated = () =>
+      appendAuditEvent(manager, {
+        actorId: actor.id,
+        action: 'request.created',
+        subjectType: 'request',
+        subjectId: id,
+        requestId: id,
+        data: {
+          // The immutable fields every step-up on this request commits to (DESIGN §5), for offline checks.
+          subject: requestSubject(request),
+          requester: actor.username,
+          entitlementId: entitlement.id,
+          policyHash,
+          scope: entitlement.scope,
+          durationSeconds: input.durationSeconds,
+          justification: input.justification,
+          ticket: input.ticket ?? null,
+          notBefore: input.notBefore?.toISOString() ?? null,
+          approvalsRequired: fields.approvalsRequired,
+          breakGlass: fields.breakGlass,
+          selfService: entitlement.selfService,
+          extendsRequestId: input.extendsRequestId ?? null,
+          sshPublicKey: input.sshPublicKey ?? null,
+        },
+      });
+    return { request, auditCreated };
   }
 
-  /** Mints through the connector and records the grant in the caller's transaction. */
-  private async issueGrant(
+  /** Mints through the connector and inserts the grant row (its audit event is auditGrantIssued). */
+  private async mintGrant(
     manager: EntityManager,
     actor: Actor,
     request: ElevationRequestEntity,
@@ -1052,22 +1118,26 @@ export class RequestsService {
       overlapKey: connector.overlapKey?.(spec) ?? null,
     });
     await manager.insert(GrantEntity, grant);
+    return { request, grant, credential: value.credential };
+  }
+
+  /** The grant.issued event (fingerprint and external reference, never the secret). */
+  private async auditGrantIssued(manager: EntityManager, actor: Actor, grant: GrantEntity): Promise<void> {
     await appendAuditEvent(manager, {
       actorId: actor.id,
       action: 'grant.issued',
       subjectType: 'grant',
-      subjectId: grantId,
-      requestId: request.id,
+      subjectId: grant.id,
+      requestId: grant.requestId,
       data: {
-        connector: entitlement.connector,
-        connectorType: connector.type,
-        externalRef: value.externalRef,
-        fingerprint: value.fingerprint,
-        notAfter: notAfter.toISOString(),
+        connector: grant.connector,
+        connectorType: grant.connectorType,
+        externalRef: grant.externalRef,
+        fingerprint: grant.fingerprint,
+        notAfter: grant.notAfter.toISOString(),
         ...(grant.overlapKey ? { overlapKey: grant.overlapKey } : {}),
       },
     });
-    return { request, grant, credential: value.credential };
   }
 
   /** A credential exists outside the broker once minted: if its grant does not commit, take it back. */
@@ -1217,6 +1287,14 @@ interface MintUndo {
   externalRef?: string;
 }
 
+/** Row-locks the grants of requests already locked, before any audit append (request → grant → chain head). */
+async function lockGrantsOf(manager: EntityManager, requestIds: string[]): Promise<void> {
+  if (requestIds.length === 0) return;
+  await manager.query(`SELECT id FROM grants WHERE request_id = ANY($1) ORDER BY id FOR UPDATE`, [
+    requestIds,
+  ]);
+}
+
 /** Serialises a user's own filings, so limits on open requests hold under concurrency. */
 async function lockUser(manager: EntityManager, userId: string): Promise<void> {
   const [user] = (await manager.query(`SELECT status FROM users WHERE id = $1 FOR UPDATE`, [
@@ -1233,7 +1311,8 @@ async function windowFrom(
   durationSeconds: number,
 ): Promise<{ now: Date; notAfter: Date }> {
   const [{ now, not_after: notAfter }] = (await manager.query(
-    `SELECT now() AS now, date_trunc('second', now()) + make_interval(secs => $1) AS not_after`,
+    `SELECT t AS now, date_trunc('second', t) + make_interval(secs => $1) AS not_after
+       FROM clock_timestamp() AS t`,
     [durationSeconds],
   )) as Array<{ now: Date; not_after: Date }>;
   return { now, notAfter };

@@ -174,10 +174,13 @@ export class RevocationService {
    */
   async sweep(): Promise<number> {
     const pending = (await this.dataSource.query(
-      `SELECT id, not_after, revoke_requested_at FROM grants WHERE state <> 'REVOKED' ORDER BY not_after`,
-    )) as Array<{ id: string; not_after: Date; revoke_requested_at: Date | null }>;
+      `SELECT id, not_after, revoke_requested_at IS NOT NULL OR not_after <= now() AS due
+         FROM grants WHERE state <> 'REVOKED' ORDER BY not_after`,
+    )) as Array<{ id: string; not_after: Date; due: boolean }>;
     for (const grant of pending) {
-      await this.jobs.scheduleRevocation(grant.id, grant.revoke_requested_at ?? grant.not_after);
+      // A due grant's job runs now even if a delayed one still waits (a lost promote, a skewed clock).
+      if (grant.due) await this.jobs.revokeNow(grant.id);
+      else await this.jobs.scheduleRevocation(grant.id, grant.not_after);
     }
     if (pending.length > 0) this.logger.debug(`Sweep scheduled ${pending.length} unrevoked grant(s)`);
     return pending.length;

@@ -86,9 +86,16 @@ export class JobProducer {
     );
   }
 
+  /** Promotes a delayed job that has not run yet; one waiting out a retry backoff keeps its backoff. */
   private async runNow(queue: Queue, jobId: string): Promise<void> {
     const existing = await queue.getJob(jobId);
-    if (existing && (await existing.isDelayed())) await existing.promote().catch(() => undefined);
+    if (!existing || existing.attemptsMade > 0 || !(await existing.isDelayed())) return;
+    try {
+      await existing.promote();
+    } catch (error) {
+      // It may have left the delayed set meanwhile (a worker took it): that is what we wanted.
+      if (await existing.isDelayed()) throw error;
+    }
   }
 }
 

@@ -35,7 +35,7 @@ export class IntrospectionService {
     if (typeof payload.jti !== 'string' || !UUID.test(payload.jti)) return { active: false };
     // The fingerprint binds the grant to this exact token, not merely to any validly signed one with its jti.
     const [grant] = (await this.dataSource.query(
-      `SELECT state = 'ACTIVE' AND now() < not_after AS live FROM grants
+      `SELECT state = 'ACTIVE' AND now() < not_after AND revoke_requested_at IS NULL AS live FROM grants
         WHERE id = $1 AND connector_type = 'jwt' AND fingerprint = $2`,
       [payload.jti, createHash('sha256').update(token).digest('base64url')],
     )) as Array<{ live: boolean }>;
