@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { appendAuditEvent } from '../audit/audit-log.js';
+import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import { PolicyVersionEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -42,7 +42,7 @@ export class PolicyService {
     const { policy, hash } = await loadPolicyDir(this.config.policy.dir, {
       hardMaxDurationSeconds: this.config.policy.hardMaxDurationSeconds,
     });
-    const changed = await this.dataSource.transaction(async (manager) => {
+    const replaced = await this.dataSource.transaction(async (manager) => {
       await manager
         .createQueryBuilder()
         .insert()
@@ -55,7 +55,7 @@ export class PolicyService {
       const [previous] = (await manager.query(
         `SELECT hash FROM policy_activations ORDER BY id DESC LIMIT 1`,
       )) as Array<{ hash: string }>;
-      if (previous?.hash === hash) return false;
+      if (previous?.hash === hash) return null;
       await manager.query(`INSERT INTO policy_activations (hash, activated_by) VALUES ($1, $2)`, [
         hash,
         actorId,
@@ -72,10 +72,18 @@ export class PolicyService {
           ...(evidence ? { evidence: evidenceForAudit(evidence) } : {}),
         },
       });
-      return true;
+      return { previousHash: previous?.hash ?? null };
     });
+    const changed = replaced !== null;
     this.versions.set(hash, policy);
     this.cached = { hash, policy };
+    if (replaced?.previousHash && actorId === SYSTEM_ACTOR) {
+      // Every broker follows the latest activation: a broker started (or sent SIGHUP) with a stale
+      // POLICY_DIR puts that stale version in force everywhere. Say so loudly.
+      this.logger.warn(
+        `Policy ${hash.slice(0, 12)} from ${this.config.policy.dir} replaces ${replaced.previousHash.slice(0, 12)} for every broker`,
+      );
+    }
     this.logger.log(
       `Policy ${hash.slice(0, 12)} in force${changed ? '' : ' (unchanged)'}: ${policy.entitlements.length} entitlements`,
     );
