@@ -6,6 +6,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { Logger } from 'nestjs-pino';
 import type { AppConfig } from '../../libs/config/config.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
+import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { PolicyService } from '../../libs/elevation/policy.service.js';
 import { BrokerModule } from './broker.module.js';
 import { jsonTooDeep, MAX_JSON_DEPTH } from './errors/json-depth.js';
@@ -61,7 +62,12 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
   serveWebUi(app, config.webDir);
   // Not SIGHUP: that reloads the policy (main.ts).
   app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
-  await app.get(PolicyService).loadFromDirectory(SYSTEM_ACTOR);
+  const { policy } = await app.get(PolicyService).loadFromDirectory(SYSTEM_ACTOR);
+  // Load the SSH CA now, not on the first mint, where it would take a second pooled connection inside the
+  // activation transaction (the jwt key is preloaded by the ConnectorRegistry itself).
+  if (Object.values(policy.connectors).some((connector) => connector.type === 'ssh')) {
+    await app.get(ConnectorRegistry).signingKeys.currentSshCaKey();
+  }
   return app;
 }
 
