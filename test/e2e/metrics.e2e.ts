@@ -68,5 +68,13 @@ describe('GET /metrics (Prometheus, read from PostgreSQL)', () => {
     expect((await admin.get('/api/admin/grants?state=REVOKE_FAILED')).body.items).toEqual([]);
     expect((await admin.get('/api/admin/grants?state=LOST')).status).toBe(400);
     expect((await alice.get('/api/admin/grants')).status).toBe(403);
+
+    // Users page by username.
+    const first = await admin.get('/api/admin/users?limit=2');
+    expect(first.body.items.map((user: { username: string }) => user.username)).toEqual(['admin', 'alice']);
+    expect(first.body.nextCursor).toBe('alice');
+    const second = await admin.get(`/api/admin/users?limit=2&cursor=${first.body.nextCursor}`);
+    expect(second.body).toEqual({ items: [expect.objectContaining({ username: 'bob' })], nextCursor: null });
+    expect((await admin.get('/api/admin/users?cursor=Not%20A%20User')).status).toBe(400);
   });
 });

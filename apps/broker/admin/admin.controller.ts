@@ -11,7 +11,13 @@ import { paramsDigest } from '../auth/step-up-params.js';
 import { EmptyBodyPipe } from '../errors/validation.js';
 import { PolicyService } from '../../../libs/elevation/policy.service.js';
 import { UsersService } from '../../../libs/identity/users.service.js';
-import { CreateInviteDto, ListGrantsQuery, PolicyReloadDto, SetUserStatusDto } from './admin.dto.js';
+import {
+  CreateInviteDto,
+  ListGrantsQuery,
+  ListUsersQuery,
+  PolicyReloadDto,
+  SetUserStatusDto,
+} from './admin.dto.js';
 
 function requireAdmin(actor: Actor): void {
   if (!actor.roles.includes('admin')) throw new DomainError(ErrorCode.FORBIDDEN, 'Admins only');
@@ -49,18 +55,22 @@ export class AdminController {
     return { token: invite.token, url: invite.url, expiresAt: invite.expiresAt.toISOString() };
   }
 
+  /** Users by username, keyset-paginated (`?limit=&cursor=<last username>`). */
   @Get('users')
-  async users(@CurrentActor() actor: Actor) {
+  async users(@CurrentActor() actor: Actor, @Query() query: ListUsersQuery) {
     requireAdmin(actor);
+    const limit = query.limit ?? 100;
     const rows = (await this.dataSource.query(
       `SELECT u.id, u.username, u.display_name AS "displayName", u.roles, u.status,
               (SELECT count(*)::int FROM authenticators a
                 WHERE a.user_id = u.id AND a.removed_at IS NULL AND a.disabled_at IS NULL) AS passkeys,
               (SELECT count(*)::int FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL
                  AND s.expires_at > now()) AS sessions
-         FROM users u ORDER BY u.username`,
-    )) as unknown[];
-    return { items: rows, nextCursor: null };
+         FROM users u WHERE ($1::text IS NULL OR u.username > $1) ORDER BY u.username LIMIT $2`,
+      [query.cursor ?? null, limit + 1],
+    )) as Array<{ username: string }>;
+    const items = rows.slice(0, limit);
+    return { items, nextCursor: rows.length > limit ? items[items.length - 1].username : null };
   }
 
   /** Ends every session of a user at once (a lost laptop); audited. */

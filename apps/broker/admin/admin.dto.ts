@@ -81,3 +81,18 @@ export class ListGrantsQuery {
   @IsUUID()
   cursor?: string;
 }
+
+export class ListUsersQuery {
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  limit?: number;
+
+  /** The last username of the previous page. */
+  @IsOptional()
+  @IsString()
+  @Matches(USERNAME_PATTERN, { message: 'cursor must be a username' })
+  cursor?: string;
+}
