@@ -319,6 +319,24 @@ describe('npm start (apps/dev/start.ts)', () => {
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe('INVITE_USED');
   });
 
+  test('SIGHUP to the broker reloads the policy and keeps it serving', async () => {
+    await recordDescendants();
+    const broker = descendants.find((info) => /apps[/\\]broker[/\\]main\.js$/.test(info.command));
+    expect(broker).toBeDefined();
+    const before = output.length;
+    process.kill(broker!.pid, 'SIGHUP');
+    await waitFor(
+      async () =>
+        output.slice(before).some((line) => line.includes('in force (unchanged)')) ? true : undefined,
+      10_000,
+      'the broker to log the reloaded policy',
+    ).catch((error: unknown) => {
+      throw withOutput(error);
+    });
+    const ready = await fetch(`${baseUrl()}/health/ready`, { signal: AbortSignal.timeout(5_000) });
+    expect(ready.status).toBe(200);
+  });
+
   test('keeps its state in JIT_DATA_DIR: a 0600 master key and the PostgreSQL cluster', async () => {
     const keyFile = path.join(dataDir!, 'master.key');
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
