@@ -140,20 +140,37 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 const CONNECTOR_SECRET_NAME = /^[A-Z][A-Z0-9_]*$/;
 
+/** One line per failed variable, naming it: `X is required` or `X <what is wrong>`. */
+function describeIssues(
+  issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>,
+  env: NodeJS.ProcessEnv,
+): string[] {
+  return issues.map((issue) => {
+    const name = issue.path.map(String).join('.');
+    return env[name] === undefined ? `${name} is required` : `${name} ${issue.message}`;
+  });
+}
+
+/** Prints the problems as a ConfigError does and stops the process. */
+function exitWith(problems: string[]): never {
+  console.error(new ConfigError(problems).message);
+  process.exit(1);
+}
+
+/** PUBLIC_URL, or http://localhost:PORT when unset. */
+function publicUrlOf(values: { PUBLIC_URL?: string; PORT: number }): URL {
+  return new URL(values.PUBLIC_URL ?? `http://localhost:${values.PORT}`);
+}
+
 /** Builds the validated config from an environment (process.env by default). */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => {
-        const name = issue.path.join('.');
-        return env[name] === undefined ? `${name} is required` : `${name} ${issue.message}`;
-      }),
-    );
+    throw new ConfigError(describeIssues(parsed.error.issues, env));
   }
   const values = parsed.data;
   const problems: string[] = [];
-  const publicUrl = new URL(values.PUBLIC_URL ?? `http://localhost:${values.PORT}`);
+  const publicUrl = publicUrlOf(values);
   const rpId = values.RP_ID ?? publicUrl.hostname;
   const origins = values.ALLOWED_ORIGINS?.split(',') ?? [publicUrl.origin];
   const insecureOrigins = origins.filter(
@@ -237,10 +254,7 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): AppConfi
   try {
     return loadConfig(env);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(error.message);
-      process.exit(1);
-    }
+    if (error instanceof ConfigError) exitWith(error.problems);
     throw error;
   }
 }
@@ -249,10 +263,9 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): AppConfi
 export function loadDatabaseUrlOrExit(env: NodeJS.ProcessEnv = process.env): string {
   const parsed = envSchema.shape.DATABASE_URL.safeParse(env.DATABASE_URL);
   if (!parsed.success) {
-    console.error(
-      `Invalid configuration:\n  - DATABASE_URL ${env.DATABASE_URL === undefined ? 'is required' : 'must be a postgres:// URL'}`,
-    );
-    process.exit(1);
+    exitWith([
+      `DATABASE_URL ${env.DATABASE_URL === undefined ? 'is required' : 'must be a postgres:// URL'}`,
+    ]);
   }
   return parsed.data;
 }
@@ -270,18 +283,11 @@ export function loadInviteSettingsOrExit(env: NodeJS.ProcessEnv = process.env): 
     INVITE_TTL_SECONDS: true,
   });
   const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const name = issue.path.join('.');
-      return env[name] === undefined ? `${name} is required` : `${name} ${issue.message}`;
-    });
-    console.error(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
-    process.exit(1);
-  }
+  if (!parsed.success) exitWith(describeIssues(parsed.error.issues, env));
   const values = parsed.data;
   return {
     databaseUrl: values.DATABASE_URL,
-    publicUrl: new URL(values.PUBLIC_URL ?? `http://localhost:${values.PORT}`).href.replace(/\/$/, ''),
+    publicUrl: publicUrlOf(values).href.replace(/\/$/, ''),
     ttlSeconds: values.INVITE_TTL_SECONDS,
   };
 }
@@ -292,14 +298,7 @@ export function loadKeyRotationSettingsOrExit(env: NodeJS.ProcessEnv = process.e
   masterKey: Buffer;
 } {
   const parsed = envSchema.pick({ DATABASE_URL: true, BROKER_MASTER_KEY: true }).safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const name = issue.path.join('.');
-      return env[name] === undefined ? `${name} is required` : `${name} ${issue.message}`;
-    });
-    console.error(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
-    process.exit(1);
-  }
+  if (!parsed.success) exitWith(describeIssues(parsed.error.issues, env));
   return {
     databaseUrl: parsed.data.DATABASE_URL,
     masterKey: Buffer.from(parsed.data.BROKER_MASTER_KEY, 'base64'),
