@@ -1,4 +1,5 @@
 import { DomainError, ErrorCode } from '../domain/errors.js';
+import type { RequestSubject } from '../webauthn/step-up-binding.js';
 import { readAuditEventPages, readChainHead, rowsOf, runQuery, type AuditSource } from './export.js';
 import {
   canonicalDigest,
@@ -9,19 +10,7 @@ import {
 } from './manifest.js';
 
 /** A request as a bundle carries it: the immutable fields its step-up digest covers, then state and times (ISO). */
-export interface BundleRequest {
-  id: string;
-  requesterId: string;
-  entitlementId: string;
-  policyHash: string;
-  scope: Record<string, unknown>;
-  durationSeconds: number;
-  justification: string;
-  ticket: string | null;
-  notBefore: string | null;
-  breakGlass: boolean;
-  extendsRequestId: string | null;
-  sshPublicKey: string | null;
+export interface BundleRequest extends RequestSubject {
   approvalsRequired: number;
   state: string;
   createdAt: string;

@@ -4,7 +4,7 @@ import { createReadStream } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { createPublicKey, verify, type JsonWebKey } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { subjectDigest } from '../webauthn/step-up-binding.js';
+import { REQUEST_SUBJECT_FIELDS, subjectDigest } from '../webauthn/step-up-binding.js';
 import { chainHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
 import { CHECKPOINT_ACTION, checkpointSignatureValid, parseCheckpointData } from './checkpoint.js';
 import { CsvReader } from './csv.js';
@@ -57,18 +57,6 @@ export interface VerifyFailure {
   reason: string;
 }
 
-const EVENT_FIELDS = [
-  'seq',
-  'at',
-  'actorId',
-  'action',
-  'subjectType',
-  'subjectId',
-  'requestId',
-  'data',
-  'prevHash',
-  'hash',
-] as const;
 const FILTER_KEYS = new Set(['from', 'to', 'actorId', 'entitlementId', 'requestId', 'action']);
 const HEX_32 = /^[0-9a-f]{64}$/;
 /** Step-up actions on a stored request: their subjectId is the request id, their digest covers its subject. */
@@ -605,7 +593,7 @@ function signed(
 
 function parseEvent(value: unknown): ExportedEvent | string {
   if (!isRecord(value)) return 'not an event object';
-  const extra = Object.keys(value).filter((key) => !(EVENT_FIELDS as readonly string[]).includes(key));
+  const extra = Object.keys(value).filter((key) => !(EXPORT_COLUMNS as readonly string[]).includes(key));
   if (extra.length > 0) return `unexpected field(s) ${extra.join(', ')}`;
   const { seq, at, actorId, action, subjectType, subjectId, requestId, data, prevHash, hash } = value;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
@@ -678,21 +666,7 @@ function parseManifest(value: unknown, format: ExportFormat | 'bundle'): ExportM
 
 /** The step-up subject of a request (DESIGN §4's immutable fields), picked by name from the bundle's request. */
 function pickSubject(request: Record<string, unknown>): Record<string, unknown> {
-  const fields = [
-    'id',
-    'requesterId',
-    'entitlementId',
-    'policyHash',
-    'scope',
-    'durationSeconds',
-    'justification',
-    'ticket',
-    'notBefore',
-    'breakGlass',
-    'extendsRequestId',
-    'sshPublicKey',
-  ];
-  return Object.fromEntries(fields.map((field) => [field, request[field]]));
+  return Object.fromEntries(REQUEST_SUBJECT_FIELDS.map((field) => [field, request[field]]));
 }
 
 /**

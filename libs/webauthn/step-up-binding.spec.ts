@@ -10,6 +10,7 @@ import {
   type RequestSubject,
   type StepUpAction,
   type StoredRequest,
+  REQUEST_SUBJECT_FIELDS,
 } from './step-up-binding.js';
 
 // Fixed literals (not newNonce()) so the known answers below never move.
@@ -290,6 +291,10 @@ describe('requestSubject', () => {
 
   it('has a change-table row for every immutable field', () => {
     expect(Object.keys(changes).sort()).toEqual(Object.keys(requestSubject(storedRow())).sort());
+  });
+
+  it('names every field of requestSubject in REQUEST_SUBJECT_FIELDS, in the same order', () => {
+    expect([...REQUEST_SUBJECT_FIELDS]).toEqual(Object.keys(requestSubject(storedRow())));
   });
 
   it.each(Object.entries(changes))('changes the digest when %s changes', (_field, change) => {

@@ -41,6 +41,22 @@ export interface RequestSubject {
   sshPublicKey: string | null;
 }
 
+/** RequestSubject's field names, for readers that pick them from plain data (the offline verifier). */
+export const REQUEST_SUBJECT_FIELDS = Object.freeze([
+  'id',
+  'requesterId',
+  'entitlementId',
+  'policyHash',
+  'scope',
+  'durationSeconds',
+  'justification',
+  'ticket',
+  'notBefore',
+  'breakGlass',
+  'extendsRequestId',
+  'sshPublicKey',
+] as const satisfies ReadonlyArray<keyof RequestSubject>);
+
 /** The stored request as requestSubject reads it; extra columns (state, timestamps) are allowed and ignored. */
 export type StoredRequest = Omit<RequestSubject, 'notBefore'> & { notBefore: Date | null };
 
