@@ -113,8 +113,7 @@ export class RequestsService {
       );
     }
     checkRequestAgainstEntitlement(entitlement, input);
-    const jobs = afterCommit();
-    const request = await this.dataSource.transaction(async (manager) => {
+    return this.transactWithJobs(async (manager, jobs) => {
       await lockUser(manager, actor.id);
       const now = await databaseNow(manager);
       if (input.notBefore && input.notBefore.getTime() <= now.getTime()) {
@@ -154,8 +153,6 @@ export class RequestsService {
       }
       return request;
     });
-    await this.enqueue(jobs);
-    return request;
   }
 
   /**
@@ -189,9 +186,8 @@ export class RequestsService {
       throw new DomainError(ErrorCode.STEP_UP_INVALID, 'The confirmation does not match this call');
     }
     const { notify, postReviewWithinSeconds } = entitlement.breakGlass;
-    const jobs = afterCommit();
-    const result = await this.withMintUndo(async (issued) =>
-      this.dataSource.transaction(async (manager) => {
+    return this.withMintUndo((issued) =>
+      this.transactWithJobs(async (manager, jobs) => {
         await lockUser(manager, actor.id);
         const { now, notAfter } = await windowFrom(manager, input.durationSeconds);
         const [{ open }] = (await manager.query(
@@ -262,8 +258,6 @@ export class RequestsService {
         return activation;
       }),
     );
-    await this.enqueue(jobs);
-    return result;
   }
 
   /** Records one approver's approve or deny; the request moves on when quorum is reached or on any deny. */
@@ -275,8 +269,7 @@ export class RequestsService {
     evidence: StepUpEvidence,
   ): Promise<ElevationRequestEntity> {
     const { policy } = await this.policies.inForce();
-    const jobs = afterCommit();
-    const result = await this.dataSource.transaction(async (manager) => {
+    return this.transactWithJobs(async (manager, jobs) => {
       const request = await this.lockVisible(manager, actor, requestId, policy);
       assertConfirmed(request, evidence, actor, decision);
       const now = await databaseNow(manager);
@@ -385,8 +378,6 @@ export class RequestsService {
       }
       return request;
     });
-    await this.enqueue(jobs);
-    return result;
   }
 
   /**
@@ -400,9 +391,8 @@ export class RequestsService {
     // pooled connection while this one holds the lock, and enough parallel activations exhaust the pool.
     const filed = await this.dataSource.getRepository(ElevationRequestEntity).findOneBy({ id: requestId });
     if (filed) await this.policies.byHash(filed.policyHash);
-    const jobs = afterCommit();
-    const result = await this.withMintUndo(async (issued) =>
-      this.dataSource.transaction(async (manager) => {
+    return this.withMintUndo((issued) =>
+      this.transactWithJobs(async (manager, jobs) => {
         // An extension's original is locked first, as suspension and revocation lock them (older id first).
         if (filed?.extendsRequestId) {
           await manager.query(`SELECT 1 FROM elevation_requests WHERE id = $1 FOR SHARE`, [
@@ -469,8 +459,6 @@ export class RequestsService {
         return activation;
       }),
     );
-    await this.enqueue(jobs);
-    return result;
   }
 
   /** Cancels a PENDING or APPROVED request (requester or admin); audited. */
@@ -485,16 +473,7 @@ export class RequestsService {
           actorIsAdmin: actor.roles.includes('admin'),
         }),
       );
-      const now = await databaseNow(manager);
-      await this.compareAndSet(manager, request, next, { endedAt: now, endReason: 'cancelled' });
-      await appendAuditEvent(manager, {
-        actorId: actor.id,
-        action: 'request.cancelled',
-        subjectType: 'request',
-        subjectId: requestId,
-        requestId,
-        data: { reason },
-      });
+      await this.cancelLocked(manager, request, next, { actorId: actor.id, endReason: 'cancelled', reason });
       return request;
     });
   }
@@ -510,8 +489,7 @@ export class RequestsService {
     evidence: StepUpEvidence,
   ): Promise<ElevationRequestEntity> {
     const { policy } = await this.policies.inForce();
-    const jobs = afterCommit();
-    const result = await this.dataSource.transaction(async (manager) => {
+    return this.transactWithJobs(async (manager, jobs) => {
       const request = await this.lockVisible(manager, actor, requestId, policy);
       assertConfirmed(request, evidence, actor, 'revoke');
       const entitlement = findEntitlement(policy, request.entitlementId);
@@ -540,24 +518,14 @@ export class RequestsService {
           });
           continue;
         }
-        const now = await databaseNow(manager);
-        await this.compareAndSet(manager, extension, RequestState.CANCELLED, {
-          endedAt: now,
-          endReason: 'cancelled',
-        });
-        await appendAuditEvent(manager, {
+        await this.cancelLocked(manager, extension, RequestState.CANCELLED, {
           actorId: actor.id,
-          action: 'request.cancelled',
-          subjectType: 'request',
-          subjectId: id,
-          requestId: id,
-          data: { reason: 'the request it extends was revoked' },
+          endReason: 'cancelled',
+          reason: 'the request it extends was revoked',
         });
       }
       return request;
     });
-    await this.enqueue(jobs);
-    return result;
   }
 
   /**
@@ -594,15 +562,10 @@ export class RequestsService {
         });
         continue;
       }
-      const now = await databaseNow(manager);
-      await this.compareAndSet(manager, request, RequestState.CANCELLED, { endedAt: now, endReason: reason });
-      await appendAuditEvent(manager, {
+      await this.cancelLocked(manager, request, RequestState.CANCELLED, {
         actorId,
-        action: 'request.cancelled',
-        subjectType: 'request',
-        subjectId: id,
-        requestId: id,
-        data: { reason },
+        endReason: reason,
+        reason,
       });
     }
     return jobs.revokeNow;
@@ -1153,6 +1116,25 @@ export class RequestsService {
     }
   }
 
+  /** Ends a locked PENDING or APPROVED request as CANCELLED, with its audit event. */
+  private async cancelLocked(
+    manager: EntityManager,
+    request: ElevationRequestEntity,
+    next: RequestState,
+    how: { actorId: string; endReason: string; reason: string | null },
+  ): Promise<void> {
+    const now = await databaseNow(manager);
+    await this.compareAndSet(manager, request, next, { endedAt: now, endReason: how.endReason });
+    await appendAuditEvent(manager, {
+      actorId: how.actorId,
+      action: 'request.cancelled',
+      subjectType: 'request',
+      subjectId: request.id,
+      requestId: request.id,
+      data: { reason: how.reason },
+    });
+  }
+
   private async revokeLocked(
     manager: EntityManager,
     request: ElevationRequestEntity,
@@ -1211,6 +1193,16 @@ export class RequestsService {
     return (
       now.getTime() - view.firstViewedAt.getTime() < this.config.antiFatigue.rubberStampSeconds * MILLISECONDS
     );
+  }
+
+  /** A transaction whose collected jobs are enqueued once it has committed (never inside it: DESIGN §4). */
+  private async transactWithJobs<T>(
+    work: (manager: EntityManager, jobs: AfterCommit) => Promise<T>,
+  ): Promise<T> {
+    const jobs = afterCommit();
+    const result = await this.dataSource.transaction((manager) => work(manager, jobs));
+    await this.enqueue(jobs);
+    return result;
   }
 
   private async enqueue(jobs: AfterCommit): Promise<void> {
