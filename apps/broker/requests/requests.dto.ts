@@ -20,11 +20,8 @@ import { IsPlainText, IsRfc3339DateTime } from '../errors/validation.js';
 
 const ONE_WEEK_SECONDS = 7 * 24 * 3600;
 
-export class CreateRequestDto {
-  @IsString()
-  @Matches(/^[a-z0-9][a-z0-9-]{0,63}$/, { message: 'entitlementId must be an entitlement id' })
-  entitlementId: string;
-
+/** How long and why: what a request and an extension of one both state (POST /api/requests/:id/extend). */
+export class ExtendRequestDto {
   @IsInt()
   @Min(1)
   @Max(ONE_WEEK_SECONDS)
@@ -42,6 +39,12 @@ export class CreateRequestDto {
   @MaxLength(200)
   @IsPlainText()
   ticket?: string;
+}
+
+export class CreateRequestDto extends ExtendRequestDto {
+  @IsString()
+  @Matches(/^[a-z0-9][a-z0-9-]{0,63}$/, { message: 'entitlementId must be an entitlement id' })
+  entitlementId: string;
 
   @IsOptional()
   @IsRfc3339DateTime()
@@ -62,25 +65,6 @@ export class CreateRequestDto {
   @ValidateNested()
   @Type(() => StepUpDto)
   stepUp?: StepUpDto;
-}
-
-export class ExtendRequestDto {
-  @IsInt()
-  @Min(1)
-  @Max(ONE_WEEK_SECONDS)
-  durationSeconds: number;
-
-  @IsOptional()
-  @IsString()
-  @MaxLength(2000)
-  @IsPlainText()
-  justification?: string;
-
-  @IsOptional()
-  @IsString()
-  @MaxLength(200)
-  @IsPlainText()
-  ticket?: string;
 }
 
 export class CancelDto {
