@@ -801,8 +801,8 @@ export class RequestsService {
     requestId: string,
     action: 'approve' | 'deny' | 'activate' | 'revoke',
   ): Promise<{ subjectDigest: string; authenticator: Entitlement['authenticator'] }> {
-    const request = await this.get(actor, requestId);
     const { policy } = await this.policies.inForce();
+    const request = await this.visible(actor, requestId, policy);
     const entitlement =
       findEntitlement(policy, request.entitlementId) ??
       findEntitlement(await this.policies.byHash(request.policyHash), request.entitlementId);
@@ -835,8 +835,12 @@ export class RequestsService {
 
   /** One request, if the actor may see it; an approver's first look is recorded (the rubber-stamp signal). */
   async get(actor: Actor, requestId: string): Promise<ElevationRequestEntity> {
+    return this.visible(actor, requestId, (await this.policies.inForce()).policy);
+  }
+
+  /** The request if the actor may see it under `policy`, else 404 (no lock). */
+  private async visible(actor: Actor, requestId: string, policy: Policy): Promise<ElevationRequestEntity> {
     const request = await this.dataSource.getRepository(ElevationRequestEntity).findOneBy({ id: requestId });
-    const { policy } = await this.policies.inForce();
     if (!request || !this.canSee(actor, request, policy)) throw requestNotFound(requestId);
     return request;
   }
