@@ -5,7 +5,14 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { streamAuditExport } from '../../libs/audit/export.js';
 import type { ExportFormat } from '../../libs/audit/manifest.js';
-import { auditKey, buildScenario, memoryAuditSource, ORIGIN, RP_ID } from '../../test/support/audit-chain.js';
+import {
+  auditKey,
+  buildScenario,
+  memoryAuditSource,
+  ORIGIN,
+  RP_ID,
+  SyntheticChain,
+} from '../../test/support/audit-chain.js';
 import { auditVerify } from './audit-verify.js';
 
 const key = auditKey();
@@ -78,10 +85,70 @@ describe('npm run cli -- audit verify', () => {
     expect(fetched).toEqual(['https://broker.example/.well-known/audit-jwks.json']);
   });
 
-  it('warns when the signing key is not pinned', async () => {
-    const { code, out } = await run([files.ndjson as string]);
-    expect(code).toBe(0);
-    expect(out.at(-1)).toMatch(/^WARNING: signing key NOT pinned/);
+  it('exits 3 when the signing key is not pinned, and 0 with a warning under --trust-embedded-key', async () => {
+    const unpinned = await run([files.ndjson as string]);
+    expect(unpinned.code).toBe(3);
+    expect(unpinned.out[0]).toMatch(
+      /^NOT VERIFIED: consistent \(9 events, 3 approvals, 4 assertions\), but /,
+    );
+    const trusted = await run([files.ndjson as string, '--trust-embedded-key']);
+    expect(trusted.code).toBe(0);
+    expect(trusted.out[0]).toBe('OK: 9 events, 3 approvals, 4 assertions verified');
+    expect(trusted.out.at(-1)).toMatch(/^WARNING: signing key NOT pinned/);
+  });
+
+  it("a forged export rebuilt and re-signed with the forger's embedded key: 3 unpinned, 0 trusted, 1 pinned", async () => {
+    // The forger drops alice's deny (seq 7), rebuilds the chain and signs with a key of their own.
+    const chain = new SyntheticChain();
+    for (const event of buildScenario().chain.events) {
+      if (event.seq === 7) continue;
+      const { seq: _seq, hash: _hash, prevHash: _prevHash, ...input } = event;
+      chain.append(input);
+    }
+    let text = '';
+    await streamAuditExport({
+      source: memoryAuditSource(chain.events).source,
+      format: 'ndjson',
+      out: new Writable({
+        write(chunk, _encoding, callback) {
+          text += String(chunk);
+          callback();
+        },
+      }),
+      signManifest: auditKey('mallory').signManifest,
+      exporter: 'auditor-1',
+      rpId: RP_ID,
+      origins: [ORIGIN],
+    });
+    const forged = path.join(dir, 'forged.ndjson');
+    await writeFile(forged, text);
+
+    const unpinned = await run([forged]);
+    expect(unpinned.code).toBe(3);
+    expect(unpinned.out.join('\n')).toMatch(
+      /signed by the key it embeds \(kid "mallory"\), which was not pinned/,
+    );
+    expect(unpinned.out.join('\n')).toMatch(/--jwks/);
+    const trusted = await run([forged, '--trust-embedded-key']);
+    expect(trusted.code).toBe(0);
+    expect(trusted.out.at(-1)).toMatch(/^WARNING: signing key NOT pinned/);
+    const pinned = await run([forged, '--jwks', jwksFile]);
+    expect(pinned).toMatchObject({
+      code: 1,
+      out: ['FAILED: the manifest is signed by key "mallory", which is not among the pinned keys'],
+    });
+  });
+
+  it('exits 1 naming the seq and line of a line with a duplicate key, even pinned', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const lines = (await readFile(files.ndjson as string, 'utf8')).split('\n');
+    lines[2] = lines[2].replace('"decision":"approve"', '"decision":"deny","decision":"approve"');
+    const duplicate = path.join(dir, 'duplicate.ndjson');
+    await writeFile(duplicate, lines.join('\n'));
+    expect(await run([duplicate, '--jwks', jwksFile])).toMatchObject({
+      code: 1,
+      out: ['FAILED at seq 3: line 3 holds a duplicate key'],
+    });
   });
 
   it('prints FAILED at seq N and exits 1 for a tampered file', async () => {
@@ -104,14 +171,17 @@ describe('npm run cli -- audit verify', () => {
     expect(out[0]).toMatch(/^FAILED: the manifest is signed by key .* which is not among the pinned keys$/);
   });
 
-  it.each([[[]], [['--jwks']], [['a.ndjson', 'b.ndjson']], [['a.ndjson', '--strict']]])(
-    'exits 2 on usage errors: %j',
-    async (args) => {
-      const { code, err } = await run(args);
-      expect(code).toBe(2);
-      expect(err[0]).toMatch(/^Usage: npm run cli -- audit verify <file>/);
-    },
-  );
+  it.each([
+    [[]],
+    [['--jwks']],
+    [['a.ndjson', 'b.ndjson']],
+    [['a.ndjson', '--strict']],
+    [['a.ndjson', '--jwks', 'jwks.json', '--trust-embedded-key']],
+  ])('exits 2 on usage errors: %j', async (args) => {
+    const { code, err } = await run(args);
+    expect(code).toBe(2);
+    expect(err[0]).toMatch(/^Usage: npm run cli -- audit verify <file>/);
+  });
 
   it('exits 2 when the file or the JWKS cannot be read', async () => {
     expect((await run([path.join(dir, 'missing.ndjson')])).code).toBe(2);

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { JsonWebKey } from 'node:crypto';
+import type { ExportManifest } from '../../libs/audit/manifest.js';
 import { verifyExportFile } from '../../libs/audit/verify.js';
 
 /** Where the command writes; console in the CLI, a collector in tests. */
@@ -8,11 +9,18 @@ export interface CommandOutput {
   error(line: string): void;
 }
 
-export const AUDIT_VERIFY_USAGE = `audit verify <file> [--jwks <file|url>]
+export const AUDIT_VERIFY_USAGE = `audit verify <file> [--jwks <file|url> | --trust-embedded-key]
       Verify an audit export (NDJSON, CSV or JSON) or a request bundle offline: the hash chain, every
-      step-up assertion and the signed manifest. --jwks pins the broker's audit keys (a JWKS file or URL,
-      e.g. the broker's published audit JWKS); without it the key embedded in the manifest is used and
-      the output says so. Exits 0 when everything verifies, 1 when something does not, 2 on usage errors.`;
+      step-up assertion, that each event is the canonical JSON its hash covers, and the signed manifest.
+      --jwks pins the broker's audit keys: its published https://<broker>/.well-known/audit-jwks.json,
+      or a copy of it saved from a connection you trust. Without --jwks only the key the manifest embeds
+      can be checked, and anyone who rewrote the file could have embedded their own: that is exit 3,
+      unless --trust-embedded-key (then 0, with a warning).
+      Exit codes: 0 verified; 1 not verified (FAILED names the seq, line or record); 2 usage or read
+      error; 3 consistent, but signed by a key you did not pin.`;
+
+/** Exit code for a file that holds together but whose signing key was not pinned (not a success). */
+export const EXIT_KEY_NOT_PINNED = 3;
 
 /** `audit verify`: prints `OK: …` or `FAILED at seq N: reason`; returns the exit code. */
 export async function auditVerify(
@@ -22,16 +30,19 @@ export async function auditVerify(
 ): Promise<number> {
   let file: string | undefined;
   let jwksSource: string | undefined;
+  let trustEmbeddedKey = false;
   for (let index = 0; index < args.length; index++) {
     const arg = args[index];
     if (arg === '--jwks' && jwksSource === undefined && index + 1 < args.length) jwksSource = args[++index];
+    else if (arg === '--trust-embedded-key' && !trustEmbeddedKey) trustEmbeddedKey = true;
     else if (!arg.startsWith('--') && file === undefined) file = arg;
     else {
       output.error(`Usage: npm run cli -- ${AUDIT_VERIFY_USAGE}`);
       return 2;
     }
   }
-  if (file === undefined) {
+  // Pinning and trusting the embedded key contradict each other: refuse rather than guess which was meant.
+  if (file === undefined || (trustEmbeddedKey && jwksSource !== undefined)) {
     output.error(`Usage: npm run cli -- ${AUDIT_VERIFY_USAGE}`);
     return 2;
   }
@@ -51,10 +62,23 @@ export async function auditVerify(
 
   let result: Awaited<ReturnType<typeof verifyExportFile>>;
   try {
-    result = await verifyExportFile(file, { jwks });
+    result = await verifyExportFile(file, { jwks, trustEmbeddedKey });
   } catch (error) {
     output.error(`Cannot read ${file}: ${(error as Error).message}`);
     return 2;
+  }
+  if ('unpinned' in result) {
+    const { counts, manifest } = result;
+    output.log(
+      `NOT VERIFIED: consistent (${counts.events} events, ${counts.approvals} approvals, ` +
+        `${counts.assertions} assertions), but ${result.reason}`,
+    );
+    output.log(manifestSummary(manifest));
+    output.log(
+      'Pin the key: --jwks https://<broker>/.well-known/audit-jwks.json (or a saved copy of it); ' +
+        '--trust-embedded-key accepts the embedded key at your own risk',
+    );
+    return EXIT_KEY_NOT_PINNED;
   }
   if (!result.ok) {
     output.log(
@@ -66,19 +90,25 @@ export async function auditVerify(
   output.log(
     `OK: ${counts.events} events, ${counts.approvals} approvals, ${counts.assertions} assertions verified`,
   );
-  const filters =
-    Object.keys(manifest.filters).length === 0 ? 'none (whole chain)' : JSON.stringify(manifest.filters);
-  output.log(
-    `${manifest.format}: seq ${manifest.firstSeq ?? '-'}..${manifest.lastSeq ?? '-'} of a chain at seq ` +
-      `${manifest.chainHead.seq}, exported ${manifest.exportedAt} by ${manifest.exporter}; filters: ${filters}`,
-  );
+  output.log(manifestSummary(manifest));
   output.log(
     result.keyPinned
       ? `Manifest signed by audit key ${manifest.kid} (pinned by --jwks)`
-      : `WARNING: signing key NOT pinned: the manifest was checked against the key it embeds (kid ${manifest.kid}); ` +
+      : `WARNING: signing key NOT pinned (--trust-embedded-key): the manifest was checked only against the key ` +
+          `it embeds (kid ${manifest.kid}), which anyone who rewrote the file could have put there; ` +
           `pass --jwks with the broker's audit JWKS to prove who signed it`,
   );
   return 0;
+}
+
+/** The manifest's range, chain head, exporter and filters, in one line. */
+function manifestSummary(manifest: ExportManifest): string {
+  const filters =
+    Object.keys(manifest.filters).length === 0 ? 'none (whole chain)' : JSON.stringify(manifest.filters);
+  return (
+    `${manifest.format}: seq ${manifest.firstSeq ?? '-'}..${manifest.lastSeq ?? '-'} of a chain at seq ` +
+    `${manifest.chainHead.seq}, exported ${manifest.exportedAt} by ${manifest.exporter}; filters: ${filters}`
+  );
 }
 
 /** A JWKS `{ keys: [...] }`, a bare array of JWKs, or one JWK. */

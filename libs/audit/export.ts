@@ -4,10 +4,8 @@ import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { AuditEventEntity } from '../db/index.js';
 import type { SigningKeyStore } from '../connectors/signing-keys.js';
 import { toChainedEvent } from './audit-log.js';
-import { csvRecord } from './csv.js';
+import { EXPORT_LAYOUTS } from './export-layout.js';
 import {
-  CSV_MANIFEST_MARKER,
-  EXPORT_COLUMNS,
   EXPORT_FORMATS,
   EventsDigest,
   manifestSignerFromKey,
@@ -150,14 +148,10 @@ export function auditPageQuery(
 
 /**
  * Streams an audit export to `out` and ends it: the events matching the filters up to the chain head read at
- * the start, then the signed manifest. Writes wait for 'drain', so memory stays flat for any size. Returns
- * the manifest. If it throws after writing began, the output has no manifest and the verifier calls it
- * truncated; the caller should destroy `out`.
- *
- * - ndjson: one event per line, then `{"type":"manifest",...}` as the last line.
- * - json: `{"events":[` one event per line `],"manifest":{...}}`.
- * - csv: CRLF records: the header (EXPORT_COLUMNS), one record per event, then a record whose seq field is
- *   `#manifest` and whose data field is the manifest JSON, the other fields empty.
+ * the start, then the signed manifest, laid out as EXPORT_LAYOUTS says (every event and the manifest in JCS,
+ * the canonical form the verifier requires). Writes wait for 'drain', so memory stays flat for any size.
+ * Returns the manifest. If it throws after writing began, the output has no manifest and the verifier calls
+ * it truncated; the caller should destroy `out`.
  */
 export async function streamAuditExport(options: AuditExportOptions): Promise<ExportManifest> {
   const { source, format, out, signManifest } = options;
@@ -166,7 +160,7 @@ export async function streamAuditExport(options: AuditExportOptions): Promise<Ex
   }
   const filters = normaliseAuditFilters(options.filters);
   const head = await readChainHead(source);
-  const layout = LAYOUTS[format];
+  const layout = EXPORT_LAYOUTS[format];
   const digest = new EventsDigest();
   let count = 0;
   let first: ExportedEvent | null = null;
@@ -201,7 +195,7 @@ export async function streamAuditExport(options: AuditExportOptions): Promise<Ex
     origins: [...options.origins],
   };
   const manifest: ExportManifest = { ...body, ...(await signManifest(body)) };
-  await write(out, layout.end(manifest, count));
+  await write(out, layout.end(manifest));
   await new Promise<void>((resolve, reject) => {
     out.once('error', reject);
     out.end(() => {
@@ -223,47 +217,6 @@ export function signAuditManifest(store: Pick<SigningKeyStore, 'currentKey'>): M
     return manifestSignerFromKey(key.kid, privateKey)(body);
   };
 }
-
-interface Layout {
-  start(): string;
-  event(event: ExportedEvent, index: number): string;
-  end(manifest: ExportManifest, count: number): string;
-}
-
-const LAYOUTS: Record<ExportFormat, Layout> = {
-  ndjson: {
-    start: () => '',
-    event: (event) => `${JSON.stringify(event)}\n`,
-    end: (manifest) => `${JSON.stringify(manifest)}\n`,
-  },
-  json: {
-    start: () => '{"events":[',
-    event: (event, index) => `${index === 0 ? '\n' : ',\n'}${JSON.stringify(event)}`,
-    end: (manifest) => `\n],"manifest":${JSON.stringify(manifest)}}\n`,
-  },
-  csv: {
-    start: () => csvRecord(EXPORT_COLUMNS),
-    event: (event) =>
-      csvRecord([
-        String(event.seq),
-        event.at,
-        event.actorId,
-        event.action,
-        event.subjectType,
-        event.subjectId,
-        event.requestId ?? '',
-        JSON.stringify(event.data),
-        event.prevHash,
-        event.hash,
-      ]),
-    end: (manifest) =>
-      csvRecord(
-        EXPORT_COLUMNS.map((column, index) =>
-          index === 0 ? CSV_MANIFEST_MARKER : column === 'data' ? JSON.stringify(manifest) : '',
-        ),
-      ),
-  },
-};
 
 /** Writes one chunk, waiting for 'drain' when the stream's buffer is full; fails if the stream closes first. */
 async function write(out: Writable, chunk: string): Promise<void> {

@@ -18,9 +18,10 @@ import {
   type SyntheticInput,
 } from '../../test/support/audit-chain.js';
 import { newNonce, stepUpChallenge, subjectDigest } from '../webauthn/step-up-binding.js';
+import { canonicalJson } from './chain.js';
 import { streamAuditExport, type AuditExportFilters } from './export.js';
 import { manifestSignerFromKey, type ExportedEvent, type ExportFormat } from './manifest.js';
-import { verifyExport, verifyExportFile } from './verify.js';
+import { verifyBundle, verifyExport, verifyExportFile } from './verify.js';
 
 const key = auditKey();
 let scenario: Scenario;
@@ -137,7 +138,7 @@ describe('verifyExport: an intact export', () => {
       });
       await writeFile(
         file,
-        text.replace('"index":1234}', '"index":1235}').replace('""index"":1234}', '""index"":1235}'),
+        text.replace('"index":1234,', '"index":1235,').replace('""index"":1234,', '""index"":1235,'),
       );
       expect(await verifyExportFile(file, { jwks: key.jwks })).toEqual({
         ok: false,
@@ -166,9 +167,13 @@ describe('verifyExport: an intact export', () => {
     expect(await verifyExport(linesOf(text), { jwks: key.jwks })).toMatchObject({ ok: true });
   });
 
-  it('without --jwks, checks the embedded key and says it was not pinned', async () => {
+  it('without jwks, checks the embedded key: unpinned, or a success flagged as not pinned when trusted', async () => {
     const text = await exportText(scenario.chain.events, 'ndjson');
-    expect(await verifyExport(text)).toMatchObject({ ok: true, keyPinned: false });
+    expect(await verifyExport(text)).toMatchObject({ ok: false, unpinned: true });
+    expect(await verifyExport(text, { trustEmbeddedKey: true })).toMatchObject({
+      ok: true,
+      keyPinned: false,
+    });
   });
 
   it('verifies filtered exports, whose seqs have gaps', async () => {
@@ -219,6 +224,226 @@ describe('verifyExport: an intact export', () => {
   it('verifies an empty export', async () => {
     const text = await exportText([], 'csv');
     expect(await verifyExport(text, { jwks: key.jwks })).toMatchObject({ ok: true, counts: { events: 0 } });
+  });
+});
+
+/**
+ * What a forger who can rewrite the file does: drop the event at `seq`, rebuild the chain after it and sign a
+ * fresh manifest with their own key, which the manifest then embeds as publicJwk.
+ */
+async function forgedWithout(seq: number, format: ExportFormat = 'ndjson'): Promise<string> {
+  const chain = new SyntheticChain();
+  for (const event of scenario.chain.events) {
+    if (event.seq === seq) continue;
+    const { seq: _seq, hash: _hash, prevHash: _prevHash, ...input } = event;
+    chain.append(input);
+  }
+  const forger = generateKeyPairSync('ed25519').privateKey;
+  return exportText(chain.events, format, { signManifest: manifestSignerFromKey('mallory', forger) });
+}
+
+describe('verifyExport: a manifest checked only against the key it embeds is not a success', () => {
+  it.each(['ndjson', 'csv', 'json'] as const)(
+    'refuses a %s export rebuilt and re-signed by a forger unless trustEmbeddedKey is set; --jwks names the key',
+    async (format) => {
+      // Alice's deny of the other request (seq 7) is gone; everything else is consistent.
+      const forged = await forgedWithout(7, format);
+      expect(await verifyExport(forged)).toMatchObject({
+        ok: false,
+        unpinned: true,
+        seq: null,
+        reason: expect.stringMatching(
+          /^the manifest is signed by the key it embeds \(kid "mallory"\), which was not pinned/,
+        ),
+        counts: { events: 8 },
+      });
+      expect(await verifyExport(forged, { trustEmbeddedKey: true })).toMatchObject({
+        ok: true,
+        keyPinned: false,
+        counts: { events: 8 },
+      });
+      expect(await verifyExport(forged, { jwks: key.jwks })).toEqual({
+        ok: false,
+        seq: null,
+        reason: 'the manifest is signed by key "mallory", which is not among the pinned keys',
+      });
+    },
+  );
+
+  it('treats a genuine export the same way: without jwks it is not a success', async () => {
+    const text = await exportText(scenario.chain.events, 'ndjson');
+    expect(await verifyExport(text)).toMatchObject({ ok: false, unpinned: true, counts: { events: 9 } });
+    const file = path.join(workDir, 'unpinned.ndjson');
+    await writeFile(file, text);
+    expect(await verifyExportFile(file)).toMatchObject({ ok: false, unpinned: true });
+  });
+});
+
+describe('verifyExport: every event and manifest is the canonical JSON (JCS) that its hash covers', () => {
+  let lines: string[];
+  beforeAll(async () => {
+    lines = linesOf(await exportText(scenario.chain.events, 'ndjson'));
+  });
+
+  function withLine(index: number, line: string): string[] {
+    const copy = [...lines];
+    copy[index] = line;
+    return copy;
+  }
+
+  it('the export writes every NDJSON line in canonical form', () => {
+    for (const line of lines) expect(line).toBe(canonicalJson(JSON.parse(line)));
+  });
+
+  it('refuses a line with a duplicate actorId (JSON.parse keeps the last, a grep reader sees the first)', async () => {
+    const forged = lines[2].replace('"actorId":', `"actorId":"${scenario.bob.userId}","actorId":`);
+    // What JSON.parse reads, and what the hash covers, is still alice's approval.
+    expect(JSON.parse(forged)).toEqual(JSON.parse(lines[2]));
+    expect(await verifyExport(withLine(2, forged), { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'line 3 holds a duplicate key',
+    });
+  });
+
+  it('refuses a line with a duplicate key nested inside data', async () => {
+    const forged = lines[2].replace('"decision":"approve"', '"decision":"deny","decision":"approve"');
+    expect(JSON.parse(forged)).toEqual(JSON.parse(lines[2]));
+    expect(await verifyExport(withLine(2, forged), { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'line 3 holds a duplicate key',
+    });
+    const deeper = lines[2].replace('"userId":', '"userId":"someone-else","userId":');
+    expect(await verifyExport(withLine(2, deeper), { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'line 3 holds a duplicate key',
+    });
+  });
+
+  it.each([
+    [
+      'reordered keys',
+      (line: string) => {
+        const { hash, ...rest } = JSON.parse(line) as ExportedEvent;
+        return JSON.stringify({ hash, ...rest });
+      },
+    ],
+    ['extra whitespace', (line: string) => line.replace('"action":', '"action": ')],
+    ['a trailing space', (line: string) => `${line} `],
+    [
+      'an escape JCS does not use',
+      (line: string) => line.replace('"action":"approval', '"action":"\\u0061pproval'),
+    ],
+  ])('refuses a line with %s', async (_what, rewrite) => {
+    const forged = rewrite(lines[2]);
+    expect(JSON.parse(forged)).toEqual(JSON.parse(lines[2]));
+    expect(await verifyExport(withLine(2, forged), { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason:
+        'line 3 is not in canonical form (JCS): keys out of order, whitespace, or escapes and numbers written another way',
+    });
+  });
+
+  it('refuses a manifest line with a duplicate key or not in canonical form', async () => {
+    const last = lines.length - 1;
+    const duplicate = lines[last].replace('"exporter":', '"exporter":"someone-else","exporter":');
+    expect(await verifyExport(withLine(last, duplicate), { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: null,
+      reason: 'the manifest line holds a duplicate key',
+    });
+    const { signature, ...unsigned } = JSON.parse(lines[last]) as { signature: string };
+    const reordered = JSON.stringify({ signature, ...unsigned });
+    expect(await verifyExport(withLine(last, reordered), { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      seq: null,
+      reason: expect.stringMatching(/^the manifest line is not in canonical form/),
+    });
+  });
+
+  it('refuses the same in a file streamed from disk', async () => {
+    const file = path.join(workDir, 'duplicate.ndjson');
+    const forged = lines[2].replace('"actorId":', `"actorId":"${scenario.bob.userId}","actorId":`);
+    await writeFile(file, `${withLine(2, forged).join('\n')}\n`);
+    expect(await verifyExportFile(file, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'line 3 holds a duplicate key',
+    });
+  });
+
+  it('JSON export: refuses a duplicate key in an event, and a file not laid out as the broker writes it', async () => {
+    const text = await exportText(scenario.chain.events, 'json');
+    const duplicate = text.replace(
+      `"actorId":"${scenario.alice.userId}"`,
+      `"actorId":"${scenario.bob.userId}","actorId":"${scenario.alice.userId}"`,
+    );
+    expect(JSON.parse(duplicate)).toEqual(JSON.parse(text));
+    expect(await verifyExport(duplicate, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'events[2] (line 4) holds a duplicate key',
+    });
+    const twice = text.replace('{"events":[', '{"events":[],"events":[');
+    expect(await verifyExport(twice, { jwks: key.jwks })).toMatchObject({ ok: false, seq: null });
+    const reformatted = JSON.stringify(JSON.parse(text), null, 2);
+    expect(await verifyExport(reformatted, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: null,
+      reason:
+        'not laid out as the broker writes a JSON export: {"events":[ on line 1, one event per line, then ],"manifest":{…}}',
+    });
+  });
+
+  it('CSV export: refuses a data field with a duplicate key or not in canonical form', async () => {
+    const text = await exportText(scenario.chain.events, 'csv');
+    const duplicate = text.replace(
+      '""decision"":""approve""',
+      '""decision"":""deny"",""decision"":""approve""',
+    );
+    expect(await verifyExport(duplicate, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason: 'record 4: data holds a duplicate key',
+    });
+    const spaced = text.replace('""decision"":""approve""', '""decision"": ""approve""');
+    expect(await verifyExport(spaced, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 3,
+      reason:
+        'record 4: data is not in canonical form (JCS): keys out of order, whitespace, or escapes and numbers written another way',
+    });
+  });
+
+  it('a bundle file: refuses a duplicate key at any depth', async () => {
+    const { signRequestBundle } = await import('./bundle.js');
+    const bundle = await signRequestBundle(
+      {
+        requestId: scenario.denied.id,
+        request: { id: scenario.denied.id } as never,
+        policyVersion: null,
+        grants: [],
+        events: scenario.chain.events.filter((event) => event.requestId === scenario.denied.id),
+      },
+      { ...scenario.chain.head, exportedAt: '2026-03-02T10:00:00.000Z' },
+      { signManifest: key.signManifest, exporter: 'auditor-1', rpId: RP_ID, origins: [ORIGIN] },
+    );
+    const text = JSON.stringify(bundle, null, 2);
+    const duplicate = text.replace('"decision": "deny"', '"decision": "approve", "decision": "deny"');
+    expect(JSON.parse(duplicate)).toEqual(JSON.parse(text));
+    expect(await verifyBundle(duplicate, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: null,
+      reason: 'the bundle holds a duplicate key',
+    });
+    expect(await verifyExport(duplicate, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: null,
+      reason: 'the bundle holds a duplicate key',
+    });
   });
 });
 
@@ -282,7 +507,7 @@ describe('verifyExport: tampering names the first failing seq', () => {
     const event = JSON.parse(lines[5]) as ExportedEvent;
     const { hash: _hash, ...body } = { ...event, actorId: 'mallory' };
     const { chainHash } = await import('./chain.js');
-    lines[5] = JSON.stringify({
+    lines[5] = canonicalJson({
       ...body,
       hash: chainHash(Buffer.from(body.prevHash, 'hex'), body).toString('hex'),
     });
@@ -345,8 +570,12 @@ describe('verifyExport: tampering names the first failing seq', () => {
       seq: null,
       reason: `the manifest signature does not verify with pinned key ${JSON.stringify(key.kid)}`,
     });
-    // Without pinning, the impostor's embedded key is all there is: it verifies, flagged as not pinned.
-    expect(await verifyExport(forged)).toMatchObject({ ok: true, keyPinned: false });
+    // Without pinning, the impostor's embedded key is all there is: not a success unless trusted, then flagged.
+    expect(await verifyExport(forged)).toMatchObject({ ok: false, unpinned: true });
+    expect(await verifyExport(forged, { trustEmbeddedKey: true })).toMatchObject({
+      ok: true,
+      keyPinned: false,
+    });
   });
 
   it('a forged manifest: re-signed with another key under its own kid', async () => {
@@ -402,7 +631,7 @@ describe('verifyExport: tampering names the first failing seq', () => {
     const csv = await exportText(scenario.chain.events, 'csv');
     const forged = changeOneByte(csv, '""justification"":""CHG-');
     expect(await verifyExport(forged, { jwks: key.jwks })).toMatchObject({ ok: false, seq: 2 });
-    const broken = csv.replace('"{""requester""', '"{"requester""');
+    const broken = csv.replace('"{""approvalsRequired""', '"{"approvalsRequired""');
     expect(await verifyExport(broken, { jwks: key.jwks })).toMatchObject({
       ok: false,
       reason: /not valid CSV/,
@@ -410,9 +639,10 @@ describe('verifyExport: tampering names the first failing seq', () => {
   });
 
   it('JSON: two events swapped', async () => {
-    const json = JSON.parse(await exportText(scenario.chain.events, 'json'));
-    [json.events[6], json.events[7]] = [json.events[7], json.events[6]];
-    expect(await verifyExport(JSON.stringify(json), { jwks: key.jwks })).toMatchObject({ ok: false, seq: 8 });
+    // Line 1 is {"events":[, so events[6] and events[7] are lines 8 and 9 (index 7 and 8).
+    const lines = (await exportText(scenario.chain.events, 'json')).split('\n');
+    [lines[7], lines[8]] = [lines[8], lines[7]];
+    expect(await verifyExport(lines.join('\n'), { jwks: key.jwks })).toMatchObject({ ok: false, seq: 8 });
   });
 });
 

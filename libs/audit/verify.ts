@@ -1,74 +1,76 @@
 // The offline verifier of audit exports and request bundles (DESIGN §9). It runs anywhere Node runs, with the
-// file and optionally the broker's audit JWKS: it imports nothing from apps/ and nothing Nest.
+// file and the broker's audit JWKS: it imports nothing from apps/, the database or Nest. This file reads the
+// formats and checks the manifest signature; event-checker.ts checks the events, canonical-form.ts the text.
 import { createReadStream } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { createPublicKey, verify, type JsonWebKey } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { REQUEST_SUBJECT_FIELDS, subjectDigest } from '../webauthn/step-up-binding.js';
-import { chainHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
-import { CHECKPOINT_ACTION, checkpointSignatureValid, parseCheckpointData } from './checkpoint.js';
+import { holdsDuplicateKey, readCanonicalJson } from './canonical-form.js';
 import { CsvReader } from './csv.js';
-import { checkStepUpAssertion, decodeBase64Url, parseStepUpEvidence } from './evidence-check.js';
+import { decodeBase64Url } from './evidence-check.js';
+import {
+  ExportChecker,
+  failure,
+  HEX_32,
+  isRecord,
+  type VerifyCounts,
+  type VerifyFailure,
+} from './event-checker.js';
+import { JSON_EXPORT_MANIFEST, JSON_EXPORT_START } from './export-layout.js';
 import {
   canonicalDigest,
   CSV_MANIFEST_MARKER,
   EXPORT_COLUMNS,
   EXPORT_FORMATS,
-  EventsDigest,
   manifestSigningInput,
-  type ExportedEvent,
   type ExportFormat,
   type ExportManifest,
 } from './manifest.js';
 
-/** Keys to check manifest signatures against (the broker's published audit JWKS); matched by kid. */
+export type { VerifyCounts, VerifyFailure } from './event-checker.js';
+
 export interface VerifyOptions {
+  /** The broker's published audit keys (GET /.well-known/audit-jwks.json), matched by kid. */
   jwks?: readonly JsonWebKey[];
+  /**
+   * Without jwks, accept a manifest that verifies only with the key it embeds. Anyone who rewrote the file
+   * can embed their own key, so without this (or jwks) such a file is not a success (VerifyUnpinned).
+   */
+  trustEmbeddedKey?: boolean;
 }
 
-/** What a successful verification covered. */
-export interface VerifyCounts {
-  events: number;
-  /** approval.recorded events (each with a verified assertion). */
-  approvals: number;
-  /** Step-up assertions verified (approvals, activations, any other event carrying evidence). */
-  assertions: number;
-  /** request.created events whose subject the later decisions' digests were checked against. */
-  requests: number;
-  /** audit.checkpoint events whose signed chain head was checked. */
-  checkpoints: number;
+/** Everything held. */
+export interface VerifySuccess {
+  ok: true;
+  format: ExportFormat | 'bundle';
+  counts: VerifyCounts;
+  manifest: ExportManifest;
+  /** False when the signature was checked only against the key embedded in the manifest (trustEmbeddedKey). */
+  keyPinned: boolean;
 }
 
-export type VerifyResult =
-  | {
-      ok: true;
-      format: ExportFormat | 'bundle';
-      counts: VerifyCounts;
-      manifest: ExportManifest;
-      /** False when the signature was checked only against the key embedded in the manifest (no jwks given). */
-      keyPinned: boolean;
-    }
-  | VerifyFailure;
-
-/** The first thing that does not hold: the seq of the event where it broke, or null for the file or manifest. */
-export interface VerifyFailure {
+/**
+ * The file is consistent and its manifest verifies with the key it embeds, but no key was pinned: a forger
+ * who edited events, rebuilt the chain and re-signed with their own key gets exactly this. Not a success.
+ */
+export interface VerifyUnpinned {
   ok: false;
-  seq: number | null;
+  unpinned: true;
+  seq: null;
   reason: string;
+  format: ExportFormat | 'bundle';
+  counts: VerifyCounts;
+  manifest: ExportManifest;
 }
+
+export type VerifyResult = VerifySuccess | VerifyUnpinned | VerifyFailure;
 
 const FILTER_KEYS = new Set(['from', 'to', 'actorId', 'entitlementId', 'requestId', 'action']);
-const HEX_32 = /^[0-9a-f]{64}$/;
-/** Step-up actions on a stored request: their subjectId is the request id, their digest covers its subject. */
-const REQUEST_ACTIONS = new Set(['approve', 'deny', 'activate', 'revoke']);
-/** The step-up actions a decision event may carry; other events carrying evidence are checked, not matched. */
-const EVIDENCE_ACTIONS: Record<string, readonly string[]> = {
-  'approval.recorded': ['approve', 'deny'],
-  'request.activated': ['activate', 'break-glass'],
-};
 /** Bytes read from the end of a file to find the manifest line before streaming the rest. */
 const TAIL_BYTES = 1 << 20;
 const HEAD_BYTES = 1 << 16;
+const JSON_LAYOUT = `not laid out as the broker writes a JSON export: ${JSON_EXPORT_START} on line 1, one event per line, then ${JSON_EXPORT_MANIFEST}{…}}`;
 
 /** Verifies an export held in memory: NDJSON, CSV or JSON, or a request bundle, detected from the text. */
 export async function verifyExport(
@@ -87,17 +89,15 @@ export async function verifyExport(
     }
     return verifyCsvRecords(records.at(-1) ?? [], records, options);
   }
-  if (format === 'ndjson') return verifyNdjsonLines(lastLineOf(text), text.split('\n'), options);
+  // CRLF ends a line like LF, as readline reads a file; a lone CR leaves a line that is not canonical.
+  if (format === 'ndjson') return verifyNdjsonLines(lastLineOf(text), text.split(/\r?\n/), options);
   if (format === 'json') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      return failure(null, 'the file is not JSON, NDJSON or CSV');
-    }
+    if (text.startsWith(JSON_EXPORT_START)) return verifyJsonExport(text, options);
+    const parsed = parseJson(text);
+    if (parsed === undefined) return failure(null, 'the file is not JSON, NDJSON or CSV');
     return isRecord(parsed) && parsed.type === 'bundle'
-      ? verifyBundle(parsed, options)
-      : verifyJsonExport(parsed, options);
+      ? verifyBundle(text, options)
+      : failure(null, JSON_LAYOUT);
   }
   return failure(null, 'not an audit export: expected NDJSON, CSV (header "seq,…") or JSON');
 }
@@ -154,13 +154,12 @@ export async function verifyExportFile(path: string, options: VerifyOptions = {}
  * `policyVersion` is the version the request was filed under, and the signed attachmentsDigest.
  */
 export async function verifyBundle(input: unknown, options: VerifyOptions = {}): Promise<VerifyResult> {
-  let bundle: unknown;
-  try {
-    // An object is read back through JSON too: what is verified is exactly what a bundle file would hold.
-    bundle = JSON.parse(typeof input === 'string' ? stripBom(input) : JSON.stringify(input));
-  } catch {
-    return failure(null, 'the bundle is not JSON');
-  }
+  // An object is read back through JSON too: what is verified is exactly what a bundle file would hold.
+  const text = typeof input === 'string' ? stripBom(input) : JSON.stringify(input);
+  const bundle = parseJson(text);
+  if (bundle === undefined) return failure(null, 'the bundle is not JSON');
+  // A bundle is laid out as the broker's JSON serialiser writes it, so the rule is no key twice, at any depth.
+  if (holdsDuplicateKey(text, bundle)) return failure(null, 'the bundle holds a duplicate key');
   if (!isRecord(bundle) || bundle.type !== 'bundle' || bundle.version !== 1) {
     return failure(null, 'not a request bundle (type "bundle", version 1)');
   }
@@ -225,7 +224,10 @@ async function verifyNdjsonLines(
   lines: Iterable<string> | AsyncIterable<string>,
   options: VerifyOptions,
 ): Promise<VerifyResult> {
-  const manifest = parseManifest(parseJson(manifestLine), 'ndjson');
+  const read = readCanonicalJson(manifestLine);
+  if (read.problem !== null && read.value !== undefined)
+    return failure(null, `the manifest line ${read.problem}`);
+  const manifest = parseManifest(read.value, 'ndjson');
   if (typeof manifest === 'string') return failure(null, manifest);
   const checker = new ExportChecker(manifest, options.jwks);
   let pending: { text: string; line: number } | null = null;
@@ -240,15 +242,15 @@ async function verifyNdjsonLines(
     }
     pending = { text, line: lineNumber };
   }
-  if (pending === null || pending.text.trim() !== manifestLine.trim()) {
+  if (pending === null || pending.text !== manifestLine) {
     return failure(null, 'the last line is not the manifest: the export is truncated');
   }
   return checker.finish() ?? signed(checker, manifest, 'ndjson', options);
 }
 
 function ndjsonEvent(checker: ExportChecker, text: string, line: number): VerifyFailure | null {
-  const value = parseJson(text);
-  if (value === undefined) return failure(null, `line ${line} is not JSON`);
+  const { value, problem } = readCanonicalJson(text);
+  if (problem !== null) return failure(seqOf(value), `line ${line} ${problem}`);
   if (isRecord(value) && value.type === 'manifest')
     return failure(null, `line ${line}: a manifest before the end of the file`);
   return checker.event(value, `line ${line}`);
@@ -259,12 +261,12 @@ async function verifyCsvRecords(
   records: Iterable<string[]> | AsyncIterable<string[]>,
   options: VerifyOptions,
 ): Promise<VerifyResult> {
-  const manifest = parseManifest(
-    manifestRecord[0] === CSV_MANIFEST_MARKER && manifestRecord.length === EXPORT_COLUMNS.length
-      ? parseJson(manifestRecord[EXPORT_COLUMNS.indexOf('data')])
-      : undefined,
-    'csv',
-  );
+  const isManifest =
+    manifestRecord[0] === CSV_MANIFEST_MARKER && manifestRecord.length === EXPORT_COLUMNS.length;
+  const read = isManifest ? readCanonicalJson(manifestRecord[EXPORT_COLUMNS.indexOf('data')]) : null;
+  if (read !== null && read.problem !== null && read.value !== undefined)
+    return failure(null, `the manifest record's data ${read.problem}`);
+  const manifest = parseManifest(read?.value, 'csv');
   if (typeof manifest === 'string') return failure(null, manifest);
   const checker = new ExportChecker(manifest, options.jwks);
   let pending: { record: string[]; number: number } | null = null;
@@ -311,8 +313,8 @@ function csvEvent(checker: ExportChecker, record: string[], number: number): Ver
   if (seq === null)
     return failure(null, `${where}: seq ${JSON.stringify(record[0])} is not a positive integer`);
   const [, at, actorId, action, subjectType, subjectId, requestId, dataText, prevHash, hash] = record;
-  const data = parseJson(dataText);
-  if (data === undefined) return failure(seq, `${where}: data is not JSON`);
+  const { value: data, problem } = readCanonicalJson(dataText);
+  if (problem !== null) return failure(seq, `${where}: data ${problem}`);
   const event = {
     seq,
     at,
@@ -325,234 +327,44 @@ function csvEvent(checker: ExportChecker, record: string[], number: number): Ver
   return checker.event({ ...event, data, prevHash, hash }, where);
 }
 
-async function verifyJsonExport(parsed: unknown, options: VerifyOptions): Promise<VerifyResult> {
-  if (!isRecord(parsed) || !Array.isArray(parsed.events))
-    return failure(null, 'a JSON export must be { "events": [...], "manifest": {...} }');
-  const manifest = parseManifest(parsed.manifest, 'json');
+/**
+ * A JSON export is read line by line, the way the broker writes it (EXPORT_LAYOUTS.json): the first line, one
+ * canonical event per line, then the manifest line. Any other layout of the same JSON is refused, so each
+ * event is checked as the exact text a reader sees, like an NDJSON line.
+ */
+async function verifyJsonExport(text: string, options: VerifyOptions): Promise<VerifyResult> {
+  const lines = text.split(/\r?\n/);
+  while (lines.at(-1) === '') lines.pop();
+  const last = lines.at(-1) ?? '';
+  if (lines.length < 2 || lines[0] !== JSON_EXPORT_START || !last.startsWith(JSON_EXPORT_MANIFEST)) {
+    return failure(null, JSON_LAYOUT);
+  }
+  const read = readCanonicalJson(
+    last.slice(JSON_EXPORT_MANIFEST.length, last.endsWith('}') ? -1 : undefined),
+  );
+  if (!last.endsWith('}') || read.value === undefined) return failure(null, JSON_LAYOUT);
+  if (read.problem !== null) return failure(null, `the manifest (line ${lines.length}) ${read.problem}`);
+  const manifest = parseManifest(read.value, 'json');
   if (typeof manifest === 'string') return failure(null, manifest);
   const checker = new ExportChecker(manifest, options.jwks);
-  for (const [index, event] of parsed.events.entries()) {
-    const broken = checker.event(event, `events[${index}]`);
+  const events = lines.slice(1, -1);
+  for (const [index, line] of events.entries()) {
+    const where = `events[${index}] (line ${index + 2})`;
+    // Every event line but the last ends with the comma that separates it from the next.
+    const separated = index < events.length - 1;
+    if (separated && !line.endsWith(',')) return failure(null, `${where}: ${JSON_LAYOUT}`);
+    const { value, problem } = readCanonicalJson(separated ? line.slice(0, -1) : line);
+    if (problem !== null) return failure(seqOf(value), `${where} ${problem}`);
+    const broken = checker.event(value, where);
     if (broken) return broken;
   }
   return checker.finish() ?? signed(checker, manifest, 'json', options);
 }
 
-/** Checks events one at a time, in file order, against the chain rules, the manifest's filters and the evidence rules. */
-class ExportChecker {
-  readonly counts: VerifyCounts = { events: 0, approvals: 0, assertions: 0, requests: 0, checkpoints: 0 };
-  private previous: { seq: number; hash: Buffer } | null = null;
-  private firstSeq: number | null = null;
-  private readonly digest = new EventsDigest();
-  /** Request id → the digest of its request.created subject (and what the entitlement filter needs). */
-  private readonly subjects = new Map<string, { digest: string; entitlementId: unknown; seq: number }>();
-  /** Credential id → its COSE public key: one credential never has two keys. */
-  private readonly credentialKeys = new Map<string, string>();
-  /** An unfiltered export holds the whole chain: seq 1 to the chain head, nothing missing. */
-  private readonly complete: boolean;
-
-  constructor(
-    private readonly manifest: ExportManifest,
-    /** The pinned audit keys, when given: checkpoints are checked against them like the manifest. */
-    private readonly jwks?: readonly JsonWebKey[],
-  ) {
-    this.complete = Object.keys(manifest.filters).length === 0;
-  }
-
-  subjectOf(requestId: string): { digest: string; seq: number } | undefined {
-    return this.subjects.get(requestId);
-  }
-
-  /** Checks the next event in file order; null when it holds. */
-  event(value: unknown, where: string): VerifyFailure | null {
-    const event = parseEvent(value);
-    if (typeof event === 'string') {
-      const seq = isRecord(value) && Number.isSafeInteger(value.seq) ? (value.seq as number) : null;
-      return failure(seq, `${where}: ${event}`);
-    }
-    const { seq } = event;
-    const previous = this.previous;
-    if (previous !== null && seq <= previous.seq) {
-      return failure(
-        seq,
-        `seq ${seq} comes after seq ${previous.seq}: events must be in increasing seq order`,
-      );
-    }
-    if (this.complete) {
-      const expected = previous === null ? 1 : previous.seq + 1;
-      if (seq !== expected)
-        return failure(
-          seq,
-          `expected seq ${expected}, found ${seq} (an unfiltered export holds every event)`,
-        );
-    }
-    const prevHash = Buffer.from(event.prevHash, 'hex');
-    if (seq === 1 && !prevHash.equals(GENESIS_HASH))
-      return failure(seq, 'the first event of the chain has a non-zero prevHash');
-    if (previous !== null && seq === previous.seq + 1 && !prevHash.equals(previous.hash)) {
-      return failure(seq, 'prevHash does not match the previous event');
-    }
-    const { hash, ...body } = event;
-    const recomputed = chainHash(prevHash, body);
-    if (recomputed.toString('hex') !== hash) return failure(seq, 'hash does not match the event content');
-    const outside = this.outsideFilters(event);
-    if (outside) return failure(seq, `the event does not match the export's filter ${outside}`);
-    const broken = this.checkSubjectAndEvidence(event) ?? this.checkCheckpoint(event);
-    if (broken) return failure(seq, broken);
-
-    this.previous = { seq, hash: recomputed };
-    this.firstSeq ??= seq;
-    this.digest.add(hash);
-    this.counts.events++;
-    return null;
-  }
-
-  /** After the last event: the manifest's totals against what the file held. */
-  finish(): VerifyFailure | null {
-    const { manifest, counts } = this;
-    const lastSeq = this.previous?.seq ?? null;
-    const lastHash = this.previous?.hash.toString('hex') ?? null;
-    if (manifest.count !== counts.events) {
-      return failure(null, `the manifest counts ${manifest.count} events, the file holds ${counts.events}`);
-    }
-    if (manifest.firstSeq !== this.firstSeq || manifest.lastSeq !== lastSeq) {
-      return failure(
-        null,
-        `the manifest says seq ${manifest.firstSeq}..${manifest.lastSeq}, the file holds ${this.firstSeq}..${lastSeq}`,
-      );
-    }
-    if (manifest.lastHash !== lastHash)
-      return failure(lastSeq, 'the manifest lastHash is not the hash of the last event');
-    if (manifest.eventsDigest !== this.digest.hex()) {
-      return failure(
-        null,
-        'eventsDigest does not match the events in the file: one was removed, added, replaced or moved',
-      );
-    }
-    const headSeq = manifest.chainHead.seq;
-    if (lastSeq !== null && lastSeq > headSeq)
-      return failure(lastSeq, 'the export holds an event after its chain head');
-    if (lastSeq === headSeq && lastHash !== manifest.chainHead.hash) {
-      return failure(lastSeq, 'the last event is the chain head but its hash is not the head hash');
-    }
-    if (this.complete && (lastSeq ?? 0) !== headSeq) {
-      return failure(
-        null,
-        `an unfiltered export must end at the chain head (seq ${headSeq}), this one ends at ${lastSeq ?? 'no event'}`,
-      );
-    }
-    return null;
-  }
-
-  private outsideFilters(event: ExportedEvent): string | null {
-    const { filters } = this.manifest;
-    if (filters.actorId !== undefined && event.actorId !== filters.actorId) return 'actorId';
-    if (filters.action !== undefined && event.action !== filters.action) return 'action';
-    if (filters.requestId !== undefined && event.requestId !== filters.requestId) return 'requestId';
-    const at = Date.parse(event.at);
-    if (filters.from !== undefined && !(at >= Date.parse(filters.from))) return 'from';
-    if (filters.to !== undefined && !(at < Date.parse(filters.to))) return 'to';
-    if (filters.entitlementId !== undefined) {
-      const subject = event.requestId === null ? undefined : this.subjects.get(event.requestId);
-      const created =
-        event.action === 'request.created' && isRecord(event.data.subject) ? event.data.subject : undefined;
-      const entitlementId = created?.entitlementId ?? subject?.entitlementId;
-      if (
-        event.requestId === null ||
-        (entitlementId !== undefined && entitlementId !== filters.entitlementId)
-      ) {
-        return 'entitlementId';
-      }
-    }
-    return null;
-  }
-
-  /**
-   * An audit.checkpoint signs the chain head just before its own event: its seq is the previous seq, its hash
-   * the event's prevHash (so, when that event is in the file, its hash), and the signature is the audit key's.
-   */
-  private checkCheckpoint(event: ExportedEvent): string | null {
-    if (event.action !== CHECKPOINT_ACTION) return null;
-    const checkpoint = parseCheckpointData(event.data);
-    if (typeof checkpoint === 'string') return checkpoint;
-    if (checkpoint.seq !== event.seq - 1) {
-      return `the checkpoint covers seq ${checkpoint.seq}, not the event before it (seq ${event.seq - 1})`;
-    }
-    if (checkpoint.hash !== event.prevHash)
-      return 'the checkpoint hash is not the hash of the event before it (prevHash)';
-    const { manifest } = this;
-    const jwk =
-      this.jwks !== undefined
-        ? this.jwks.find((key) => key.kid === checkpoint.kid)
-        : checkpoint.kid === manifest.kid
-          ? manifest.publicJwk
-          : undefined;
-    if (jwk === undefined) {
-      return this.jwks !== undefined
-        ? `the checkpoint is signed by key ${JSON.stringify(checkpoint.kid)}, which is not among the pinned keys`
-        : `the checkpoint is signed by key ${JSON.stringify(checkpoint.kid)}, not the manifest's: verify with the broker audit JWKS (--jwks)`;
-    }
-    if (!checkpointSignatureValid(checkpoint, jwk)) {
-      return `the checkpoint signature does not verify with key ${JSON.stringify(checkpoint.kid)}`;
-    }
-    this.counts.checkpoints++;
-    return null;
-  }
-
-  private checkSubjectAndEvidence(event: ExportedEvent): string | null {
-    const { data } = event;
-    if (event.action === 'request.created' && data.subject !== undefined) {
-      const subject = data.subject;
-      if (!isRecord(subject) || subject.id !== event.subjectId)
-        return 'request.created subject.id is not the event subjectId';
-      let digest: string;
-      try {
-        digest = subjectDigest(subject);
-      } catch (error) {
-        return `request.created subject is not plain JSON: ${(error as Error).message}`;
-      }
-      this.subjects.set(event.subjectId, { digest, entitlementId: subject.entitlementId, seq: event.seq });
-      this.counts.requests++;
-    }
-    if (data.evidence === undefined) {
-      return event.action === 'approval.recorded' ? 'approval.recorded carries no step-up evidence' : null;
-    }
-    const evidence = parseStepUpEvidence(data.evidence);
-    if (typeof evidence === 'string') return evidence;
-    if (evidence.userId !== event.actorId) return "evidence.userId is not the event's actorId";
-    const fitting = EVIDENCE_ACTIONS[event.action];
-    if (fitting !== undefined && !fitting.includes(evidence.action)) {
-      return `evidence.action ${JSON.stringify(evidence.action)} does not authorise ${event.action}`;
-    }
-    if (
-      event.action === 'approval.recorded' &&
-      data.decision !== undefined &&
-      data.decision !== evidence.action
-    ) {
-      return 'evidence.action is not the recorded decision';
-    }
-    if (REQUEST_ACTIONS.has(evidence.action)) {
-      if (evidence.subjectId !== event.subjectId)
-        return 'evidence.subjectId is not the request this event records';
-      const created = this.subjects.get(evidence.subjectId);
-      if (created !== undefined && created.digest !== evidence.subjectDigest) {
-        return `evidence.subjectDigest is not the digest of the request subject committed at seq ${created.seq}`;
-      }
-    }
-    const knownKey = this.credentialKeys.get(evidence.credentialId);
-    if (knownKey !== undefined && knownKey !== evidence.publicKey) {
-      return 'evidence.publicKey differs from the key this credential signed with earlier in the file';
-    }
-    const broken = checkStepUpAssertion(evidence, this.manifest);
-    if (broken) return broken;
-    this.credentialKeys.set(evidence.credentialId, evidence.publicKey);
-    this.counts.assertions++;
-    if (event.action === 'approval.recorded') this.counts.approvals++;
-    return null;
-  }
-}
-
-/** Last check: the manifest signature, against a pinned key when jwks are given, else the embedded one. */
+/**
+ * Last check: the manifest signature, against a pinned key when jwks are given, else the embedded one. An
+ * embedded key proves nothing about who signed, so it succeeds only when the caller says to trust it.
+ */
 function signed(
   checker: ExportChecker,
   manifest: ExportManifest,
@@ -588,25 +400,14 @@ function signed(
       `the manifest signature does not verify with ${pinned ? 'pinned' : 'embedded'} key ${JSON.stringify(manifest.kid)}`,
     );
   }
-  return { ok: true, format, counts: checker.counts, manifest, keyPinned: pinned };
-}
-
-function parseEvent(value: unknown): ExportedEvent | string {
-  if (!isRecord(value)) return 'not an event object';
-  const extra = Object.keys(value).filter((key) => !(EXPORT_COLUMNS as readonly string[]).includes(key));
-  if (extra.length > 0) return `unexpected field(s) ${extra.join(', ')}`;
-  const { seq, at, actorId, action, subjectType, subjectId, requestId, data, prevHash, hash } = value;
-  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
-    return 'seq is not a positive integer';
-  for (const [name, field] of Object.entries({ at, actorId, action, subjectType, subjectId })) {
-    if (typeof field !== 'string') return `${name} is not a string`;
+  const { counts } = checker;
+  if (pinned || options.trustEmbeddedKey === true) {
+    return { ok: true, format, counts, manifest, keyPinned: pinned };
   }
-  if (requestId !== null && typeof requestId !== 'string') return 'requestId is neither a string nor null';
-  if (!isRecord(data)) return 'data is not an object';
-  if (typeof prevHash !== 'string' || !HEX_32.test(prevHash))
-    return 'prevHash is not 64 lowercase hex digits';
-  if (typeof hash !== 'string' || !HEX_32.test(hash)) return 'hash is not 64 lowercase hex digits';
-  return value as unknown as ChainedEvent & { hash: string };
+  const reason =
+    `the manifest is signed by the key it embeds (kid ${JSON.stringify(manifest.kid)}), which was not pinned: ` +
+    "anyone who rewrote the file could have embedded their own; pin the broker's audit keys (jwks)";
+  return { ok: false, unpinned: true, seq: null, reason, format, counts, manifest };
 }
 
 function parseManifest(value: unknown, format: ExportFormat | 'bundle'): ExportManifest | string {
@@ -695,13 +496,13 @@ async function* csvRecords(chunks: AsyncIterable<string | Buffer>): AsyncGenerat
   yield* reader.end();
 }
 
-/** The last line that is not blank, or ''. */
+/** The last line that is not blank, without a CR that ended it, or ''. */
 function lastLineOf(text: string): string {
   let end = text.length;
   while (end > 0) {
     const start = text.lastIndexOf('\n', end - 1) + 1;
     const line = text.slice(start, end);
-    if (line.trim() !== '') return line;
+    if (line.trim() !== '') return line.endsWith('\r') ? line.slice(0, -1) : line;
     end = start - 1;
   }
   return '';
@@ -721,14 +522,11 @@ function parseJson(text: string): unknown {
   }
 }
 
+/** The seq a refused event claims, to name it, or null. */
+function seqOf(value: unknown): number | null {
+  return isRecord(value) && Number.isSafeInteger(value.seq) ? (value.seq as number) : null;
+}
+
 function stripBom(text: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function failure(seq: number | null, reason: string): VerifyFailure {
-  return { ok: false, seq, reason };
 }

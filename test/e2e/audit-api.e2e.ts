@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { auditVerify } from '../../apps/cli/audit-verify.js';
-import { chainHash } from '../../libs/audit/chain.js';
+import { canonicalJson, chainHash } from '../../libs/audit/chain.js';
 import { appendCheckpoint } from '../../libs/audit/checkpoint-log.js';
 import {
   EventsDigest,
@@ -66,8 +66,9 @@ function ndjsonParts(text: string): { events: ExportedEvent[]; manifest: ExportM
   };
 }
 
+/** Written as the broker writes NDJSON (JCS lines), which is all the verifier accepts. */
 function ndjsonText(events: readonly ExportedEvent[], manifest: ExportManifest): string {
-  return [...events, manifest].map((item) => JSON.stringify(item)).join('\n') + '\n';
+  return [...events, manifest].map((item) => canonicalJson(item)).join('\n') + '\n';
 }
 
 /** What an attacker who can rewrite the file would do after an edit: recompute every hash from `from` on. */
@@ -352,6 +353,8 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
       code: 0,
       lines: [expect.stringMatching(/^OK: /), expect.any(String), expect.stringMatching(/pinned by --jwks/)],
     });
+    // The same genuine file without a pinned key is not a success: exit 3.
+    expect(await auditVerify([file], { log: () => {}, error: () => {} })).toBe(3);
   });
 
   it('writes CSV with a header row and RFC 4180 quoting that reads back exactly', async () => {
@@ -551,9 +554,9 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
     });
 
     // A forged manifest: the file cut short and re-signed with the attacker's own key under the broker's kid.
-    // Before the first checkpoint it passes only against the key the manifest embeds; pinned to the published
-    // JWKS it is refused. Once a checkpoint is inside, the broker's checkpoint signature gives it away even
-    // unpinned, at that checkpoint's seq.
+    // Before the first checkpoint it is consistent with the key the manifest embeds: not a success unless that
+    // key is explicitly trusted, and pinned to the published JWKS it is refused. Once a checkpoint is inside,
+    // the broker's checkpoint signature gives it away even unpinned, at that checkpoint's seq.
     const attacker = generateKeyPairSync('ed25519').privateKey;
     const forge = async (kept: ExportedEvent[]) => {
       const { signature: _signature, kid: _kid, alg: _alg, publicJwk: _publicJwk, ...body } = manifest;
@@ -571,7 +574,11 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
     };
     const firstCheckpoint = events.findIndex((event) => event.action === 'audit.checkpoint');
     const beforeCheckpoint = await forge(events.slice(0, firstCheckpoint));
-    expect(await verifyExport(beforeCheckpoint)).toMatchObject({ ok: true, keyPinned: false });
+    expect(await verifyExport(beforeCheckpoint)).toMatchObject({ ok: false, unpinned: true, seq: null });
+    expect(await verifyExport(beforeCheckpoint, { trustEmbeddedKey: true })).toMatchObject({
+      ok: true,
+      keyPinned: false,
+    });
     expect(failedAt(await verifyExport(beforeCheckpoint, { jwks }))).toEqual({
       seq: null,
       reason: `the manifest signature does not verify with pinned key ${JSON.stringify(manifest.kid)}`,

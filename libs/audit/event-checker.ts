@@ -1,0 +1,279 @@
+// Checks the events of an export or bundle one at a time, in file order: the hash chain, the manifest's filters,
+// the request subjects, the step-up evidence and the signed checkpoints. Reading the file and the manifest
+// signature are verify.ts's; this holds what every format shares once an event is parsed.
+import type { JsonWebKey } from 'node:crypto';
+import { subjectDigest } from '../webauthn/step-up-binding.js';
+import { chainHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
+import { CHECKPOINT_ACTION, checkpointSignatureValid, parseCheckpointData } from './checkpoint.js';
+import { checkStepUpAssertion, parseStepUpEvidence } from './evidence-check.js';
+import { EXPORT_COLUMNS, EventsDigest, type ExportedEvent, type ExportManifest } from './manifest.js';
+
+/** What a successful verification covered. */
+export interface VerifyCounts {
+  events: number;
+  /** approval.recorded events (each with a verified assertion). */
+  approvals: number;
+  /** Step-up assertions verified (approvals, activations, any other event carrying evidence). */
+  assertions: number;
+  /** request.created events whose subject the later decisions' digests were checked against. */
+  requests: number;
+  /** audit.checkpoint events whose signed chain head was checked. */
+  checkpoints: number;
+}
+
+/** The first thing that does not hold: the seq of the event where it broke, or null for the file or manifest. */
+export interface VerifyFailure {
+  ok: false;
+  seq: number | null;
+  reason: string;
+}
+
+export const HEX_32 = /^[0-9a-f]{64}$/;
+/** Step-up actions on a stored request: their subjectId is the request id, their digest covers its subject. */
+const REQUEST_ACTIONS = new Set(['approve', 'deny', 'activate', 'revoke']);
+/** The step-up actions a decision event may carry; other events carrying evidence are checked, not matched. */
+const EVIDENCE_ACTIONS: Record<string, readonly string[]> = {
+  'approval.recorded': ['approve', 'deny'],
+  'request.activated': ['activate', 'break-glass'],
+};
+
+/** Checks events one at a time, in file order, against the chain rules, the manifest's filters and the evidence rules. */
+export class ExportChecker {
+  readonly counts: VerifyCounts = { events: 0, approvals: 0, assertions: 0, requests: 0, checkpoints: 0 };
+  private previous: { seq: number; hash: Buffer } | null = null;
+  private firstSeq: number | null = null;
+  private readonly digest = new EventsDigest();
+  /** Request id → the digest of its request.created subject (and what the entitlement filter needs). */
+  private readonly subjects = new Map<string, { digest: string; entitlementId: unknown; seq: number }>();
+  /** Credential id → its COSE public key: one credential never has two keys. */
+  private readonly credentialKeys = new Map<string, string>();
+  /** An unfiltered export holds the whole chain: seq 1 to the chain head, nothing missing. */
+  private readonly complete: boolean;
+
+  constructor(
+    private readonly manifest: ExportManifest,
+    /** The pinned audit keys, when given: checkpoints are checked against them like the manifest. */
+    private readonly jwks?: readonly JsonWebKey[],
+  ) {
+    this.complete = Object.keys(manifest.filters).length === 0;
+  }
+
+  subjectOf(requestId: string): { digest: string; seq: number } | undefined {
+    return this.subjects.get(requestId);
+  }
+
+  /** Checks the next event in file order; null when it holds. */
+  event(value: unknown, where: string): VerifyFailure | null {
+    const event = parseEvent(value);
+    if (typeof event === 'string') {
+      const seq = isRecord(value) && Number.isSafeInteger(value.seq) ? (value.seq as number) : null;
+      return failure(seq, `${where}: ${event}`);
+    }
+    const { seq } = event;
+    const previous = this.previous;
+    if (previous !== null && seq <= previous.seq) {
+      return failure(
+        seq,
+        `seq ${seq} comes after seq ${previous.seq}: events must be in increasing seq order`,
+      );
+    }
+    if (this.complete) {
+      const expected = previous === null ? 1 : previous.seq + 1;
+      if (seq !== expected)
+        return failure(
+          seq,
+          `expected seq ${expected}, found ${seq} (an unfiltered export holds every event)`,
+        );
+    }
+    const prevHash = Buffer.from(event.prevHash, 'hex');
+    if (seq === 1 && !prevHash.equals(GENESIS_HASH))
+      return failure(seq, 'the first event of the chain has a non-zero prevHash');
+    if (previous !== null && seq === previous.seq + 1 && !prevHash.equals(previous.hash)) {
+      return failure(seq, 'prevHash does not match the previous event');
+    }
+    const { hash, ...body } = event;
+    const recomputed = chainHash(prevHash, body);
+    if (recomputed.toString('hex') !== hash) return failure(seq, 'hash does not match the event content');
+    const outside = this.outsideFilters(event);
+    if (outside) return failure(seq, `the event does not match the export's filter ${outside}`);
+    const broken = this.checkSubjectAndEvidence(event) ?? this.checkCheckpoint(event);
+    if (broken) return failure(seq, broken);
+
+    this.previous = { seq, hash: recomputed };
+    this.firstSeq ??= seq;
+    this.digest.add(hash);
+    this.counts.events++;
+    return null;
+  }
+
+  /** After the last event: the manifest's totals against what the file held. */
+  finish(): VerifyFailure | null {
+    const { manifest, counts } = this;
+    const lastSeq = this.previous?.seq ?? null;
+    const lastHash = this.previous?.hash.toString('hex') ?? null;
+    if (manifest.count !== counts.events) {
+      return failure(null, `the manifest counts ${manifest.count} events, the file holds ${counts.events}`);
+    }
+    if (manifest.firstSeq !== this.firstSeq || manifest.lastSeq !== lastSeq) {
+      return failure(
+        null,
+        `the manifest says seq ${manifest.firstSeq}..${manifest.lastSeq}, the file holds ${this.firstSeq}..${lastSeq}`,
+      );
+    }
+    if (manifest.lastHash !== lastHash)
+      return failure(lastSeq, 'the manifest lastHash is not the hash of the last event');
+    if (manifest.eventsDigest !== this.digest.hex()) {
+      return failure(
+        null,
+        'eventsDigest does not match the events in the file: one was removed, added, replaced or moved',
+      );
+    }
+    const headSeq = manifest.chainHead.seq;
+    if (lastSeq !== null && lastSeq > headSeq)
+      return failure(lastSeq, 'the export holds an event after its chain head');
+    if (lastSeq === headSeq && lastHash !== manifest.chainHead.hash) {
+      return failure(lastSeq, 'the last event is the chain head but its hash is not the head hash');
+    }
+    if (this.complete && (lastSeq ?? 0) !== headSeq) {
+      return failure(
+        null,
+        `an unfiltered export must end at the chain head (seq ${headSeq}), this one ends at ${lastSeq ?? 'no event'}`,
+      );
+    }
+    return null;
+  }
+
+  private outsideFilters(event: ExportedEvent): string | null {
+    const { filters } = this.manifest;
+    if (filters.actorId !== undefined && event.actorId !== filters.actorId) return 'actorId';
+    if (filters.action !== undefined && event.action !== filters.action) return 'action';
+    if (filters.requestId !== undefined && event.requestId !== filters.requestId) return 'requestId';
+    const at = Date.parse(event.at);
+    if (filters.from !== undefined && !(at >= Date.parse(filters.from))) return 'from';
+    if (filters.to !== undefined && !(at < Date.parse(filters.to))) return 'to';
+    if (filters.entitlementId !== undefined) {
+      const subject = event.requestId === null ? undefined : this.subjects.get(event.requestId);
+      const created =
+        event.action === 'request.created' && isRecord(event.data.subject) ? event.data.subject : undefined;
+      const entitlementId = created?.entitlementId ?? subject?.entitlementId;
+      if (
+        event.requestId === null ||
+        (entitlementId !== undefined && entitlementId !== filters.entitlementId)
+      ) {
+        return 'entitlementId';
+      }
+    }
+    return null;
+  }
+
+  /**
+   * An audit.checkpoint signs the chain head just before its own event: its seq is the previous seq, its hash
+   * the event's prevHash (so, when that event is in the file, its hash), and the signature is the audit key's.
+   */
+  private checkCheckpoint(event: ExportedEvent): string | null {
+    if (event.action !== CHECKPOINT_ACTION) return null;
+    const checkpoint = parseCheckpointData(event.data);
+    if (typeof checkpoint === 'string') return checkpoint;
+    if (checkpoint.seq !== event.seq - 1) {
+      return `the checkpoint covers seq ${checkpoint.seq}, not the event before it (seq ${event.seq - 1})`;
+    }
+    if (checkpoint.hash !== event.prevHash)
+      return 'the checkpoint hash is not the hash of the event before it (prevHash)';
+    const { manifest } = this;
+    const jwk =
+      this.jwks !== undefined
+        ? this.jwks.find((key) => key.kid === checkpoint.kid)
+        : checkpoint.kid === manifest.kid
+          ? manifest.publicJwk
+          : undefined;
+    if (jwk === undefined) {
+      return this.jwks !== undefined
+        ? `the checkpoint is signed by key ${JSON.stringify(checkpoint.kid)}, which is not among the pinned keys`
+        : `the checkpoint is signed by key ${JSON.stringify(checkpoint.kid)}, not the manifest's: verify with the broker audit JWKS (--jwks)`;
+    }
+    if (!checkpointSignatureValid(checkpoint, jwk)) {
+      return `the checkpoint signature does not verify with key ${JSON.stringify(checkpoint.kid)}`;
+    }
+    this.counts.checkpoints++;
+    return null;
+  }
+
+  private checkSubjectAndEvidence(event: ExportedEvent): string | null {
+    const { data } = event;
+    if (event.action === 'request.created' && data.subject !== undefined) {
+      const subject = data.subject;
+      if (!isRecord(subject) || subject.id !== event.subjectId)
+        return 'request.created subject.id is not the event subjectId';
+      let digest: string;
+      try {
+        digest = subjectDigest(subject);
+      } catch (error) {
+        return `request.created subject is not plain JSON: ${(error as Error).message}`;
+      }
+      this.subjects.set(event.subjectId, { digest, entitlementId: subject.entitlementId, seq: event.seq });
+      this.counts.requests++;
+    }
+    if (data.evidence === undefined) {
+      return event.action === 'approval.recorded' ? 'approval.recorded carries no step-up evidence' : null;
+    }
+    const evidence = parseStepUpEvidence(data.evidence);
+    if (typeof evidence === 'string') return evidence;
+    if (evidence.userId !== event.actorId) return "evidence.userId is not the event's actorId";
+    const fitting = EVIDENCE_ACTIONS[event.action];
+    if (fitting !== undefined && !fitting.includes(evidence.action)) {
+      return `evidence.action ${JSON.stringify(evidence.action)} does not authorise ${event.action}`;
+    }
+    if (
+      event.action === 'approval.recorded' &&
+      data.decision !== undefined &&
+      data.decision !== evidence.action
+    ) {
+      return 'evidence.action is not the recorded decision';
+    }
+    if (REQUEST_ACTIONS.has(evidence.action)) {
+      if (evidence.subjectId !== event.subjectId)
+        return 'evidence.subjectId is not the request this event records';
+      const created = this.subjects.get(evidence.subjectId);
+      if (created !== undefined && created.digest !== evidence.subjectDigest) {
+        return `evidence.subjectDigest is not the digest of the request subject committed at seq ${created.seq}`;
+      }
+    }
+    const knownKey = this.credentialKeys.get(evidence.credentialId);
+    if (knownKey !== undefined && knownKey !== evidence.publicKey) {
+      return 'evidence.publicKey differs from the key this credential signed with earlier in the file';
+    }
+    const broken = checkStepUpAssertion(evidence, this.manifest);
+    if (broken) return broken;
+    this.credentialKeys.set(evidence.credentialId, evidence.publicKey);
+    this.counts.assertions++;
+    if (event.action === 'approval.recorded') this.counts.approvals++;
+    return null;
+  }
+}
+
+function parseEvent(value: unknown): ExportedEvent | string {
+  if (!isRecord(value)) return 'not an event object';
+  const extra = Object.keys(value).filter((key) => !(EXPORT_COLUMNS as readonly string[]).includes(key));
+  if (extra.length > 0) return `unexpected field(s) ${extra.join(', ')}`;
+  const { seq, at, actorId, action, subjectType, subjectId, requestId, data, prevHash, hash } = value;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
+    return 'seq is not a positive integer';
+  for (const [name, field] of Object.entries({ at, actorId, action, subjectType, subjectId })) {
+    if (typeof field !== 'string') return `${name} is not a string`;
+  }
+  if (requestId !== null && typeof requestId !== 'string') return 'requestId is neither a string nor null';
+  if (!isRecord(data)) return 'data is not an object';
+  if (typeof prevHash !== 'string' || !HEX_32.test(prevHash))
+    return 'prevHash is not 64 lowercase hex digits';
+  if (typeof hash !== 'string' || !HEX_32.test(hash)) return 'hash is not 64 lowercase hex digits';
+  return value as unknown as ChainedEvent & { hash: string };
+}
+
+/** A JSON object (not an array, not null). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function failure(seq: number | null, reason: string): VerifyFailure {
+  return { ok: false, seq, reason };
+}
