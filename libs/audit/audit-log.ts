@@ -15,6 +15,31 @@ export interface AuditInput {
 
 export const SYSTEM_ACTOR = 'system';
 
+// U+0000 and UTF-16 surrogates without their pair: PostgreSQL text refuses the first, jsonb both (and a lone
+// surrogate would be hashed as a JSON escape but stored as U+FFFD by the driver's UTF-8 encoding).
+// eslint-disable-next-line no-control-regex -- finding U+0000 is the point
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** `text` with what PostgreSQL text and jsonb cannot hold (U+0000, lone surrogates) replaced by U+FFFD. */
+export function storableText(text: string): string {
+  return text.replace(UNSTORABLE, '\uFFFD');
+}
+
+/**
+ * A JSON value with every string, object keys included, made storable by storableText; objects with a
+ * toJSON (dates, buffers) are replaced by their JSON form first, as the driver and the hash would see them.
+ */
+export function storableJson(value: unknown): unknown {
+  if (typeof value === 'string') return storableText(value);
+  if (Array.isArray(value)) return value.map((item) => storableJson(item));
+  if (value === null || typeof value !== 'object') return value;
+  const withJson = value as { toJSON?: () => unknown };
+  if (typeof withJson.toJSON === 'function') return storableJson(withJson.toJSON());
+  return Object.fromEntries(
+    Object.entries(value).map(([key, item]) => [storableText(key), storableJson(item)]),
+  );
+}
+
 /**
  * Appends one event to the chain inside the caller's transaction. The chain head row is locked FOR UPDATE,
  * so concurrent appends serialise and the chain stays linear; the state change and its event commit or
@@ -35,15 +60,17 @@ export async function appendAuditEvent(manager: EntityManager, input: AuditInput
   const seq = Number(head.seq) + 1;
   // Millisecond precision: what the driver reads back must be what was hashed.
   const at = new Date(now.getTime());
+  // Client text (a WebAuthn library's error, a hostile clientDataJSON) reaches events: made storable before
+  // hashing, so a refusal is still recorded and the stored event is exactly the hashed one.
   const body: ChainedEvent = {
     seq,
     at: at.toISOString(),
-    actorId: input.actorId,
-    action: input.action,
-    subjectType: input.subjectType,
-    subjectId: input.subjectId,
-    requestId: input.requestId ?? null,
-    data: input.data ?? {},
+    actorId: storableText(input.actorId),
+    action: storableText(input.action),
+    subjectType: storableText(input.subjectType),
+    subjectId: storableText(input.subjectId),
+    requestId: input.requestId == null ? null : storableText(input.requestId),
+    data: storableJson(input.data ?? {}) as Record<string, unknown>,
     prevHash: head.hash.toString('hex'),
   };
   const hash = chainHash(head.hash, body);

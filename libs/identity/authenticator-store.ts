@@ -1,7 +1,12 @@
 import type { EntityManager } from 'typeorm';
 import type { AuthenticatorEntity } from '../db/index.js';
 import { ErrorCode } from '../domain/errors.js';
-import type { KnownCredential, RelyingParty, VerifiedAssertion } from '../webauthn/ceremonies.js';
+import {
+  signCountVerdict,
+  type KnownCredential,
+  type RelyingParty,
+  type VerifiedAssertion,
+} from '../webauthn/ceremonies.js';
 import type { AppConfig } from '../config/config.js';
 import { CeremonyError } from './ceremony-failures.js';
 
@@ -70,13 +75,43 @@ export function known(authenticators: AuthenticatorEntity[]): KnownCredential[] 
   }));
 }
 
-/** Records a verified use: the new counter and when. A regression never reaches here (the caller refuses it). */
+/** The challenge an assertion answered: when it was issued tells a late tab from a clone (signCountVerdict). */
+export interface AnsweredChallenge {
+  table: 'step_up_challenges' | 'webauthn_ceremonies';
+  id: string;
+}
+
+/**
+ * Records a verified use: the new counter and when (last_used_at is also when the stored counter was
+ * accepted). A counter that did not go up is refused: 409 SIGN_COUNT_STALE when its challenge was issued
+ * before that moment (a race between tabs), SIGN_COUNT_REGRESSION otherwise (the caller then disables it).
+ */
 export async function recordUse(
   manager: EntityManager,
   authenticator: AuthenticatorEntity,
   assertion: VerifiedAssertion,
+  challenge: AnsweredChallenge,
 ): Promise<void> {
   if (assertion.signCountRegressed) {
+    // Compared in PostgreSQL: timestamps keep their microseconds there, not in a JS Date.
+    const [{ issuedBefore }] = (await manager.query(
+      `SELECT c.created_at < coalesce(a.last_used_at, a.created_at) AS "issuedBefore"
+         FROM authenticators a, ${challenge.table} c WHERE a.id = $1 AND c.id = $2`,
+      [authenticator.id, challenge.id],
+    )) as Array<{ issuedBefore: boolean }>;
+    const verdict = signCountVerdict({
+      signCount: assertion.signCount,
+      storedSignCount: authenticator.signCount,
+      issuedBeforeStoredCount: issuedBefore,
+    });
+    if (verdict === 'stale') {
+      throw new CeremonyError(
+        ErrorCode.SIGN_COUNT_STALE,
+        'This passkey confirmed something newer after this challenge was issued; request a new challenge',
+        authenticator.id,
+        authenticator.credentialId,
+      );
+    }
     throw new CeremonyError(
       ErrorCode.SIGN_COUNT_REGRESSION,
       'This passkey reported a signature counter that went backwards; it has been disabled',

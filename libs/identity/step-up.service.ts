@@ -23,6 +23,13 @@ import {
 } from './authenticator-store.js';
 import { attributed, CeremonyError, recordCeremonyFailure } from './ceremony-failures.js';
 
+/**
+ * Refusals that do not count toward the step-up lockout. The lockout bounds guesses by someone without the
+ * passkey or its PIN; a stale counter comes with a valid, user-verified signature of the user's own passkey
+ * (two tabs, submitted out of order), so counting it would let a race lock a genuine user out.
+ */
+const UNCOUNTED_FAILURES: string[] = [ErrorCode.SIGN_COUNT_STALE];
+
 /** The step-up a protected call carries in its body (DESIGN §10). */
 export interface StepUpProof {
   challengeId: string;
@@ -41,7 +48,8 @@ export interface StepUpExpectation {
 
 /**
  * Request-bound WebAuthn step-up (DESIGN §5): a single-use challenge that commits to user, action and
- * subject, answered by a user-verified assertion. Every refusal is audited and counts toward a lockout.
+ * subject, answered by a user-verified assertion. Every refusal is audited, spends its challenge and, but for
+ * UNCOUNTED_FAILURES, counts toward a lockout.
  */
 @Injectable()
 export class StepUpService {
@@ -146,7 +154,7 @@ export class StepUpService {
         storedSignCount: authenticator.signCount,
       });
       assertUsable(authenticator);
-      await recordUse(manager, authenticator, assertion);
+      await recordUse(manager, authenticator, assertion, { table: 'step_up_challenges', id: challenge.id });
       await manager.query(`UPDATE step_up_challenges SET used_at = now() WHERE id = $1`, [challenge.id]);
       return {
         challengeId: challenge.id,
@@ -221,12 +229,14 @@ export class StepUpService {
       subjectId: actor.id,
       data: { action: expected.action, subjectId: expected.subjectId, challengeId: proof.challengeId },
     });
+    if (UNCOUNTED_FAILURES.includes(error.code)) return;
     const [{ failures }] = (await manager.query(
       `SELECT count(*)::int AS failures FROM audit_events
         WHERE actor_id = $1 AND action = 'step-up.failed' AND at > now() - make_interval(secs => $2)
+          AND coalesce(data->>'code', '') <> ALL ($3)
           AND at > coalesce((SELECT max(at) FROM audit_events
                               WHERE actor_id = $1 AND action = 'step-up.locked'), '-infinity')`,
-      [actor.id, failureWindowSeconds],
+      [actor.id, failureWindowSeconds, UNCOUNTED_FAILURES],
     )) as Array<{ failures: number }>;
     if (failures < maxFailures) return;
     const [[locked]] = (await manager.query(

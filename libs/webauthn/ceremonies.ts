@@ -115,9 +115,14 @@ export async function verifyRegistration(
     aaguid: info.aaguid,
     backupEligible: info.credentialDeviceType === 'multiDevice',
     backedUp: info.credentialBackedUp,
-    transports: (info.credential.transports ?? []).filter((transport) => typeof transport === 'string'),
+    // Hints only, and unknown values are to be ignored (WebAuthn L3 §5.8.4): keep the names we know.
+    transports: (info.credential.transports ?? []).filter((transport) =>
+      KNOWN_TRANSPORTS.has(transport as string),
+    ),
   };
 }
+
+const KNOWN_TRANSPORTS = new Set(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);
 
 /** The decoded parts of a verified assertion, kept as step-up evidence. */
 export interface VerifiedAssertion {
@@ -126,7 +131,7 @@ export interface VerifiedAssertion {
   clientDataJson: Buffer;
   signature: Buffer;
   signCount: number;
-  /** True when the counter went backwards: a sign of a cloned authenticator (WebAuthn L3 §6.1.1). */
+  /** True when the counter did not go up: a late tab or a cloned authenticator (see signCountVerdict). */
   signCountRegressed: boolean;
   userHandle: string | null;
 }
@@ -162,10 +167,28 @@ export async function verifyAssertion(
     clientDataJson: decodeBase64Url(response.response.clientDataJSON, 'clientDataJSON'),
     signature: decodeBase64Url(response.response.signature, 'signature'),
     signCount,
-    signCountRegressed:
-      (signCount > 0 || expected.storedSignCount > 0) && signCount <= expected.storedSignCount,
+    signCountRegressed: !counterAccepted(signCount, expected.storedSignCount),
     userHandle: response.response.userHandle ?? null,
   };
+}
+
+/**
+ * What a verified assertion's counter means (WebAuthn L3 §6.1.1). Counters of 0 on both sides: the
+ * authenticator keeps none. A counter at or below the stored one is `stale` when its challenge was issued
+ * before the stored counter was accepted (another tab signed later and was submitted sooner: a race), and
+ * `regressed` otherwise: it was signed after the stored counter existed, so a second copy of the key signed it.
+ */
+export function signCountVerdict(input: {
+  signCount: number;
+  storedSignCount: number;
+  issuedBeforeStoredCount: boolean;
+}): 'accepted' | 'stale' | 'regressed' {
+  if (counterAccepted(input.signCount, input.storedSignCount)) return 'accepted';
+  return input.issuedBeforeStoredCount ? 'stale' : 'regressed';
+}
+
+function counterAccepted(signCount: number, storedSignCount: number): boolean {
+  return (signCount === 0 && storedSignCount === 0) || signCount > storedSignCount;
 }
 
 /** The challenge a client echoed in clientDataJSON, to find the ceremony it answers; null when unreadable. */
@@ -175,14 +198,24 @@ export function echoedChallenge(clientDataJsonBase64Url: unknown): string | null
       Buffer.from(String(clientDataJsonBase64Url), 'base64url').toString('utf8'),
     ) as unknown;
     const challenge = (clientData as { challenge?: unknown } | null)?.challenge;
-    return typeof challenge === 'string' && challenge.length > 0 ? challenge : null;
+    // Our challenges are base64url: anything else answers no ceremony (and never reaches a query).
+    return typeof challenge === 'string' && ECHOED_CHALLENGE.test(challenge) ? challenge : null;
   } catch {
     return null;
   }
 }
 
+const ECHOED_CHALLENGE = /^[A-Za-z0-9_-]{1,128}$/;
+
 function checkClientData(encoded: string, type: string, challenge: string, rp: RelyingParty): void {
-  let clientData: { type?: unknown; challenge?: unknown; origin?: unknown; crossOrigin?: unknown };
+  let clientData: {
+    type?: unknown;
+    challenge?: unknown;
+    origin?: unknown;
+    crossOrigin?: unknown;
+    topOrigin?: unknown;
+    tokenBinding?: unknown;
+  };
   try {
     clientData = JSON.parse(decodeBase64Url(encoded, 'clientDataJSON').toString('utf8')) as typeof clientData;
   } catch (error) {
@@ -207,6 +240,27 @@ function checkClientData(encoded: string, type: string, challenge: string, rp: R
   if (clientData.crossOrigin === true) {
     throw invalid(ErrorCode.ORIGIN_MISMATCH, 'The ceremony ran in a cross-origin frame');
   }
+  // A top-level origin is only reported for a cross-origin frame (WebAuthn L3 §5.8.1), which is refused.
+  if (clientData.topOrigin !== undefined) {
+    throw invalid(
+      ErrorCode.ORIGIN_MISMATCH,
+      'clientDataJSON reports a top-level origin: a cross-origin frame',
+    );
+  }
+  if (clientData.tokenBinding !== undefined && !knownTokenBinding(clientData.tokenBinding)) {
+    throw invalid(ErrorCode.WEBAUTHN_MALFORMED, 'clientDataJSON.tokenBinding is not a known token binding');
+  }
+}
+
+// Token binding is obsolete and not used here; a browser that still reports it sends one of these.
+function knownTokenBinding(tokenBinding: unknown): boolean {
+  const status = (tokenBinding as { status?: unknown } | null)?.status;
+  return (
+    typeof tokenBinding === 'object' &&
+    tokenBinding !== null &&
+    typeof status === 'string' &&
+    ['present', 'supported', 'not-supported'].includes(status)
+  );
 }
 
 function checkAuthenticatorData(authenticatorData: Buffer, rp: RelyingParty) {
@@ -238,7 +292,11 @@ function attestedAuthenticatorData(attestationObject: string): Buffer {
     const decoded = decodeAttestationObject(
       new Uint8Array(decodeBase64Url(attestationObject, 'attestationObject')),
     );
-    return Buffer.from(decoded.get('authData'));
+    const [fmt, attStmt, authData] = [decoded.get('fmt'), decoded.get('attStmt'), decoded.get('authData')];
+    if (typeof fmt !== 'string' || !(attStmt instanceof Map) || !(authData instanceof Uint8Array)) {
+      throw invalid(ErrorCode.WEBAUTHN_MALFORMED, 'attestationObject needs fmt, attStmt and authData');
+    }
+    return Buffer.from(authData);
   } catch (error) {
     if (error instanceof DomainError) throw error;
     throw invalid(ErrorCode.WEBAUTHN_MALFORMED, 'attestationObject cannot be decoded');

@@ -34,6 +34,12 @@ export interface CeremonyOverrides {
   challenge?: string;
   credentialId?: string;
   type?: string;
+  /** Raw members added to (or replacing) those of clientDataJSON, signed as sent: e.g. topOrigin, tokenBinding. */
+  clientDataFields?: Record<string, unknown>;
+  /** Sign this counter instead of the next one (0: an authenticator that keeps no counter). */
+  signCount?: number;
+  /** The attestation object's `fmt` (registration only), whatever it says. */
+  attestationFormat?: string;
 }
 
 /** What a test may see of a stored credential: never the private key. */
@@ -140,7 +146,7 @@ export class SoftAuthenticator {
     const clientDataJSON = this.clientData('webauthn.create', options.challenge, overrides);
     const attestationObject = encodeCBOR(
       new Map<string, CBORType>([
-        ['fmt', this.attestation],
+        ['fmt', overrides.attestationFormat ?? this.attestation],
         ['attStmt', this.attestationStatement(authenticatorData, clientDataJSON, privateKey)],
         ['authData', authenticatorData],
       ]),
@@ -185,7 +191,7 @@ export class SoftAuthenticator {
     const authenticatorData = concat(
       sha256(overrides.rpId ?? rpId),
       Uint8Array.of(this.flags(overrides)),
-      uint32(credential.signCount),
+      uint32(overrides.signCount ?? credential.signCount),
     );
     const clientDataJSON = this.clientData('webauthn.get', options.challenge, overrides);
     const signature = sign(
@@ -270,6 +276,7 @@ export class SoftAuthenticator {
       challenge: overrides.challenge ?? challenge,
       origin: overrides.origin ?? this.origin,
       crossOrigin: false,
+      ...overrides.clientDataFields,
     });
     return new TextEncoder().encode(json);
   }
