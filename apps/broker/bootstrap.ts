@@ -43,6 +43,12 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
     abortOnError: false,
   });
   app.useLogger(app.get(Logger));
+  // Every answer, JSON and errors included, is read as the type it declares, never sniffed into HTML or a
+  // script. First, so that the body parser's refusals (413, malformed JSON) carry it too.
+  app.use((_request: Request, response: Response, next: NextFunction) => {
+    response.setHeader('X-Content-Type-Options', 'nosniff');
+    next();
+  });
   // Nest's typing reserves `verify` for its rawBody option, which this app does not use; express.json takes it.
   app.useBodyParser('json', {
     limit: BODY_LIMIT,

@@ -8,6 +8,7 @@ import { AuditController } from './audit/audit.controller.js';
 import { AuthController } from './auth/auth.controller.js';
 import { AuthenticatorsController } from './auth/authenticators.controller.js';
 import { IpRateLimitGuard } from './auth/ip-rate-limit.guard.js';
+import { RateLimitStore } from './auth/rate-limit-store.js';
 import { SessionGuard } from './auth/session.guard.js';
 import { StepUpController } from './auth/step-up.controller.js';
 import { EntitlementsController } from './entitlements/entitlements.controller.js';
@@ -17,6 +18,7 @@ import { HealthController } from './health/health.controller.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
 import { ApprovalsController, RequestsController } from './requests/requests.controller.js';
+import { ClientAuthenticationService } from './tokens/client-authentication.service.js';
 import { SshKrlController } from './tokens/ssh-krl.controller.js';
 import { IntrospectionService } from './tokens/introspection.service.js';
 import { TokensController } from './tokens/tokens.controller.js';
@@ -44,6 +46,8 @@ export class BrokerModule {
       ],
       providers: [
         IntrospectionService,
+        ClientAuthenticationService,
+        RateLimitStore,
         IpRateLimitGuard,
         MetricsService,
         { provide: APP_GUARD, useClass: SessionGuard },

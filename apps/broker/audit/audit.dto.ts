@@ -13,7 +13,7 @@ import {
   ValidateNested,
 } from 'class-validator';
 import { EXPORT_FORMATS, type ExportFormat } from '../../../libs/audit/manifest.js';
-import { StepUpDto } from '../auth/webauthn.dto.js';
+import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
 import { IsRfc3339DateTime } from '../errors/validation.js';
 
 /** The filters of DESIGN §9, shared by the event list (query string) and the export (body). */
@@ -79,8 +79,6 @@ export class AuditExportDto {
   @Type(() => AuditFiltersDto)
   filters?: AuditFiltersDto;
 
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
 }

@@ -5,7 +5,7 @@ import type { Actor } from '../../../libs/elevation/actor.js';
 import { AuthenticatorsService, toAuthenticatorView } from '../../../libs/identity/authenticators.service.js';
 import { PasskeysService } from '../../../libs/identity/passkeys.service.js';
 import { StepUpService } from '../../../libs/identity/step-up.service.js';
-import { IsPlainText, UuidPipe } from '../errors/validation.js';
+import { IsFreeText, UuidPipe } from '../errors/validation.js';
 import { CurrentActor } from './current-actor.decorator.js';
 import { IpRateLimitGuard } from './ip-rate-limit.guard.js';
 import { paramsDigest } from './step-up-params.js';
@@ -17,7 +17,7 @@ class RegisterAuthenticatorDto {
   @ValidateNested()
   @Type(() => RegistrationResponseDto)
   response: RegistrationResponseDto;
-  @IsOptional() @IsString() @MaxLength(64) @IsPlainText() name?: string;
+  @IsOptional() @IsString() @MaxLength(64) @IsFreeText({ multiLine: false }) name?: string;
 }
 
 /**

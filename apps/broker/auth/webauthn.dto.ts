@@ -1,3 +1,4 @@
+import { applyDecorators } from '@nestjs/common';
 import { Type } from 'class-transformer';
 import {
   Equals,
@@ -88,7 +89,19 @@ export class LoginVerifyDto {
   response: AuthenticationResponseDto;
 }
 
+/**
+ * The `stepUp` field of a protected call: absent (answered 401 STEP_UP_REQUIRED) or one StepUpDto object.
+ * Anything else, `[]` included, is a 400 here, before it could be counted as a failed step-up.
+ */
+export const IsStepUp = () =>
+  applyDecorators(
+    IsOptional(),
+    IsObject({ message: 'stepUp must be an object { challengeId, response }' }),
+    ValidateNested(),
+    Type(() => StepUpDto),
+  );
+
 /** A body whose only field is the step-up (activate, authenticator.add). */
 export class StepUpOnlyDto {
-  @IsOptional() @ValidateNested() @Type(() => StepUpDto) stepUp?: StepUpDto;
+  @IsStepUp() stepUp?: StepUpDto;
 }

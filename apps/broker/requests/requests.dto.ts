@@ -1,5 +1,5 @@
 import { Type } from 'class-transformer';
-import { StepUpDto } from '../auth/webauthn.dto.js';
+import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
 import {
   IsDateString,
   IsEnum,
@@ -9,14 +9,13 @@ import {
   IsString,
   IsUUID,
   Matches,
-  ValidateNested,
   Max,
   MaxLength,
   Min,
 } from 'class-validator';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
 import { RequestState } from '../../../libs/domain/request-state.js';
-import { IsPlainText, IsRfc3339DateTime } from '../errors/validation.js';
+import { IsFreeText, IsRfc3339DateTime } from '../errors/validation.js';
 
 const ONE_WEEK_SECONDS = 7 * 24 * 3600;
 
@@ -31,13 +30,13 @@ export class ExtendRequestDto {
   @IsOptional()
   @IsString()
   @MaxLength(2000)
-  @IsPlainText()
+  @IsFreeText({ multiLine: true })
   justification?: string;
 
   @IsOptional()
   @IsString()
   @MaxLength(200)
-  @IsPlainText()
+  @IsFreeText({ multiLine: false })
   ticket?: string;
 }
 
@@ -61,9 +60,7 @@ export class CreateRequestDto extends ExtendRequestDto {
   sshPublicKey?: string;
 
   /** Break-glass only: a `break-glass` step-up whose subject is the entitlement id and params this body less stepUp. */
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
 }
 
@@ -71,21 +68,19 @@ export class CancelDto {
   @IsOptional()
   @IsString()
   @MaxLength(2000)
-  @IsPlainText()
+  @IsFreeText({ multiLine: true })
   reason?: string;
 }
 
 export class RevokeDto {
   /** A `revoke` step-up for this request. */
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
 
   @IsString()
   @IsNotEmpty()
   @MaxLength(2000)
-  @IsPlainText()
+  @IsFreeText({ multiLine: true })
   reason: string;
 }
 
@@ -93,35 +88,31 @@ export class ReviewDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(2000)
-  @IsPlainText()
+  @IsFreeText({ multiLine: true })
   comment: string;
 }
 
 export class ApproveDto {
   /** An `approve` step-up for this request; missing → 401 STEP_UP_REQUIRED. */
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
 
   @IsOptional()
   @IsString()
   @MaxLength(2000)
-  @IsPlainText()
+  @IsFreeText({ multiLine: true })
   comment?: string;
 }
 
 export class DenyDto {
   /** A `deny` step-up for this request. */
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
 
   @IsString()
   @IsNotEmpty()
   @MaxLength(2000)
-  @IsPlainText()
+  @IsFreeText({ multiLine: true })
   reason: string;
 }
 
