@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { loadConfigOrExit } from '../../libs/config/config.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
+import { DatabaseSetupError } from '../../libs/db/runtime-privileges.js';
 import { PolicyError } from '../../libs/domain/policy.js';
 import { PolicyService } from '../../libs/elevation/policy.service.js';
 import { createBroker } from './bootstrap.js';
@@ -23,7 +24,8 @@ try {
       );
   });
 } catch (error) {
-  // An invalid policy at boot is an operator error: say which file and line, not a stack trace.
-  console.error(error instanceof PolicyError ? `Refusing to start: ${error.message}` : error);
+  // An invalid policy or database setup at boot is an operator error: say what to fix, not a stack trace.
+  if (error instanceof PolicyError) console.error(`Refusing to start: ${error.message}`);
+  else console.error(error instanceof DatabaseSetupError ? error.message : error);
   process.exit(1);
 }

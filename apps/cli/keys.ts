@@ -1,6 +1,6 @@
 import { loadKeyRotationSettingsOrExit } from '../../libs/config/config.js';
 import { SigningKeyStore } from '../../libs/connectors/signing-keys.js';
-import { createDataSource, runMigrations } from '../../libs/db/data-source.js';
+import { createDataSource, prepareSchema } from '../../libs/db/data-source.js';
 
 export const KEYS_USAGE = `keys rotate jwt
       Retire the current access-token signing key and make a new one current. Brokers sign with the new key
@@ -22,11 +22,11 @@ export async function keysCommand(args: string[], env?: NodeJS.ProcessEnv): Prom
     return 2;
   }
   const settings = loadKeyRotationSettingsOrExit(env);
-  // Two connections: runMigrations holds one for its advisory lock while the migrations run on another.
   const dataSource = createDataSource(settings.databaseUrl, { poolSize: 2, applicationName: 'jit-cli' });
   await dataSource.initialize();
   try {
-    await runMigrations(dataSource);
+    // Migrates as the owner role when MIGRATION_DATABASE_URL is set; otherwise the schema must be current.
+    await prepareSchema(dataSource, settings.migrationDatabaseUrl);
     const rotated = await new SigningKeyStore(dataSource, settings.masterKey).rotate(purpose, 'cli');
     console.log(
       rotated.retiredKid

@@ -11,6 +11,11 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadConfig } from '../../libs/config/config.js';
 import { createDataSource } from '../../libs/db/data-source.js';
+import {
+  createBrokerDatabase,
+  createConnectorRole,
+  revokePublicConnect,
+} from '../../libs/devstack/database-roles.js';
 import { createDatabase } from '../../libs/devstack/databases.js';
 import { startEmbeddedPostgres } from '../../libs/devstack/embedded-postgres.js';
 import { startRedisServer } from '../../libs/devstack/redis-server.js';
@@ -25,6 +30,8 @@ const root = path.resolve(distDir, '..');
 const dataDir = path.resolve(process.env.JIT_DATA_DIR || path.join(root, '.data'));
 
 const READY_DEADLINE_MS = 60_000;
+/** The roles prepareDemoTarget() creates and policies/example.yaml's demo-db entitlements grant. */
+const DEMO_GRANTABLE_ROLES = ['app_read', 'app_write'];
 const READY_POLL_MS = 250;
 const APP_STOP_GRACE_MS = 10_000;
 
@@ -82,10 +89,20 @@ async function boot(): Promise<void> {
     });
     services.push(postgres.stop);
     checkpoint();
-    env.DATABASE_URL = await createDatabase(postgres.adminUrl, 'broker');
-    // The postgres connector logs in with this URL to create and drop temporary roles.
-    env.DEMO_TARGET_DB_URL = await createDatabase(postgres.adminUrl, 'demo_target');
-    await prepareDemoTarget(env.DEMO_TARGET_DB_URL);
+    // Least privilege (README: "Database roles"): broker_owner migrates; the broker and worker connect as
+    // broker_runtime, which can append to audit_events but not rewrite it; each start gives fresh passwords.
+    const broker = await createBrokerDatabase(postgres.adminUrl, 'broker', {
+      owner: 'broker_owner',
+      runtime: 'broker_runtime',
+    });
+    env.DATABASE_URL = broker.runtimeUrl;
+    env.MIGRATION_DATABASE_URL = broker.ownerUrl;
+    const demoTarget = await createDatabase(postgres.adminUrl, 'demo_target');
+    await prepareDemoTarget(demoTarget);
+    // The postgres connector creates and drops temporary roles as demo_connector, which may grant only these.
+    env.DEMO_TARGET_DB_URL = await createConnectorRole(demoTarget, 'demo_connector', DEMO_GRANTABLE_ROLES);
+    // Every role may connect to every database by default: a minted login would reach these two too.
+    for (const database of ['postgres', 'template1']) await revokePublicConnect(postgres.adminUrl, database);
   } else if (!env.DEMO_TARGET_DB_URL) {
     say('DATABASE_URL is set and DEMO_TARGET_DB_URL is not: no demo target database.');
   }

@@ -103,6 +103,23 @@ describe('loadConfig', () => {
     expect(problemsOf({ ...VALID, TRUST_PROXY: 'everyone' })[0]).toMatch(/^TRUST_PROXY /);
   });
 
+  it('keeps the owner URL apart and refuses a privileged database role unless told otherwise', () => {
+    const defaults = loadConfig(VALID);
+    expect(defaults.migrationDatabaseUrl).toBeNull();
+    expect(defaults.allowPrivilegedDatabaseRole).toBe(false);
+    const owner = 'postgres://broker_owner:secret@db.internal:5432/broker';
+    const explicit = loadConfig({
+      ...VALID,
+      MIGRATION_DATABASE_URL: owner,
+      ALLOW_PRIVILEGED_DATABASE_ROLE: 'true',
+    });
+    expect(explicit.migrationDatabaseUrl).toBe(owner);
+    expect(explicit.allowPrivilegedDatabaseRole).toBe(true);
+    expect(problemsOf({ ...VALID, MIGRATION_DATABASE_URL: 'mysql://x' })[0]).toMatch(
+      /^MIGRATION_DATABASE_URL /,
+    );
+  });
+
   it('refuses an idle limit longer than the absolute one', () => {
     expect(problemsOf({ ...VALID, SESSION_IDLE_SECONDS: '7200', SESSION_ABSOLUTE_SECONDS: '3600' })).toEqual([
       'SESSION_IDLE_SECONDS must not exceed SESSION_ABSOLUTE_SECONDS',

@@ -14,6 +14,7 @@ const SCRAM_ITERATIONS = 4096;
 const TERMINATE_DEADLINE_MS = 5_000;
 const TERMINATE_POLL_MS = 50;
 const UNDEFINED_OBJECT = '42704';
+const INSUFFICIENT_PRIVILEGE = '42501';
 // Fixed first key of the two-key advisory lock, so our revocation locks never meet anyone else's.
 const REVOKE_LOCK_CLASS = 0x6a697472; // "jitr"
 
@@ -24,7 +25,10 @@ export function isJitRoleName(name: string): boolean {
   return JIT_ROLE_NAME.test(name);
 }
 
-/** How to reach the target database: an admin login (superuser, or CREATEROLE + pg_signal_backend). */
+/**
+ * How to reach the target database: a login with CREATEROLE, ADMIN OPTION on the roles the policy grants
+ * (PostgreSQL 16+), CONNECT WITH GRANT OPTION on the database, and pg_signal_backend (README: "Database roles").
+ */
 export interface PostgresConnectorOptions {
   adminUrl: string;
   connectorName: string;
@@ -94,8 +98,16 @@ export class PostgresConnector implements Connector {
               },
             );
           }
+          if (error instanceof DatabaseError && error.code === INSUFFICIENT_PRIVILEGE) {
+            throw new Error(
+              `Connector "${this.options.connectorName}": ${error.message}: give the connector's role ` +
+                'ADMIN OPTION on each role in scope.grantRoles (README: "Database roles")',
+              { cause: error },
+            );
+          }
           throw error;
         }
+        await grantConnect(client, username, this.options.connectorName);
       });
     });
 
@@ -151,6 +163,15 @@ export class PostgresConnector implements Connector {
       await client.query(`ALTER ROLE ${role} NOLOGIN`);
       await terminateSessions(client, name, oid);
       await inTransaction(client, async () => {
+        // DROP OWNED needs the privileges of the role: a superuser has them, a CREATEROLE login takes them
+        // for this transaction only (it holds ADMIN OPTION on the roles it created), and they go with the role.
+        const [{ holds }] = (
+          await client.query<{ holds: boolean }>(
+            `SELECT pg_has_role(current_user, $1::oid, 'USAGE') AS holds`,
+            [oid],
+          )
+        ).rows;
+        if (!holds) await client.query(`GRANT ${role} TO CURRENT_USER`);
         // DROP OWNED, not REASSIGN OWNED TO the admin: handing objects the temporary user made (a SECURITY
         // DEFINER function, a view) to a superuser would turn a bounded grant into a lasting escalation.
         // It also revokes privileges granted to the role. It acts on this database only: objects the role
@@ -235,8 +256,28 @@ function parseGrantRoles(grant: GrantSpec): string[] {
   return [...new Set(roles as string[])];
 }
 
+/**
+ * The login's CONNECT on this database, granted explicitly: the database should be closed to PUBLIC (the only
+ * default way in), and a grant the connector may not make is only a warning in PostgreSQL, so it is checked.
+ */
+async function grantConnect(client: PoolClient, username: string, connectorName: string): Promise<void> {
+  const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
+  const database = escapeIdentifier(rows[0].database);
+  await client.query(`GRANT CONNECT ON DATABASE ${database} TO ${escapeIdentifier(username)}`);
+  const granted = await client.query<{ connect: boolean }>(
+    `SELECT has_database_privilege($1, current_database(), 'CONNECT') AS connect`,
+    [username],
+  );
+  if (!granted.rows[0].connect) {
+    throw new Error(
+      `Connector "${connectorName}": could not grant CONNECT on database ${database}: give the connector's role ` +
+        'CONNECT WITH GRANT OPTION on it (README: "Database roles")',
+    );
+  }
+}
+
 /** A SCRAM-SHA-256 verifier as PostgreSQL stores it (RFC 5802/7677); the password is ASCII, so SASLprep is a no-op. */
-async function scramSha256Verifier(password: string): Promise<string> {
+export async function scramSha256Verifier(password: string): Promise<string> {
   const salt = randomBytes(16);
   const saltedPassword = await pbkdf2Async(password, salt, SCRAM_ITERATIONS, 32, 'sha256');
   const clientKey = createHmac('sha256', saltedPassword).update('Client Key').digest();

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import pg from 'pg';
 import { freePort } from '../../libs/devstack/free-port.js';
 import { SoftAuthenticator } from '../support/soft-authenticator.js';
 import { PROJECT_ROOT, sessionCookieFrom, waitFor } from '../support/stack.js';
@@ -342,6 +343,42 @@ describe('npm start (apps/dev/start.ts)', () => {
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
     expect(Buffer.from((await readFile(keyFile, 'utf8')).trim(), 'base64')).toHaveLength(32);
     expect(existsSync(path.join(dataDir!, 'pg', 'PG_VERSION'))).toBe(true);
+  });
+
+  test('the broker and worker connect as broker_runtime, which can neither rewrite audit_events nor reach other databases', async () => {
+    // The superuser's password sits beside the cluster; its port is the fourth line of postmaster.pid.
+    const password = (await readFile(path.join(dataDir!, 'pg-password'), 'utf8')).trim();
+    const pgPort = (await readFile(path.join(dataDir!, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[3];
+    const admin = new pg.Client({
+      connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${pgPort}/broker`,
+    });
+    await admin.connect();
+    try {
+      const { rows: sessions } = await admin.query(
+        `SELECT DISTINCT application_name AS app, usename AS role FROM pg_stat_activity
+          WHERE application_name IN ('jit-broker', 'jit-worker') ORDER BY 1`,
+      );
+      expect(sessions).toEqual([
+        { app: 'jit-broker', role: 'broker_runtime' },
+        { app: 'jit-worker', role: 'broker_runtime' },
+      ]);
+      const { rows } = await admin.query(
+        `SELECT has_table_privilege('broker_runtime', 'audit_events', 'UPDATE, DELETE, TRUNCATE') AS rewrites,
+                has_table_privilege('broker_runtime', 'audit_events', 'SELECT, INSERT') AS appends,
+                (SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events') AS owner,
+                has_database_privilege('broker_runtime', 'postgres', 'CONNECT') AS reaches_postgres,
+                has_database_privilege('demo_connector', 'broker', 'CONNECT') AS connector_reaches_broker`,
+      );
+      expect(rows[0]).toEqual({
+        rewrites: false,
+        appends: true,
+        owner: 'broker_owner',
+        reaches_postgres: false,
+        connector_reaches_broker: false,
+      });
+    } finally {
+      await admin.end();
+    }
   });
 
   test('Ctrl-C (SIGINT to start.js alone) stops every child process and exits 0', async () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import type { GrantSpec, Minted } from '../../libs/connectors/connector.js';
 import { PostgresConnector, isJitRoleName } from '../../libs/connectors/postgres.connector.js';
+import { createConnectorRole } from '../../libs/devstack/database-roles.js';
 
 // Real PostgreSQL, no mocks: the connector's whole point is what the server does with its statements.
 const serverUrl = process.env.E2E_PG_ADMIN_URL ?? process.env.TEST_DATABASE_URL;
@@ -11,11 +12,16 @@ const databaseName = `pgconn_${suffix}`;
 // Roles are cluster-wide: unique names per run, dropped in afterAll.
 const readRole = `app_read_${suffix}`;
 const writeRole = `app_write_${suffix}`;
+// The connector logs in as its own least-privilege role (README: "Database roles"), as `npm start` sets it up.
+const connectorRole = `pgconn_connector_${suffix}`;
+// A role that exists but was not handed to the connector: the policy cannot make it grant that.
+const otherRole = `pgconn_other_${suffix}`;
 
 let serverAdmin: pg.Client;
 let targetAdmin: pg.Client;
 let connector: PostgresConnector;
 let targetUrl: string;
+let connectorUrl: string;
 const openClients: pg.Client[] = [];
 const mintedRoles: string[] = [];
 
@@ -91,6 +97,7 @@ describe('PostgresConnector against real PostgreSQL', () => {
     await serverAdmin.query(`CREATE DATABASE ${pg.escapeIdentifier(databaseName)}`);
     await serverAdmin.query(`CREATE ROLE ${pg.escapeIdentifier(readRole)} NOLOGIN`);
     await serverAdmin.query(`CREATE ROLE ${pg.escapeIdentifier(writeRole)} NOLOGIN`);
+    await serverAdmin.query(`CREATE ROLE ${pg.escapeIdentifier(otherRole)} NOLOGIN`);
 
     targetUrl = withDatabase(serverUrl, databaseName);
     targetAdmin = new pg.Client({ connectionString: targetUrl });
@@ -101,7 +108,8 @@ describe('PostgresConnector against real PostgreSQL', () => {
     // The write role may create objects, so a test can check what revoke does with what the user built.
     await targetAdmin.query(`GRANT CREATE ON SCHEMA public TO ${pg.escapeIdentifier(writeRole)}`);
 
-    connector = new PostgresConnector({ adminUrl: targetUrl, connectorName: 'e2e-postgres' });
+    connectorUrl = await createConnectorRole(targetUrl, connectorRole, [readRole, writeRole]);
+    connector = new PostgresConnector({ adminUrl: connectorUrl, connectorName: 'e2e-postgres' });
   }, 60_000);
 
   afterAll(async () => {
@@ -111,7 +119,8 @@ describe('PostgresConnector against real PostgreSQL', () => {
     if (!serverAdmin) return;
     await serverAdmin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(databaseName)} WITH (FORCE)`);
     // Whatever a failed test left behind; the database (and every privilege in it) is gone already.
-    for (const role of [...mintedRoles, readRole, writeRole]) {
+    // The minted roles before the connector's: it granted them their roles.
+    for (const role of [...mintedRoles, connectorRole, readRole, writeRole, otherRole]) {
       await serverAdmin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`);
     }
     await serverAdmin.end();
@@ -194,6 +203,18 @@ describe('PostgresConnector against real PostgreSQL', () => {
     expect(rows[0].n).toBe(0);
   });
 
+  it('refuses to grant a role the connector was not given, and leaves no role behind', async () => {
+    const grant = grantSpec([readRole, otherRole]);
+    await expect(connector.mint(grant)).rejects.toThrow(
+      `Connector "e2e-postgres": permission denied to grant role "${otherRole}": give the connector's role ADMIN OPTION`,
+    );
+    const { rows } = await serverAdmin.query(
+      'SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE $1',
+      [`jit_${grant.grantId.replaceAll('-', '').slice(0, 24)}_%`],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
   it('revoke ends an open session, refuses new logins and drops the role; again is a no-op', async () => {
     const { minted } = await mint([readRole]);
     const role = await roleRow(minted.externalRef);
@@ -240,7 +261,7 @@ describe('PostgresConnector against real PostgreSQL', () => {
     // on the role's catalog row ("tuple concurrently updated").
     const brokers = [
       connector,
-      ...[1, 2].map(() => new PostgresConnector({ adminUrl: targetUrl, connectorName: 'e2e-b' })),
+      ...[1, 2].map(() => new PostgresConnector({ adminUrl: connectorUrl, connectorName: 'e2e-b' })),
     ];
     try {
       for (let round = 0; round < 8; round += 1) {

@@ -48,6 +48,14 @@ export default async function globalSetup(): Promise<void> {
       cleanups.push(postgres.stop);
       process.env.E2E_PG_ADMIN_URL = postgres.adminUrl;
     }
+    // As README's "Database roles" asks of a server: only the roles granted CONNECT reach a database, so a
+    // minted login stays in its target. This changes an external TEST_DATABASE_URL server too.
+    const { revokePublicConnect } = await loadTypeScript(
+      () => import('../../libs/devstack/database-roles.js'),
+    );
+    for (const database of ['postgres', 'template1']) {
+      await revokePublicConnect(process.env.E2E_PG_ADMIN_URL, database);
+    }
 
     const externalRedis = process.env.TEST_REDIS_URL;
     if (externalRedis) {
