@@ -11,9 +11,10 @@ Commands:
       Validate every *.yaml in <dir> as one policy (for CI). Prints the policy hash, or each problem as
       file:line: reason, and exits 1.
   ${AUDIT_VERIFY_USAGE}
-  invite <username> [--role admin|auditor]... [--display-name "Name"]
+  invite <username> [--role admin|auditor]... [--display-name "Name"] [--break-glass]
       Create a one-time enrollment link (24 h): the first admin, or a recovery invite for an existing
       user (roles unchanged). Needs DATABASE_URL (and PUBLIC_URL for the link); audited as actor "cli".
+      Recovering an admin or approver needs --break-glass (no second admin; audited with an alert).
   ${KEYS_USAGE}
   help
       Show this text.`;

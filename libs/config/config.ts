@@ -12,6 +12,8 @@ const positiveSeconds = z.coerce.number().int().positive();
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
+  MIGRATION_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  ALLOW_PRIVILEGED_DATABASE_ROLE: booleanFlag.default(false),
   REDIS_URL: z.url({ protocol: /^rediss?$/ }),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -71,6 +73,9 @@ const envSchema = z.object({
   RUBBER_STAMP_SECONDS: positiveSeconds.default(10),
   IP_RATE_LIMIT: positiveSeconds.default(300),
   IP_RATE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
+  INTROSPECTION_FAILURE_LIMIT_PER_IP: positiveSeconds.default(20),
+  INTROSPECTION_FAILURE_LIMIT_PER_CLIENT: positiveSeconds.default(100),
+  INTROSPECTION_FAILURE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
   METRICS_TOKEN: z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   REVOKE_BACKOFF_MS: positiveSeconds.default(1000),
@@ -79,7 +84,12 @@ const envSchema = z.object({
 /** The broker's and worker's whole configuration, validated once at boot. */
 export interface AppConfig {
   env: 'development' | 'production' | 'test';
+  /** The runtime role: SELECT/INSERT on audit_events, owns nothing (libs/db/runtime-privileges.ts). */
   databaseUrl: string;
+  /** The owner role, which runs migrations (at boot when set); null: the schema must already be current. */
+  migrationDatabaseUrl: string | null;
+  /** Set only by the explicit ALLOW_PRIVILEGED_DATABASE_ROLE=true: boot as a role that can rewrite audit_events; logged at boot. */
+  allowPrivilegedDatabaseRole: boolean;
   redisUrl: string;
   http: { host: string; port: number; publicUrl: string };
   policy: { dir: string; hardMaxDurationSeconds: number };
@@ -119,6 +129,11 @@ export interface AppConfig {
   };
   /** Per client IP: ceremonies and step-ups allowed per window (DESIGN §5: an office behind one address stays under it). */
   ipRateLimit: { limit: number; windowSeconds: number };
+  /**
+   * Failed client authentications at /api/introspect allowed per window from one address and for one
+   * (configured) client id; past either, that address or client id gets 429 until the window ends.
+   */
+  introspectionLimit: { failuresPerAddress: number; failuresPerClient: number; windowSeconds: number };
   logLevel: string;
   /** Bearer token Prometheus presents on GET /metrics; unset keeps /metrics shut. */
   metricsToken: string | null;
@@ -201,6 +216,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   return {
     env: values.NODE_ENV,
     databaseUrl: values.DATABASE_URL,
+    migrationDatabaseUrl: values.MIGRATION_DATABASE_URL ?? null,
+    allowPrivilegedDatabaseRole: values.ALLOW_PRIVILEGED_DATABASE_ROLE,
     redisUrl: values.REDIS_URL,
     http: {
       host: values.HOST,
@@ -242,6 +259,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       rubberStampSeconds: values.RUBBER_STAMP_SECONDS,
     },
     ipRateLimit: { limit: values.IP_RATE_LIMIT, windowSeconds: values.IP_RATE_WINDOW_SECONDS },
+    introspectionLimit: {
+      failuresPerAddress: values.INTROSPECTION_FAILURE_LIMIT_PER_IP,
+      failuresPerClient: values.INTROSPECTION_FAILURE_LIMIT_PER_CLIENT,
+      windowSeconds: values.INTROSPECTION_FAILURE_WINDOW_SECONDS,
+    },
     logLevel: values.LOG_LEVEL,
     metricsToken: values.METRICS_TOKEN ?? null,
     revokeBackoffMs: values.REVOKE_BACKOFF_MS,
@@ -259,25 +281,38 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): AppConfi
   }
 }
 
-/** Only DATABASE_URL, for `npm run migrate`, which needs nothing else. */
-export function loadDatabaseUrlOrExit(env: NodeJS.ProcessEnv = process.env): string {
-  const parsed = envSchema.shape.DATABASE_URL.safeParse(env.DATABASE_URL);
-  if (!parsed.success) {
-    exitWith([
-      `DATABASE_URL ${env.DATABASE_URL === undefined ? 'is required' : 'must be a postgres:// URL'}`,
-    ]);
-  }
-  return parsed.data;
+/**
+ * For `npm run migrate`: the owner role's URL (MIGRATION_DATABASE_URL) and the runtime role's (DATABASE_URL),
+ * which it grants its privileges. Without MIGRATION_DATABASE_URL, DATABASE_URL migrates and nothing is granted.
+ */
+export function loadMigrationSettingsOrExit(env: NodeJS.ProcessEnv = process.env): {
+  ownerUrl: string;
+  runtimeUrl: string | null;
+} {
+  const schema = z.object({
+    MIGRATION_DATABASE_URL: envSchema.shape.MIGRATION_DATABASE_URL,
+    DATABASE_URL: env.MIGRATION_DATABASE_URL
+      ? envSchema.shape.DATABASE_URL.optional()
+      : envSchema.shape.DATABASE_URL,
+  });
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) exitWith(describeIssues(parsed.error.issues, env));
+  const { MIGRATION_DATABASE_URL: ownerUrl, DATABASE_URL: runtimeUrl } = parsed.data;
+  return ownerUrl
+    ? { ownerUrl, runtimeUrl: runtimeUrl ?? null }
+    : { ownerUrl: runtimeUrl!, runtimeUrl: null };
 }
 
 /** What `cli invite` needs: the database, the public URL the link points at, and the invite lifetime. */
 export function loadInviteSettingsOrExit(env: NodeJS.ProcessEnv = process.env): {
   databaseUrl: string;
+  migrationDatabaseUrl: string | null;
   publicUrl: string;
   ttlSeconds: number;
 } {
   const schema = envSchema.pick({
     DATABASE_URL: true,
+    MIGRATION_DATABASE_URL: true,
     PORT: true,
     PUBLIC_URL: true,
     INVITE_TTL_SECONDS: true,
@@ -287,6 +322,7 @@ export function loadInviteSettingsOrExit(env: NodeJS.ProcessEnv = process.env): 
   const values = parsed.data;
   return {
     databaseUrl: values.DATABASE_URL,
+    migrationDatabaseUrl: values.MIGRATION_DATABASE_URL ?? null,
     publicUrl: publicUrlOf(values).href.replace(/\/$/, ''),
     ttlSeconds: values.INVITE_TTL_SECONDS,
   };
@@ -295,12 +331,16 @@ export function loadInviteSettingsOrExit(env: NodeJS.ProcessEnv = process.env): 
 /** What `cli keys rotate` needs: the database and the master key that seals signing keys. */
 export function loadKeyRotationSettingsOrExit(env: NodeJS.ProcessEnv = process.env): {
   databaseUrl: string;
+  migrationDatabaseUrl: string | null;
   masterKey: Buffer;
 } {
-  const parsed = envSchema.pick({ DATABASE_URL: true, BROKER_MASTER_KEY: true }).safeParse(env);
+  const parsed = envSchema
+    .pick({ DATABASE_URL: true, MIGRATION_DATABASE_URL: true, BROKER_MASTER_KEY: true })
+    .safeParse(env);
   if (!parsed.success) exitWith(describeIssues(parsed.error.issues, env));
   return {
     databaseUrl: parsed.data.DATABASE_URL,
+    migrationDatabaseUrl: parsed.data.MIGRATION_DATABASE_URL ?? null,
     masterKey: Buffer.from(parsed.data.BROKER_MASTER_KEY, 'base64'),
   };
 }

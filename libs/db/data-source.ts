@@ -15,6 +15,8 @@ import { Identity1764000000000 } from './migrations/1764000000000-identity.js';
 import { Lifecycle1764200000000 } from './migrations/1764200000000-lifecycle.js';
 import { SshConnector1764100000000 } from './migrations/1764100000000-ssh-connector.js';
 import { OverlapKeys1764300000000 } from './migrations/1764300000000-overlap-keys.js';
+import { assertSchemaCurrent, grantRuntimePrivileges } from './runtime-privileges.js';
+import { RecoveryApproval1764450000000 } from './migrations/1764450000000-recovery-approval.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -40,6 +42,7 @@ export const MIGRATIONS = [
   SshConnector1764100000000,
   Lifecycle1764200000000,
   OverlapKeys1764300000000,
+  RecoveryApproval1764450000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */
@@ -64,16 +67,49 @@ export function createDataSource(url: string, options: { poolSize?: number; appl
 // An arbitrary constant: the advisory-lock key that serialises migration runs across processes.
 const MIGRATION_LOCK_KEY = 7_214_003_117;
 
-/** Runs pending migrations under a cluster-wide advisory lock, so broker and worker may boot together. */
-export async function runMigrations(dataSource: DataSource): Promise<string[]> {
+/**
+ * Runs pending migrations under a cluster-wide advisory lock, so broker and worker may boot together; then,
+ * under the same lock (concurrent GRANTs collide), gives `runtimeRole` exactly its RUNTIME_PRIVILEGES.
+ */
+export async function runMigrations(
+  dataSource: DataSource,
+  options: { runtimeRole?: string | null } = {},
+): Promise<string[]> {
   const lockRunner = dataSource.createQueryRunner();
   await lockRunner.connect();
   try {
     await lockRunner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     const applied = await dataSource.runMigrations({ transaction: 'each' });
+    const runtimeRole = options.runtimeRole;
+    if (runtimeRole) {
+      await dataSource.transaction(async (manager) => {
+        const [{ role }] = (await manager.query('SELECT current_user AS role')) as Array<{ role: string }>;
+        // One role for both is the single-URL setup, refused or warned about at boot; nothing to grant.
+        if (role !== runtimeRole) await grantRuntimePrivileges(manager, runtimeRole);
+      });
+    }
     return applied.map((migration) => migration.name);
   } finally {
     await lockRunner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
     await lockRunner.release();
   }
+}
+
+/**
+ * Readies the schema for `runtime` (a data source connected as the runtime role): with an owner URL, migrates
+ * as the owner and grants the runtime role its privileges; without one, only checks that no migration is pending.
+ */
+export async function prepareSchema(runtime: DataSource, migrationUrl: string | null): Promise<void> {
+  if (migrationUrl) {
+    const [{ role }] = (await runtime.query('SELECT current_user AS role')) as Array<{ role: string }>;
+    // Two connections: runMigrations holds one for its advisory lock while migrating on the other.
+    const owner = createDataSource(migrationUrl, { poolSize: 2, applicationName: 'jit-migrate' });
+    await owner.initialize();
+    try {
+      await runMigrations(owner, { runtimeRole: role });
+    } finally {
+      await owner.destroy();
+    }
+  }
+  await assertSchemaCurrent(runtime);
 }

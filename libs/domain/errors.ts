@@ -36,6 +36,10 @@ export enum ErrorCode {
   NOT_REQUESTER = 'NOT_REQUESTER',
   ORIGIN_NOT_ALLOWED = 'ORIGIN_NOT_ALLOWED',
   AUTHENTICATOR_NOT_ALLOWED = 'AUTHENTICATOR_NOT_ALLOWED',
+  /** An admin approving a recovery invite they created, or their own recovery. */
+  INVITE_SELF_APPROVAL = 'INVITE_SELF_APPROVAL',
+  /** A second admin whose own passkey or recovery is younger than the recovery cool-down. */
+  SECOND_ADMIN_TOO_RECENT = 'SECOND_ADMIN_TOO_RECENT',
   // 404
   NOT_FOUND = 'NOT_FOUND',
   ENTITLEMENT_NOT_FOUND = 'ENTITLEMENT_NOT_FOUND',
@@ -61,6 +65,11 @@ export enum ErrorCode {
   REVIEW_NOT_PENDING = 'REVIEW_NOT_PENDING',
   USER_SUSPENDED = 'USER_SUSPENDED',
   ROLES_MISMATCH = 'ROLES_MISMATCH',
+  /** An assertion signed before a newer one of the same passkey was accepted: a race between tabs, not a clone. */
+  SIGN_COUNT_STALE = 'SIGN_COUNT_STALE',
+  /** A recovery invite for an admin or approver that a second admin has not approved yet. */
+  RECOVERY_NEEDS_SECOND_ADMIN = 'RECOVERY_NEEDS_SECOND_ADMIN',
+  INVITE_NOT_PENDING = 'INVITE_NOT_PENDING',
   // 410: a one-time invite that can no longer be used
   INVITE_USED = 'INVITE_USED',
   INVITE_EXPIRED = 'INVITE_EXPIRED',

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { DomainError, ErrorCode } from './errors.js';
 import {
+  approvesAnything,
   BREAK_GLASS_MAX_SECONDS,
+  DEFAULT_RECOVERY_COOLDOWN_SECONDS,
   findEntitlement,
   formatDuration,
   groupsOf,
@@ -12,6 +14,7 @@ import {
   parsePolicy,
   PolicyError,
   policyHash,
+  recoveryCooldownSeconds,
   type PolicyFile,
   type PolicyProblem,
   SELF_SERVICE_MAX_SECONDS,
@@ -604,5 +607,53 @@ describe('policy lookups', () => {
     expect(isApprover(policy, write, 'admin')).toBe(true);
     expect(isApprover(policy, write, 'alice')).toBe(false);
     expect(isApprover(policy, breakGlass, 'bob')).toBe(false);
+  });
+});
+
+describe('policy settings', () => {
+  const ENTITLEMENT = `  - id: db-read
+    connector: db
+    scope: {}
+    eligible: [devs]
+    maxDuration: 1h
+    approval: { approvals: 1, approverGroups: [leads] }
+`;
+
+  it('leaves settings out when no file declares them (so existing hashes hold), with a 24 h cool-down', () => {
+    const policy = parsePolicy([{ name: 'p.yaml', text: HEADER + ENTITLEMENT }], LIMITS);
+    expect(policy).not.toHaveProperty('settings');
+    expect(recoveryCooldownSeconds(policy)).toBe(DEFAULT_RECOVERY_COOLDOWN_SECONDS);
+    expect(DEFAULT_RECOVERY_COOLDOWN_SECONDS).toBe(24 * 3600);
+  });
+
+  it('reads settings.recoveryCooldown as a duration', () => {
+    const text = `${HEADER}${ENTITLEMENT}settings:\n  recoveryCooldown: 2h\n`;
+    const policy = parsePolicy([{ name: 'p.yaml', text }], LIMITS);
+    expect(policy.settings).toEqual({ recoveryCooldownSeconds: 7200 });
+    expect(recoveryCooldownSeconds(policy)).toBe(7200);
+  });
+
+  it('refuses an unknown setting, a bad duration and settings declared in two files', () => {
+    expect(
+      problemsOf([{ name: 'p.yaml', text: `${HEADER}${ENTITLEMENT}settings: { cooldown: 2h }\n` }]),
+    ).toEqual([expect.objectContaining({ reason: 'unknown key "cooldown" in settings' })]);
+    expect(
+      problemsOf([{ name: 'p.yaml', text: `${HEADER}${ENTITLEMENT}settings: { recoveryCooldown: 0s }\n` }]),
+    ).toEqual([expect.objectContaining({ path: 'settings.recoveryCooldown' })]);
+    expect(
+      problemsOf([
+        { name: 'a.yaml', text: `${HEADER}${ENTITLEMENT}settings: { recoveryCooldown: 1h }\n` },
+        { name: 'b.yaml', text: `settings: { recoveryCooldown: 2h }\n` },
+      ]),
+    ).toEqual([
+      expect.objectContaining({ file: 'b.yaml', reason: expect.stringMatching(/settings is defined twice/) }),
+    ]);
+  });
+
+  it('approvesAnything: a member of any approver group of any entitlement', () => {
+    const policy = parsePolicy([{ name: 'p.yaml', text: HEADER + ENTITLEMENT }], LIMITS);
+    expect(approvesAnything(policy, 'carol')).toBe(true);
+    expect(approvesAnything(policy, 'alice')).toBe(false);
+    expect(approvesAnything(policy, 'erin')).toBe(false);
   });
 });

@@ -55,10 +55,17 @@ export interface Entitlement {
   authenticator: { deviceBound: boolean; aaguids: string[] | null };
 }
 
+/** Policy-wide settings (the `settings:` mapping); absent when no file declares it, so older hashes hold. */
+export interface PolicySettings {
+  /** After a recovery invite is used, the user's approvals do not count toward quorum for this long. */
+  recoveryCooldownSeconds: number;
+}
+
 export interface Policy {
   groups: Record<string, string[]>;
   connectors: Record<string, ConnectorConfig>;
   entitlements: Entitlement[];
+  settings?: PolicySettings;
 }
 
 /** A refused policy: every problem found, each with file, line and reason. */
@@ -76,6 +83,9 @@ export const BREAK_GLASS_MAX_SECONDS = 60 * 60;
 const DEFAULT_PENDING_TTL_SECONDS = 60 * 60;
 /** How long an approved (or self-service) request may wait for its activation, unless the policy says. */
 export const DEFAULT_ACTIVATION_WINDOW_SECONDS = 15 * 60;
+
+/** The quorum cool-down after a recovery when the policy sets none (DESIGN §5). */
+export const DEFAULT_RECOVERY_COOLDOWN_SECONDS = 24 * 60 * 60;
 
 /** What a username looks like, here and wherever users are created. */
 export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -225,10 +235,13 @@ const entitlementSchema = z.strictObject({
     .optional(),
 });
 
+const settingsSchema = z.strictObject({ recoveryCooldown: duration.optional() });
+
 const policyFileSchema = z.strictObject({
   groups: z.record(name, z.array(username)).optional(),
   connectors: z.record(name, connectorSchema).optional(),
   entitlements: z.array(entitlementSchema).optional(),
+  settings: settingsSchema.optional(),
 });
 
 type ParsedFile = z.output<typeof policyFileSchema>;
@@ -303,7 +316,13 @@ export function parsePolicy(files: PolicyFile[], limits: PolicyLimits): Policy {
   const groups = new Map<string, { members: string[]; origin: Origin }>();
   const connectors = new Map<string, { config: ConnectorConfig; origin: Origin }>();
   const entitlements = new Map<string, { entitlement: Entitlement; origin: Origin }>();
+  let settings: { settings: PolicySettings; origin: Origin } | null = null;
   for (const { source, data } of parsed) {
+    if (data.settings) {
+      const origin = { source, path: ['settings'] };
+      if (settings) problems.push(definedTwice('settings', settings.origin, origin));
+      else settings = { settings: normaliseSettings(data.settings), origin };
+    }
     for (const [groupName, members] of Object.entries(data.groups ?? {})) {
       const origin = { source, path: ['groups', groupName] };
       const first = groups.get(groupName);
@@ -331,6 +350,7 @@ export function parsePolicy(files: PolicyFile[], limits: PolicyLimits): Policy {
     groups: Object.fromEntries([...groups].sort(byKey).map(([key, { members }]) => [key, members])),
     connectors: Object.fromEntries([...connectors].sort(byKey).map(([key, { config }]) => [key, config])),
     entitlements: [...entitlements.values()].map(({ entitlement }) => entitlement),
+    ...(settings ? { settings: settings.settings } : {}),
   };
   for (const { entitlement, origin } of entitlements.values())
     problems.push(...checkEntitlement(policy, entitlement, origin, limits));
@@ -445,6 +465,10 @@ function normaliseConnector(config: z.output<typeof connectorSchema>): Connector
   if (config.type === 'ssh')
     return config.caKeyEnv ? { type: 'ssh', caKeyEnv: config.caKeyEnv } : { type: 'ssh' };
   return config;
+}
+
+function normaliseSettings(raw: z.output<typeof settingsSchema>): PolicySettings {
+  return { recoveryCooldownSeconds: raw.recoveryCooldown ?? DEFAULT_RECOVERY_COOLDOWN_SECONDS };
 }
 
 /** Applies the defaults and turns durations into seconds; set-like lists are sorted so order never matters. */
@@ -646,6 +670,16 @@ export function isApprover(policy: Policy, entitlement: Entitlement, username: s
   return (
     entitlement.approval !== null && isMemberOfAny(policy, entitlement.approval.approverGroups, username)
   );
+}
+
+/** Whether `username` is in an approver group of any entitlement: who may approve something. */
+export function approvesAnything(policy: Policy, username: string): boolean {
+  return policy.entitlements.some((entitlement) => isApprover(policy, entitlement, username));
+}
+
+/** How long a recovered user's approvals do not count toward quorum. */
+export function recoveryCooldownSeconds(policy: Policy): number {
+  return policy.settings?.recoveryCooldownSeconds ?? DEFAULT_RECOVERY_COOLDOWN_SECONDS;
 }
 
 function isMemberOfAny(policy: Policy, groupNames: string[], username: string): boolean {

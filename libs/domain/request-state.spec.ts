@@ -26,6 +26,7 @@ const allowed: { [E in RequestEvent]: EventContext[E] } = {
     actorAlreadyDecided: false,
     approvalsBefore: 0,
     approvalsRequired: 1,
+    actorCounts: true,
     now: NOW,
     pendingUntil: at(1),
   },
@@ -193,6 +194,19 @@ describe('approve: quorum', () => {
   it('stays pending when this approval is recorded but the quorum is not reached', () => {
     expect(approve(0, 2)).toBe(PENDING);
     expect(approve(1, 3)).toBe(PENDING);
+  });
+
+  it('stays pending when this approval does not count (a recovery cool-down), whatever the quorum', () => {
+    const uncounted = (approvalsBefore: number, approvalsRequired: number) =>
+      transition(PENDING, 'approve', {
+        ...allowed.approve,
+        approvalsBefore,
+        approvalsRequired,
+        actorCounts: false,
+      });
+    expect(uncounted(0, 1)).toBe(PENDING);
+    expect(uncounted(1, 2)).toBe(PENDING);
+    expect(uncounted(2, 2)).toBe(APPROVED);
   });
 
   it('approves when earlier approvals already exceed the quorum (e.g. quorum lowered by a policy change)', () => {

@@ -33,6 +33,8 @@ export interface EventContext {
     actorAlreadyDecided: boolean;
     approvalsBefore: number;
     approvalsRequired: number;
+    /** Whether this approval counts toward quorum (quorum.ts: not, e.g., within a recovery cool-down). */
+    actorCounts: boolean;
     now: Date;
     /** The pending TTL: no decision at or after it. */
     pendingUntil: Date | null;
@@ -135,7 +137,8 @@ const GUARDS: { [E in RequestEvent]: (ctx: EventContext[E]) => Outcome } = {
       );
     }
     // Below quorum the approval is still recorded; the request just stays pending.
-    return ctx.approvalsBefore + 1 >= ctx.approvalsRequired ? RequestState.APPROVED : RequestState.PENDING;
+    const approvals = ctx.approvalsBefore + (ctx.actorCounts ? 1 : 0);
+    return approvals >= ctx.approvalsRequired ? RequestState.APPROVED : RequestState.PENDING;
   },
   deny(ctx) {
     return refuseDecider(ctx) ?? RequestState.DENIED;

@@ -22,7 +22,11 @@ export class ElevationModule {
       imports: [
         ConfigModule.forRoot(config),
         loggerModule(config),
-        DatabaseModule.forRoot(config.databaseUrl, options),
+        DatabaseModule.forRoot(config.databaseUrl, {
+          ...options,
+          migrationUrl: config.migrationDatabaseUrl,
+          allowPrivilegedRole: config.allowPrivilegedDatabaseRole,
+        }),
         JobsModule.forRoot({ redisUrl: config.redisUrl, prefix: config.queuePrefix }),
       ],
       providers: SERVICES,

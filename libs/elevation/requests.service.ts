@@ -16,6 +16,7 @@ import {
   type Entitlement,
   type Policy,
 } from '../domain/policy.js';
+import { countedApprovals, whyNotCounted, type QuorumContext } from '../domain/quorum.js';
 import { initialState, RequestState, transition } from '../domain/request-state.js';
 import { JobProducer } from '../jobs/job-producer.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
@@ -275,10 +276,16 @@ export class RequestsService {
       const now = await databaseNow(manager);
       const entitlement = findEntitlement(policy, request.entitlementId);
       const approvals = (await manager.query(
-        `SELECT a.approver_id AS "approverId", a.decision, u.username, u.status = 'active' AS active
+        `SELECT a.approver_id AS "approverId", a.decision, u.username, u.status = 'active' AS active, a.at
            FROM approvals a JOIN users u ON u.id = a.approver_id WHERE a.request_id = $1`,
         [requestId],
-      )) as Array<{ approverId: string; decision: string; username: string; active: boolean }>;
+      )) as Array<{
+        approverId: string;
+        decision: 'approve' | 'deny';
+        username: string;
+        active: boolean;
+        at: Date;
+      }>;
       const guards = {
         actorId: actor.id,
         requesterId: request.requesterId,
@@ -287,14 +294,20 @@ export class RequestsService {
         now,
         pendingUntil: request.pendingUntil,
       };
-      // Quorum counts people who are approvers at decision time (DESIGN §4.3), not whoever once was.
-      const approvalsBefore = approvals.filter(
-        (approval) =>
-          approval.decision === 'approve' &&
-          approval.active &&
-          entitlement !== undefined &&
-          isApprover(policy, entitlement, approval.username),
-      ).length;
+      const quorum: QuorumContext = {
+        policy,
+        entitlement,
+        recoveries: await recoveriesOf(manager, [actor.id, ...approvals.map((item) => item.approverId)]),
+      };
+      const approvalsBefore = countedApprovals(approvals, quorum);
+      const uncounted =
+        decision === 'approve'
+          ? whyNotCounted(
+              { approverId: actor.id, username: actor.username, decision, active: true, at: now },
+              quorum,
+            )
+          : null;
+      const recoveryCooldown = uncounted === 'recovery-cooldown';
       const next =
         decision === 'approve'
           ? checked(
@@ -302,6 +315,7 @@ export class RequestsService {
                 ...guards,
                 approvalsBefore,
                 approvalsRequired: request.approvalsRequired,
+                actorCounts: uncounted === null,
               }),
             )
           : checked(transition(request.state as RequestState, 'deny', guards));
@@ -334,9 +348,11 @@ export class RequestsService {
           approver: actor.username,
           decision,
           comment,
-          approvals: approvalsBefore + (decision === 'approve' ? 1 : 0),
+          approvals: approvalsBefore + (decision === 'approve' && uncounted === null ? 1 : 0),
           approvalsRequired: request.approvalsRequired,
           ...(decision === 'approve' ? { rubberStamp } : {}),
+          // Recorded, but not toward quorum: the approver's account was recovered too recently.
+          ...(recoveryCooldown ? { recoveryCooldown: true, alert: true } : {}),
           evidence: evidenceForAudit(evidence),
         },
       });
@@ -1388,4 +1404,13 @@ function checked(outcome: RequestState | DomainError): RequestState {
 
 function requestNotFound(id: string): DomainError {
   return new DomainError(ErrorCode.REQUEST_NOT_FOUND, `No request ${id}`);
+}
+
+/** When the recovery invites of these users were used, for the quorum cool-down (quorum.ts). */
+async function recoveriesOf(manager: EntityManager, userIds: string[]): Promise<QuorumContext['recoveries']> {
+  return (await manager.query(
+    `SELECT user_id AS "userId", used_at AS at FROM enrollment_invites
+      WHERE user_id = ANY ($1::uuid[]) AND recovery AND used_at IS NOT NULL`,
+    [userIds],
+  )) as QuorumContext['recoveries'];
 }

@@ -1,15 +1,31 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
+import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Actor } from '../elevation/actor.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
 import {
+  approveInvite,
   createInvite,
   ensureFirstAdminInvite,
+  pendingInvites,
   type CreatedInvite,
   type InviteInput,
   type InviteSettings,
+  type PendingInvite,
 } from './invites.js';
+
+/** What a recovered user is told until each of their passkeys acknowledges it (issue 12). */
+export interface RecoveryNotice {
+  inviteId: string;
+  recoveredAt: Date;
+  /** The creator's username, or `cli` / `bootstrap`. */
+  createdBy: string;
+  approvedBy: string | null;
+  approvedAt: Date | null;
+  breakGlass: boolean;
+}
 
 /** Admin-created one-time enrollment invites (the CLI uses the same functions in invites.ts). */
 @Injectable()
@@ -23,11 +39,94 @@ export class InvitesService {
     this.settings = { publicUrl: config.http.publicUrl, ttlSeconds: config.inviteTtlSeconds };
   }
 
-  /** Creates an invite on behalf of an admin whose `invite.create` step-up the caller verified. */
+  /**
+   * Creates an invite on behalf of an admin whose `invite.create` step-up the caller verified; a recovery
+   * of an admin or approver waits for a second admin (approve()).
+   */
   create(actor: Actor, input: InviteInput, evidence: StepUpEvidence): Promise<CreatedInvite> {
     return this.dataSource.transaction((manager) =>
-      createInvite(manager, this.settings, actor.id, input, evidenceForAudit(evidence)),
+      createInvite(manager, this.settings, actor.id, input, {
+        evidence: evidenceForAudit(evidence),
+        privilegedRecovery: 'second-admin',
+      }),
     );
+  }
+
+  /** A second admin's approval (their `invite.approve` step-up verified); an attempt on one's own is audited. */
+  async approve(actor: Actor, inviteId: string, evidence: StepUpEvidence) {
+    try {
+      return await this.dataSource.transaction((manager) =>
+        approveInvite(manager, actor, inviteId, evidenceForAudit(evidence)),
+      );
+    } catch (error) {
+      if (
+        error instanceof DomainError &&
+        (error.code === ErrorCode.INVITE_SELF_APPROVAL || error.code === ErrorCode.SECOND_ADMIN_TOO_RECENT)
+      ) {
+        // One admin trying to be both halves of the two-person rule: worth an alert.
+        await this.dataSource.transaction((manager) =>
+          appendAuditEvent(manager, {
+            actorId: actor.id,
+            action: 'invite.approval-refused',
+            subjectType: 'invite',
+            subjectId: inviteId,
+            data: { code: error.code, alert: true, evidence: evidenceForAudit(evidence) },
+          }),
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** Recovery invites waiting for a second admin. */
+  pending(): Promise<PendingInvite[]> {
+    return this.dataSource.transaction((manager) => pendingInvites(manager));
+  }
+
+  /**
+   * The recoveries the session's passkey has not acknowledged: each passkey that existed when the account
+   * was recovered (and the one the recovery enrolled) sees it, so the owner sees it even if the holder of
+   * the recovery link acknowledges it first.
+   */
+  async noticesFor(sessionId: string): Promise<RecoveryNotice[]> {
+    return (await this.dataSource.query(
+      `SELECT i.id AS "inviteId", i.used_at AS "recoveredAt", coalesce(c.username, i.created_by) AS "createdBy",
+              ap.username AS "approvedBy", i.approved_at AS "approvedAt", i.break_glass AS "breakGlass"
+         FROM sessions s
+         JOIN authenticators a ON a.id = s.authenticator_id
+         JOIN enrollment_invites i ON i.user_id = s.user_id AND i.recovery AND i.used_at IS NOT NULL
+                                  AND a.created_at <= i.used_at
+         LEFT JOIN users c ON c.id::text = i.created_by
+         LEFT JOIN users ap ON ap.id = i.approved_by
+        WHERE s.id = $1
+          AND NOT EXISTS (SELECT 1 FROM recovery_acknowledgements k
+                           WHERE k.invite_id = i.id AND k.authenticator_id = a.id)
+        ORDER BY i.used_at`,
+      [sessionId],
+    )) as RecoveryNotice[];
+  }
+
+  /** Records that the session's passkey has seen the recovery notice; 404 when it has no such notice. */
+  async acknowledge(actor: Actor, sessionId: string, inviteId: string): Promise<void> {
+    if (!(await this.noticesFor(sessionId)).some((notice) => notice.inviteId === inviteId)) {
+      throw new DomainError(ErrorCode.NOT_FOUND, 'No such recovery notice for this passkey');
+    }
+    await this.dataSource.transaction(async (manager) => {
+      const [row] = (await manager.query(
+        `INSERT INTO recovery_acknowledgements (invite_id, authenticator_id, acknowledged_at)
+         SELECT $2, authenticator_id, now() FROM sessions WHERE id = $1
+         ON CONFLICT DO NOTHING RETURNING authenticator_id AS "authenticatorId"`,
+        [sessionId, inviteId],
+      )) as Array<{ authenticatorId: string }>;
+      if (!row) return;
+      await appendAuditEvent(manager, {
+        actorId: actor.id,
+        action: 'recovery.acknowledged',
+        subjectType: 'user',
+        subjectId: actor.id,
+        data: { inviteId, authenticatorId: row.authenticatorId },
+      });
+    });
   }
 
   /** The first-admin link while no admin holds a passkey; null once one does. */

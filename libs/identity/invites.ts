@@ -4,7 +4,13 @@ import { appendAuditEvent } from '../audit/audit-log.js';
 import { databaseNow } from '../db/clock.js';
 import type { EnrollmentInviteEntity, UserRole } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import { USERNAME_PATTERN } from '../domain/policy.js';
+import {
+  approvesAnything,
+  recoveryCooldownSeconds,
+  USERNAME_PATTERN,
+  type Policy,
+} from '../domain/policy.js';
+import type { Actor } from '../elevation/actor.js';
 import { newSecretToken, tokenHash } from './tokens.js';
 
 /** What invite creation needs from config; the CLI builds it without the broker's whole config. */
@@ -21,28 +27,50 @@ export interface InviteInput {
 
 /** The one-time link, shown once: only the token's hash is stored. */
 export interface CreatedInvite {
+  inviteId: string;
   token: string;
   url: string;
   expiresAt: Date;
   userId: string;
   newUser: boolean;
+  /** A recovery of an admin or approver: the link answers 409 until another admin approves it. */
+  pendingApproval: boolean;
+  /** A recovery of an admin or approver made usable without a second admin (PrivilegedRecovery). */
+  breakGlass: boolean;
+}
+
+/**
+ * What to do with a recovery of a privileged user (an admin, or a member of an approver group of any
+ * entitlement in the policy in force), who could otherwise be stood in for by the admin holding the link:
+ * `second-admin` (the default, the admin API) creates it pending another admin's approval; `break-glass`
+ * (`cli invite --break-glass`, the first-admin bootstrap) makes it usable at once, flagged and alerted;
+ * `refuse` refuses it (the CLI without --break-glass).
+ */
+export type PrivilegedRecovery = 'second-admin' | 'break-glass' | 'refuse';
+
+export interface InviteOptions {
+  /** The admin's `invite.create` step-up, kept in the audit event (none from the CLI or bootstrap). */
+  evidence?: Record<string, string> | null;
+  privilegedRecovery?: PrivilegedRecovery;
 }
 
 /** The username of the first admin, whose invite `npm start` and `cli invite` bootstrap. */
 export const FIRST_ADMIN_USERNAME = 'admin';
 
 /**
- * Creates a one-time enrollment invite, and the user if new. An invite for an existing user is a recovery
- * invite (DESIGN §5): it adds a passkey but never changes roles; any earlier unused invite of the user ends.
+ * Creates a one-time enrollment invite, and the user if new. An invite for an existing user adds a passkey
+ * but never changes roles; any earlier unused invite of the user ends. It is a recovery invite (DESIGN §5)
+ * when the user holds or held a passkey: using it ends their sessions and shows them a notice, and
+ * recovering an admin or approver needs a second admin (see PrivilegedRecovery).
  */
 export async function createInvite(
   manager: EntityManager,
   settings: InviteSettings,
   createdBy: string,
   input: InviteInput,
-  /** The admin's `invite.create` step-up, kept in the audit event (none from the CLI or bootstrap). */
-  evidence: Record<string, string> | null = null,
+  options: InviteOptions = {},
 ): Promise<CreatedInvite> {
+  const { evidence = null, privilegedRecovery = 'second-admin' } = options;
   if (!USERNAME_PATTERN.test(input.username)) {
     throw new DomainError(ErrorCode.VALIDATION_FAILED, `"${input.username}" is not a valid username`);
   }
@@ -53,6 +81,8 @@ export async function createInvite(
     [input.username],
   )) as Array<{ id: string; roles: UserRole[]; status: string }>;
   let userId: string;
+  let recovery = false;
+  let privileged = false;
   if (existing) {
     if (existing.status !== 'active') {
       throw new DomainError(
@@ -68,6 +98,17 @@ export async function createInvite(
       );
     }
     userId = existing.id;
+    recovery = await hasHeldPasskey(manager, userId);
+    privileged =
+      recovery &&
+      (existing.roles.includes('admin') || approvesAnything(await policyInForce(manager), input.username));
+    if (privileged && privilegedRecovery === 'refuse') {
+      throw new DomainError(
+        ErrorCode.RECOVERY_NEEDS_SECOND_ADMIN,
+        `"${input.username}" is an admin or an approver: create the recovery invite as an admin (a second ` +
+          'admin must approve it), or pass --break-glass to create it here, loudly audited',
+      );
+    }
     await manager.query(
       `UPDATE enrollment_invites SET expires_at = $2 WHERE user_id = $1 AND used_at IS NULL AND expires_at > $2`,
       [userId, now],
@@ -91,10 +132,13 @@ export async function createInvite(
   const token = newSecretToken();
   const inviteId = uuidv7();
   const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
+  const needsSecondAdmin = privileged && privilegedRecovery === 'second-admin';
+  const breakGlass = privileged && privilegedRecovery === 'break-glass';
   await manager.query(
-    `INSERT INTO enrollment_invites (id, token_hash, user_id, created_by, created_at, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6)`,
-    [inviteId, tokenHash(token), userId, createdBy, now, expiresAt],
+    `INSERT INTO enrollment_invites (id, token_hash, user_id, created_by, created_at, expires_at, recovery,
+       needs_second_admin, break_glass)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [inviteId, tokenHash(token), userId, createdBy, now, expiresAt, recovery, needsSecondAdmin, breakGlass],
   );
   await appendAuditEvent(manager, {
     actorId: createdBy,
@@ -104,20 +148,142 @@ export async function createInvite(
     data: {
       inviteId,
       username: input.username,
-      recovery: Boolean(existing),
-      // A recovery invite lets whoever holds the link add a passkey to an existing account: loud.
+      recovery,
+      // An invite for an existing account lets whoever holds the link add a passkey to it: loud.
       ...(existing ? { alert: true } : {}),
+      ...(needsSecondAdmin ? { needsSecondAdmin } : {}),
+      ...(breakGlass ? { breakGlass } : {}),
       expiresAt: expiresAt.toISOString(),
       ...(evidence ? { evidence } : {}),
     },
   });
   return {
+    inviteId,
     token,
     url: `${settings.publicUrl}/enroll?invite=${token}`,
     expiresAt,
     userId,
     newUser: !existing,
+    pendingApproval: needsSecondAdmin,
+    breakGlass,
   };
+}
+
+/** Whether the user holds or ever held a passkey: an invite for them is then a recovery. */
+async function hasHeldPasskey(manager: EntityManager, userId: string): Promise<boolean> {
+  const [{ held }] = (await manager.query(
+    `SELECT EXISTS (SELECT 1 FROM authenticators WHERE user_id = $1) AS held`,
+    [userId],
+  )) as Array<{ held: boolean }>;
+  return held;
+}
+
+/** The policy in force (the latest activation), read in the caller's transaction; none before the first boot. */
+async function policyInForce(manager: EntityManager): Promise<Policy> {
+  const [row] = (await manager.query(
+    `SELECT v.content FROM policy_activations a JOIN policy_versions v ON v.hash = a.hash
+      ORDER BY a.id DESC LIMIT 1`,
+  )) as Array<{ content: Policy }>;
+  return row?.content ?? { groups: {}, connectors: {}, entitlements: [] };
+}
+
+/** A recovery invite waiting for a second admin, as the admin list shows it. */
+export interface PendingInvite {
+  id: string;
+  username: string;
+  /** The creator's username (or `cli`). */
+  createdBy: string;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+/** Recovery invites still waiting for a second admin, oldest first. */
+export async function pendingInvites(manager: EntityManager): Promise<PendingInvite[]> {
+  return (await manager.query(
+    `SELECT i.id, u.username, coalesce(c.username, i.created_by) AS "createdBy", i.created_at AS "createdAt",
+            i.expires_at AS "expiresAt"
+       FROM enrollment_invites i JOIN users u ON u.id = i.user_id
+       LEFT JOIN users c ON c.id::text = i.created_by
+      WHERE i.needs_second_admin AND i.approved_at IS NULL AND i.used_at IS NULL AND i.expires_at > now()
+      ORDER BY i.id LIMIT 500`,
+  )) as PendingInvite[];
+}
+
+/**
+ * A second admin's approval of a recovery invite, whose `invite.approve` step-up the caller verified: the
+ * link becomes usable. Neither the admin who created it nor the user being recovered may approve it, nor an
+ * admin whose first passkey or last recovery is younger than the recovery cool-down (else one admin could
+ * invite a fresh admin account, enroll it and approve with it).
+ */
+export async function approveInvite(
+  manager: EntityManager,
+  actor: Actor,
+  inviteId: string,
+  evidence: Record<string, string>,
+): Promise<{ id: string; username: string; state: 'active'; expiresAt: Date }> {
+  const [invite] = (await manager.query(
+    `SELECT i.id, i.user_id AS "userId", u.username, i.created_by AS "createdBy",
+            i.needs_second_admin AS "needsSecondAdmin", i.approved_at AS "approvedAt", i.used_at AS "usedAt",
+            i.expires_at AS "expiresAt", i.expires_at <= now() AS expired
+       FROM enrollment_invites i JOIN users u ON u.id = i.user_id WHERE i.id = $1 FOR UPDATE OF i`,
+    [inviteId],
+  )) as Array<{
+    id: string;
+    userId: string;
+    username: string;
+    createdBy: string;
+    needsSecondAdmin: boolean;
+    approvedAt: Date | null;
+    usedAt: Date | null;
+    expiresAt: Date;
+    expired: boolean;
+  }>;
+  if (!invite) throw new DomainError(ErrorCode.INVITE_NOT_FOUND, 'No such invite');
+  if (invite.usedAt) throw new DomainError(ErrorCode.INVITE_USED, 'This invite has already been used');
+  if (invite.expired) throw new DomainError(ErrorCode.INVITE_EXPIRED, 'This invite has expired');
+  if (!invite.needsSecondAdmin || invite.approvedAt) {
+    throw new DomainError(ErrorCode.INVITE_NOT_PENDING, 'This invite is not waiting for an approval');
+  }
+  if (invite.createdBy === actor.id || invite.userId === actor.id) {
+    throw new DomainError(
+      ErrorCode.INVITE_SELF_APPROVAL,
+      invite.userId === actor.id
+        ? 'You cannot approve the recovery of your own account: another admin must'
+        : 'You created this recovery invite: a different admin must approve it',
+      { inviteId },
+    );
+  }
+  const [{ tooRecent }] = (await manager.query(
+    `SELECT coalesce((SELECT min(created_at) FROM authenticators WHERE user_id = $1), now()) > now() - $2::interval
+         OR EXISTS (SELECT 1 FROM enrollment_invites WHERE user_id = $1 AND recovery AND used_at IS NOT NULL
+                      AND used_at > now() - $2::interval) AS "tooRecent"`,
+    [actor.id, `${recoveryCooldownSeconds(await policyInForce(manager))} seconds`],
+  )) as Array<{ tooRecent: boolean }>;
+  if (tooRecent) {
+    throw new DomainError(
+      ErrorCode.SECOND_ADMIN_TOO_RECENT,
+      'Your account got its first passkey, or was recovered, within the recovery cool-down: another admin must approve',
+      { inviteId },
+    );
+  }
+  await manager.query(`UPDATE enrollment_invites SET approved_by = $2, approved_at = now() WHERE id = $1`, [
+    inviteId,
+    actor.id,
+  ]);
+  await appendAuditEvent(manager, {
+    actorId: actor.id,
+    action: 'invite.approved',
+    subjectType: 'user',
+    subjectId: invite.userId,
+    data: {
+      inviteId,
+      username: invite.username,
+      createdBy: invite.createdBy,
+      alert: true,
+      evidence,
+    },
+  });
+  return { id: inviteId, username: invite.username, state: 'active', expiresAt: invite.expiresAt };
 }
 
 /**
@@ -137,24 +303,29 @@ export async function ensureFirstAdminInvite(
             AND a.removed_at IS NULL AND a.disabled_at IS NULL) AS enrolled`,
     )) as Array<{ enrolled: boolean }>;
     if (enrolled) return null;
-    return createInvite(manager, settings, 'bootstrap', {
-      username: FIRST_ADMIN_USERNAME,
-      displayName: 'First administrator',
-      roles: ['admin'],
-    });
+    // No admin can sign in, so none can approve: a recovery here is break-glass, flagged and alerted.
+    return createInvite(
+      manager,
+      settings,
+      'bootstrap',
+      { username: FIRST_ADMIN_USERNAME, displayName: 'First administrator', roles: ['admin'] },
+      { privilegedRecovery: 'break-glass' },
+    );
   });
 }
 
 // An arbitrary constant: serialises first-admin bootstraps across processes.
 const FIRST_ADMIN_LOCK_KEY = 7_214_003_118;
 
-/** Locks and returns the usable invite behind a token, or throws 404/410 with the reason. */
+/** Locks and returns the usable invite behind a token, or throws 404/409/410 with the reason. */
 export async function lockUsableInvite(
   manager: EntityManager,
   token: string,
 ): Promise<EnrollmentInviteEntity> {
   const [invite] = (await manager.query(
-    `SELECT id, user_id AS "userId", expires_at AS "expiresAt", used_at AS "usedAt", now() AS now
+    `SELECT id, user_id AS "userId", created_by AS "createdBy", expires_at AS "expiresAt", used_at AS "usedAt",
+            recovery, needs_second_admin AS "needsSecondAdmin", break_glass AS "breakGlass",
+            approved_by AS "approvedBy", approved_at AS "approvedAt", now() AS now
        FROM enrollment_invites WHERE token_hash = $1 FOR UPDATE`,
     [tokenHash(token)],
   )) as Array<EnrollmentInviteEntity & { now: Date }>;
@@ -165,6 +336,12 @@ export async function lockUsableInvite(
     throw new DomainError(
       ErrorCode.INVITE_EXPIRED,
       'This enrollment link has expired; ask an admin for a new one',
+    );
+  }
+  if (invite.needsSecondAdmin && !invite.approvedAt) {
+    throw new DomainError(
+      ErrorCode.RECOVERY_NEEDS_SECOND_ADMIN,
+      'This recovery link works once a second admin has approved it',
     );
   }
   return invite;

@@ -123,8 +123,17 @@ export class PasskeysService {
           action: 'invite.used',
           subjectType: 'user',
           subjectId: user.id,
-          data: { inviteId: invite.id, authenticatorId },
+          data: {
+            inviteId: invite.id,
+            authenticatorId,
+            // Someone now holds a new passkey for an existing account: loud, and visible to its owner.
+            ...(invite.recovery
+              ? { recovery: true, alert: true, createdBy: invite.createdBy, approvedBy: invite.approvedBy }
+              : {}),
+          },
         });
+        // Whoever held the account before must sign in again (with a passkey, and see the notice).
+        if (invite.recovery) await this.sessions.endAllForUser(manager, user.id, user.id, 'recovery');
         const session = await this.sessions.start(manager, user.id, authenticatorId, client);
         return { actor: actorOf(user), sessionToken: session.token, sessionExpiresAt: session.expiresAt };
       },
@@ -167,7 +176,10 @@ export class PasskeysService {
           if (user.status !== 'active') {
             throw new DomainError(ErrorCode.FORBIDDEN, 'This account is suspended');
           }
-          await recordUse(manager, authenticator, assertion);
+          await recordUse(manager, authenticator, assertion, {
+            table: 'webauthn_ceremonies',
+            id: ceremony.id,
+          });
           const session = await this.sessions.start(manager, user.id, authenticator.id, client);
           return { actor: actorOf(user), sessionToken: session.token, sessionExpiresAt: session.expiresAt };
         } catch (error) {

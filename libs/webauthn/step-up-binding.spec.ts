@@ -179,6 +179,7 @@ describe('STEP_UP_ACTIONS', () => {
       'break-glass',
       'audit.export',
       'invite.create',
+      'invite.approve',
       'policy.reload',
       'authenticator.add',
       'authenticator.remove',

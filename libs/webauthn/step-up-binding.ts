@@ -13,6 +13,7 @@ export const STEP_UP_ACTIONS = Object.freeze([
   'break-glass',
   'audit.export',
   'invite.create',
+  'invite.approve',
   'policy.reload',
   'authenticator.add',
   'authenticator.remove',

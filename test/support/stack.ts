@@ -9,7 +9,8 @@ import { DataSource } from 'typeorm';
 import { createBroker } from '../../apps/broker/bootstrap.js';
 import { createWorker } from '../../apps/worker/bootstrap.js';
 import { loadConfig, type AppConfig } from '../../libs/config/config.js';
-import { createDatabase, dropDatabase } from '../../libs/devstack/databases.js';
+import { createBrokerDatabase, dropLoginRoles } from '../../libs/devstack/database-roles.js';
+import { databaseUrl, dropDatabase } from '../../libs/devstack/databases.js';
 import { freePort } from '../../libs/devstack/free-port.js';
 import type { UserRole } from '../../libs/db/index.js';
 import { createInvite } from '../../libs/identity/invites.js';
@@ -30,7 +31,10 @@ export interface TestStack {
   /** People enrolled through enroll(), by username. */
   people: Map<string, Person>;
   config: AppConfig;
-  /** A separate pool for assertions made behind the broker's back. */
+  /**
+   * A separate pool for assertions made behind the broker's back, as the superuser (it may break what the
+   * broker cannot); the broker and worker connect as the runtime role (config.databaseUrl).
+   */
   db: pg.Pool;
   broker: NestExpressApplication;
   worker: INestApplicationContext | null;
@@ -51,16 +55,23 @@ export async function startStack(
   const adminUrl = requiredEnv('E2E_PG_ADMIN_URL');
   const suffix = randomBytes(6).toString('hex');
   const databaseName = `e2e_${suffix}`;
-  const databaseUrl = await createDatabase(adminUrl, databaseName);
+  // Least privilege as in production: the owner role migrates, the runtime role cannot rewrite audit_events.
+  const roles = { owner: `${databaseName}_owner`, runtime: `${databaseName}_runtime` };
   const port = await freePort();
-  const closers: Array<() => Promise<unknown>> = [() => dropDatabase(adminUrl, databaseName)];
+  // Popped last to first: the database goes before the roles it refers to.
+  const closers: Array<() => Promise<unknown>> = [
+    () => dropLoginRoles(adminUrl, [roles.runtime, roles.owner]),
+    () => dropDatabase(adminUrl, databaseName),
+  ];
   const close = async () => {
     for (let closer = closers.pop(); closer; closer = closers.pop()) await closer().catch(console.error);
   };
   try {
+    const { ownerUrl, runtimeUrl } = await createBrokerDatabase(adminUrl, databaseName, roles);
     const config = loadConfig({
       NODE_ENV: 'test',
-      DATABASE_URL: databaseUrl,
+      DATABASE_URL: runtimeUrl,
+      MIGRATION_DATABASE_URL: ownerUrl,
       REDIS_URL: requiredEnv('E2E_REDIS_URL'),
       PORT: String(port),
       POLICY_DIR: options.policyDir ?? path.join(PROJECT_ROOT, 'policies'),
@@ -82,7 +93,7 @@ export async function startStack(
       LOG_LEVEL: 'warn',
       ...options.env,
     });
-    const db = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+    const db = new pg.Pool({ connectionString: databaseUrl(adminUrl, databaseName), max: 4 });
     closers.push(() => db.end());
     const broker = await createBroker(config);
     closers.push(() => broker.close());

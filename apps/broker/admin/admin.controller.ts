@@ -8,11 +8,13 @@ import { SessionsService } from '../../../libs/identity/sessions.service.js';
 import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { paramsDigest } from '../auth/step-up-params.js';
-import { EmptyBodyPipe } from '../errors/validation.js';
+import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
 import { PolicyService } from '../../../libs/elevation/policy.service.js';
 import { UsersService } from '../../../libs/identity/users.service.js';
 import {
+  ApproveInviteDto,
   CreateInviteDto,
+  ListInvitesQuery,
   ListGrantsQuery,
   ListUsersQuery,
   PolicyReloadDto,
@@ -35,7 +37,11 @@ export class AdminController {
     private readonly dataSource: DataSource,
   ) {}
 
-  /** `{ username, displayName?, roles, stepUp }` with an `invite.create` step-up whose subject is the username. */
+  /**
+   * `{ username, displayName?, roles, stepUp }` with an `invite.create` step-up whose subject is the username.
+   * A recovery of an admin or approver answers `state: "pending-approval"`: its link works once a second
+   * admin approves it (POST invites/:id/approve).
+   */
   @Post('invites')
   @HttpCode(201)
   @Header('Cache-Control', 'no-store')
@@ -52,7 +58,40 @@ export class AdminController {
       { username: body.username, displayName: body.displayName ?? null, roles: body.roles },
       evidence,
     );
-    return { token: invite.token, url: invite.url, expiresAt: invite.expiresAt.toISOString() };
+    return {
+      token: invite.token,
+      url: invite.url,
+      expiresAt: invite.expiresAt.toISOString(),
+      ...(invite.pendingApproval ? { inviteId: invite.inviteId, state: 'pending-approval' } : {}),
+    };
+  }
+
+  /** Recovery invites waiting for a second admin (`?state=pending-approval`, the only state listed). */
+  @Get('invites')
+  async listInvites(@CurrentActor() actor: Actor, @Query() _query: ListInvitesQuery) {
+    requireAdmin(actor);
+    return { items: await this.invites.pending(), nextCursor: null };
+  }
+
+  /**
+   * A second admin approves a pending recovery invite with an `invite.approve` step-up (subject the invite
+   * id, params `{}`); the creator, or the user being recovered, gets 403 INVITE_SELF_APPROVAL.
+   */
+  @Post('invites/:id/approve')
+  @HttpCode(200)
+  async approveInvite(
+    @CurrentActor() actor: Actor,
+    @Param('id', UuidPipe) id: string,
+    @Body() body: ApproveInviteDto,
+  ) {
+    requireAdmin(actor);
+    const evidence = await this.stepUp.verify(actor, body.stepUp as never, {
+      action: 'invite.approve',
+      subjectId: id,
+      subjectDigest: paramsDigest({}),
+    });
+    const approved = await this.invites.approve(actor, id, evidence);
+    return { ...approved, expiresAt: approved.expiresAt.toISOString() };
   }
 
   /** Users by username, keyset-paginated (`?limit=&cursor=<last username>`). */

@@ -11,12 +11,11 @@ import {
   Max,
   MaxLength,
   Min,
-  ValidateNested,
 } from 'class-validator';
 import type { UserRole } from '../../../libs/db/index.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
-import { StepUpDto } from '../auth/webauthn.dto.js';
-import { IsPlainText } from '../errors/validation.js';
+import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
+import { IsFreeText } from '../errors/validation.js';
 
 export class CreateInviteDto {
   @IsString()
@@ -26,7 +25,7 @@ export class CreateInviteDto {
   @IsOptional()
   @IsString()
   @MaxLength(200)
-  @IsPlainText()
+  @IsFreeText({ multiLine: false })
   displayName?: string;
 
   @IsArray()
@@ -34,9 +33,7 @@ export class CreateInviteDto {
   @IsIn(['admin', 'auditor'], { each: true })
   roles: UserRole[];
 
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
 }
 
@@ -46,22 +43,30 @@ export class SetUserStatusDto {
 
   @IsString()
   @MaxLength(2000)
-  @IsPlainText()
+  @IsFreeText({ multiLine: true })
   @Matches(/\S/, { message: 'reason must not be blank' })
   reason: string;
 
   /** A `user.suspend` step-up: subject the username, params this body less stepUp. */
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
+}
+
+export class ApproveInviteDto {
+  /** An `invite.approve` step-up: subject the invite id, params `{}`. */
+  @IsStepUp()
+  stepUp?: StepUpDto;
+}
+
+export class ListInvitesQuery {
+  @IsOptional()
+  @IsIn(['pending-approval'])
+  state?: 'pending-approval';
 }
 
 export class PolicyReloadDto {
   /** A `policy.reload` step-up: subject `policy`, params `{}`. */
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => StepUpDto)
+  @IsStepUp()
   stepUp?: StepUpDto;
 }
 

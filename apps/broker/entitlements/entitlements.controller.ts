@@ -1,12 +1,17 @@
-import { Controller, Get } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { groupsOf, isApprover, isEligible } from '../../../libs/domain/policy.js';
 import type { Actor } from '../../../libs/elevation/actor.js';
 import { PolicyService } from '../../../libs/elevation/policy.service.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
+import { InvitesService } from '../../../libs/identity/invites.service.js';
+import { CurrentActor, CurrentSessionId } from '../auth/current-actor.decorator.js';
+import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
 
 @Controller('api')
 export class EntitlementsController {
-  constructor(private readonly policies: PolicyService) {}
+  constructor(
+    private readonly policies: PolicyService,
+    private readonly invites: InvitesService,
+  ) {}
 
   /** Entitlements the caller may request or approve, with the limits that apply. */
   @Get('entitlements')
@@ -34,16 +39,41 @@ export class EntitlementsController {
     return { policyHash: hash, items };
   }
 
-  /** The signed-in person (DESIGN §10 shape). */
+  /**
+   * The signed-in person (DESIGN §10 shape), with `recoveryNotices` while the account was recovered and
+   * this session's passkey has not acknowledged it.
+   */
   @Get('me')
-  async me(@CurrentActor() actor: Actor) {
+  async me(@CurrentActor() actor: Actor, @CurrentSessionId() sessionId: string) {
     const { policy } = await this.policies.inForce();
+    const notices = await this.invites.noticesFor(sessionId);
     return {
       id: actor.id,
       username: actor.username,
       displayName: actor.displayName,
       roles: actor.roles,
       groups: groupsOf(policy, actor.username),
+      ...(notices.length > 0
+        ? {
+            recoveryNotices: notices.map((notice) => ({
+              ...notice,
+              recoveredAt: notice.recoveredAt.toISOString(),
+              approvedAt: notice.approvedAt?.toISOString() ?? null,
+            })),
+          }
+        : {}),
     };
+  }
+
+  /** The session's passkey has seen a recovery notice; audited. */
+  @Post('me/recovery-notices/:inviteId/acknowledge')
+  @HttpCode(204)
+  async acknowledgeRecovery(
+    @CurrentActor() actor: Actor,
+    @CurrentSessionId() sessionId: string,
+    @Param('inviteId', UuidPipe) inviteId: string,
+    @Body(EmptyBodyPipe) _body: unknown,
+  ): Promise<void> {
+    await this.invites.acknowledge(actor, sessionId, inviteId);
   }
 }

@@ -43,6 +43,8 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.NOT_REQUESTER]: 403,
   [ErrorCode.ORIGIN_NOT_ALLOWED]: 403,
   [ErrorCode.AUTHENTICATOR_NOT_ALLOWED]: 403,
+  [ErrorCode.INVITE_SELF_APPROVAL]: 403,
+  [ErrorCode.SECOND_ADMIN_TOO_RECENT]: 403,
   [ErrorCode.NOT_FOUND]: 404,
   [ErrorCode.ENTITLEMENT_NOT_FOUND]: 404,
   [ErrorCode.REQUEST_NOT_FOUND]: 404,
@@ -66,6 +68,9 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.REVIEW_NOT_PENDING]: 409,
   [ErrorCode.USER_SUSPENDED]: 409,
   [ErrorCode.ROLES_MISMATCH]: 409,
+  [ErrorCode.SIGN_COUNT_STALE]: 409,
+  [ErrorCode.RECOVERY_NEEDS_SECOND_ADMIN]: 409,
+  [ErrorCode.INVITE_NOT_PENDING]: 409,
   [ErrorCode.INVITE_USED]: 410,
   [ErrorCode.INVITE_EXPIRED]: 410,
   [ErrorCode.DURATION_TOO_LONG]: 422,
@@ -104,6 +109,24 @@ function isExposedClientError(error: unknown): error is { status: number; messag
   return typeof status === 'number' && status >= 400 && status < 500 && expose === true;
 }
 
+/** When a refused client should try again, when the error tells; a guess of a minute when it does not. */
+const DEFAULT_RETRY_AFTER_SECONDS = 60;
+
+/**
+ * The Retry-After (whole seconds, at least 1) of a 429, from its details: `retryAfterSeconds` (per-IP and
+ * introspection limits, denial cool-down), `lockedUntil` (step-up lock) or the `windowSeconds` a rolling
+ * limit spans (request rate), in that order.
+ */
+export function retryAfterSeconds(details: unknown, now = Date.now()): number {
+  const given = (typeof details === 'object' && details !== null ? details : {}) as Record<string, unknown>;
+  let seconds = DEFAULT_RETRY_AFTER_SECONDS;
+  if (typeof given.retryAfterSeconds === 'number') seconds = given.retryAfterSeconds;
+  else if (typeof given.lockedUntil === 'string' && !Number.isNaN(Date.parse(given.lockedUntil)))
+    seconds = (Date.parse(given.lockedUntil) - now) / 1000;
+  else if (typeof given.windowSeconds === 'number') seconds = given.windowSeconds;
+  return Math.max(1, Math.ceil(seconds));
+}
+
 /** Every error leaves as `{ error: { code, message, details? } }` (DESIGN §10); never 500 for client input. */
 @Catch()
 export class ErrorEnvelopeFilter implements ExceptionFilter {
@@ -114,6 +137,7 @@ export class ErrorEnvelopeFilter implements ExceptionFilter {
     const [status, envelope] = this.toEnvelope(exception);
     if (status >= 500)
       this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : exception);
+    if (status === 429) response.setHeader('Retry-After', String(retryAfterSeconds(envelope.error.details)));
     if (status === 401) {
       const clientAuth = exception instanceof DomainError && exception.code === ErrorCode.INVALID_CLIENT;
       response.setHeader('WWW-Authenticate', clientAuth ? 'Basic realm="introspection"' : 'Passkey');

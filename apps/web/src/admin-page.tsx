@@ -23,6 +23,17 @@ interface Invite {
   token: string;
   url: string;
   expiresAt: string;
+  /** A recovery of an admin or approver: the link works once a second admin approves it. */
+  state?: 'pending-approval';
+  inviteId?: string;
+}
+
+interface PendingInvite {
+  id: string;
+  username: string;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string;
 }
 
 export function AdminPage({ me }: { me: Me }) {
@@ -39,10 +50,20 @@ export function AdminPage({ me }: { me: Me }) {
 
 function Administration() {
   const users = useApiGet<{ items: UserRow[] }>('/api/admin/users');
+  const pending = useApiGet<{ items: PendingInvite[] }>('/api/admin/invites?state=pending-approval');
   return (
     <>
       <h1>Administration</h1>
-      <InviteForm onInvited={users.reload} />
+      <InviteForm
+        onInvited={() => {
+          users.reload();
+          pending.reload();
+        }}
+      />
+      <ErrorMessage error={pending.error} />
+      {pending.data && pending.data.items.length > 0 && (
+        <PendingInvites invites={pending.data.items} onChanged={pending.reload} />
+      )}
       <section aria-labelledby="users-heading">
         <h2 id="users-heading">People</h2>
         <ErrorMessage error={users.error} />
@@ -132,12 +153,52 @@ function InviteForm({ onInvited }: { onInvited: () => void }) {
             Enrollment link (one use, until {formatTime(invite.expiresAt)}). Send it over a channel you trust:
             whoever opens it first enrolls.
           </p>
+          {invite.state === 'pending-approval' && (
+            <p>
+              This recovers an admin or an approver: the link works only once a different admin approves it
+              under “Recoveries waiting for a second admin”.
+            </p>
+          )}
           <p>
             <code data-testid="invite-url">{invite.url}</code>{' '}
             <CopyButton text={invite.url} label="Copy link" />
           </p>
         </div>
       )}
+    </section>
+  );
+}
+
+/** Recoveries of admins and approvers another admin created; approving one makes its link usable. */
+function PendingInvites({ invites, onChanged }: { invites: PendingInvite[]; onChanged: () => void }) {
+  const action = useAction();
+  const [outcome, setOutcome] = useState<string | null>(null);
+  const approve = (invite: PendingInvite) =>
+    action.run(async () => {
+      await postWithBoundStepUp(`/api/admin/invites/${invite.id}/approve`, 'invite.approve', invite.id, {});
+      setOutcome(`The recovery link for ${invite.username} now works.`);
+      onChanged();
+    });
+  return (
+    <section aria-labelledby="pending-heading">
+      <h2 id="pending-heading">Recoveries waiting for a second admin</h2>
+      <p className="muted">
+        Approve only after confirming with the person, over a channel you trust, that they lost their
+        passkeys.
+      </p>
+      <Notice>{outcome}</Notice>
+      <ErrorMessage error={action.error} />
+      <ul>
+        {invites.map((invite) => (
+          <li key={invite.id}>
+            <strong>{invite.username}</strong>, by {invite.createdBy} at {formatTime(invite.createdAt)} (until{' '}
+            {formatTime(invite.expiresAt)}){' '}
+            <button type="button" disabled={action.busy} onClick={() => void approve(invite)}>
+              Approve with passkey
+            </button>
+          </li>
+        ))}
+      </ul>
     </section>
   );
 }

@@ -82,6 +82,17 @@ export interface Me {
   displayName: string | null;
   roles: string[];
   groups: string[];
+  /** Present while the account was recovered and this session's passkey has not acknowledged it. */
+  recoveryNotices?: RecoveryNotice[];
+}
+
+export interface RecoveryNotice {
+  inviteId: string;
+  recoveredAt: string;
+  createdBy: string;
+  approvedBy: string | null;
+  approvedAt: string | null;
+  breakGlass: boolean;
 }
 
 export interface Entitlement {

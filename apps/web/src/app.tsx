@@ -8,6 +8,7 @@ import { HomePage } from './home-page';
 import { LoginPage } from './login-page';
 import { ErrorMessage } from './messages';
 import { PasskeysPage } from './passkeys-page';
+import { RecoveryNotices } from './recovery-notice';
 import { ReviewsPage } from './reviews-page';
 import { Link, navigate, usePathname } from './router';
 import { useAction } from './use-api';
@@ -77,6 +78,7 @@ export function App() {
   }
   return (
     <Frame me={me} onSignedOut={() => setMe(null)}>
+      <RecoveryNotices notices={me.recoveryNotices ?? []} onAcknowledged={loadMe} />
       {pageFor(path, me)}
     </Frame>
   );

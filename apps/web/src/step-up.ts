@@ -13,6 +13,7 @@ export type StepUpAction =
   | 'revoke'
   | 'break-glass'
   | 'invite.create'
+  | 'invite.approve'
   | 'policy.reload'
   | 'authenticator.add'
   | 'authenticator.remove'

@@ -24,4 +24,22 @@ export class EnrollmentInviteEntity {
 
   @Column('timestamptz', { name: 'used_at', nullable: true })
   usedAt: Date | null;
+
+  /** An invite for a user who holds or held a passkey: using it ends their sessions and shows a notice. */
+  @Column('boolean', { default: false })
+  recovery: boolean;
+
+  /** A recovery of an admin or an approver: unusable until another admin approves it. */
+  @Column('boolean', { name: 'needs_second_admin', default: false })
+  needsSecondAdmin: boolean;
+
+  /** Created by whoever holds the database credentials (`cli invite --break-glass`), past the second admin. */
+  @Column('boolean', { name: 'break_glass', default: false })
+  breakGlass: boolean;
+
+  @Column('uuid', { name: 'approved_by', nullable: true })
+  approvedBy: string | null;
+
+  @Column('timestamptz', { name: 'approved_at', nullable: true })
+  approvedAt: Date | null;
 }
