@@ -1,4 +1,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -83,6 +85,58 @@ describe('npm run cli -- audit verify', () => {
     );
     expect(code).toBe(0);
     expect(fetched).toEqual(['https://broker.example/.well-known/audit-jwks.json']);
+  });
+
+  it.each([
+    'http://broker.example/.well-known/audit-jwks.json',
+    'http://10.0.0.5:3000/.well-known/audit-jwks.json',
+    'ftp://broker.example/audit-jwks.json',
+    'file:///etc/audit-jwks.json',
+  ])(
+    'refuses --jwks %s (plain http is a pin only on this machine) with exit 2, fetching nothing',
+    async (url) => {
+      const fetched: string[] = [];
+      const { code, err } = await run(['--jwks', url, files.ndjson as string], async (fetchedUrl) => {
+        fetched.push(fetchedUrl);
+        return { keys: key.jwks };
+      });
+      expect({ code, fetched }).toEqual({ code: 2, fetched: [] });
+      expect(err[0]).toMatch(/^Cannot use --jwks .*: .*https/);
+    },
+  );
+
+  it.each([
+    'http://localhost:3000/.well-known/audit-jwks.json',
+    'http://127.0.0.1:3000/.well-known/audit-jwks.json',
+    'http://[::1]:3000/.well-known/audit-jwks.json',
+  ])('takes --jwks %s: plain http to this machine', async (url) => {
+    const { code } = await run(['--jwks', url, files.ndjson as string], async () => ({ keys: key.jwks }));
+    expect(code).toBe(0);
+  });
+
+  it('refuses a --jwks URL that redirects (exit 2), instead of following it', async () => {
+    const server = createServer((request, response) => {
+      if (request.url === '/jwks.json') {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ keys: key.jwks }));
+      } else {
+        response.writeHead(302, { location: '/jwks.json' });
+        response.end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      // The same server answers directly: the refusal is the redirect's, not the URL's.
+      expect((await run(['--jwks', `http://127.0.0.1:${port}/jwks.json`, files.ndjson as string])).code).toBe(
+        0,
+      );
+      const redirected = await run(['--jwks', `http://127.0.0.1:${port}/moved`, files.ndjson as string]);
+      expect(redirected.code).toBe(2);
+      expect(redirected.err[0]).toMatch(/^Cannot read --jwks .*redirect/i);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('exits 3 when the signing key is not pinned, and 0 with a warning under --trust-embedded-key', async () => {

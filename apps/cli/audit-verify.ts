@@ -12,9 +12,10 @@ export interface CommandOutput {
 export const AUDIT_VERIFY_USAGE = `audit verify <file> [--jwks <file|url> | --trust-embedded-key]
       Verify an audit export (NDJSON, CSV or JSON) or a request bundle offline: the hash chain, every
       step-up assertion, that each event is the canonical JSON its hash covers, and the signed manifest.
-      --jwks pins the broker's audit keys: its published https://<broker>/.well-known/audit-jwks.json,
-      or a copy of it saved from a connection you trust. Without --jwks only the key the manifest embeds
-      can be checked, and anyone who rewrote the file could have embedded their own: that is exit 3,
+      --jwks pins the broker's audit keys: a copy of https://<broker>/.well-known/audit-jwks.json saved
+      when the key was published (best: the live one is served by the audited system), or that URL
+      (https; plain http only to localhost; redirects refused). Without --jwks only the key the manifest
+      embeds can be checked, and anyone who rewrote the file could have embedded their own: that is exit 3,
       unless --trust-embedded-key (then 0, with a warning).
       Exit codes: 0 verified; 1 not verified (FAILED names the seq, line or record); 2 usage or read
       error; 3 consistent, but signed by a key you did not pin.`;
@@ -49,8 +50,13 @@ export async function auditVerify(
 
   let jwks: JsonWebKey[] | undefined;
   if (jwksSource !== undefined) {
+    const urlProblem = jwksUrlProblem(jwksSource);
+    if (urlProblem) {
+      output.error(`Cannot use --jwks ${jwksSource}: ${urlProblem}`);
+      return 2;
+    }
     try {
-      const document = /^https?:\/\//.test(jwksSource)
+      const document = URL_SCHEME.test(jwksSource)
         ? await fetchJwks(jwksSource)
         : (JSON.parse(await readFile(jwksSource, 'utf8')) as unknown);
       jwks = keysOf(document);
@@ -128,8 +134,36 @@ function keysOf(document: unknown): JsonWebKey[] {
   return keys as JsonWebKey[];
 }
 
+const URL_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+const THIS_MACHINE = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Why `source` cannot pin keys, or null (a file path, or a URL that can). A pin must come over a channel an
+ * attacker on the network cannot rewrite: https, or plain http only to this machine.
+ */
+function jwksUrlProblem(source: string): string | null {
+  if (!URL_SCHEME.test(source)) return null;
+  let url: URL;
+  try {
+    url = new URL(source);
+  } catch {
+    return 'not a URL; give a file or an https:// URL';
+  }
+  if (url.protocol === 'https:') return null;
+  if (url.protocol === 'http:' && THIS_MACHINE.has(url.hostname)) return null;
+  return url.protocol === 'http:'
+    ? 'plain http can be rewritten on the way; use https:// (http only to localhost) or a saved JWKS file'
+    : `${url.protocol} is not supported; give a file or an https:// URL`;
+}
+
 async function fetchJson(url: string): Promise<unknown> {
-  const response = await fetch(url, { headers: { accept: 'application/json' } });
+  // A redirect could lead anywhere, plain http included: the pin is the URL given, or nothing.
+  const response = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'error' }).catch(
+    (error: unknown) => {
+      const cause = (error as { cause?: { message?: string } }).cause?.message;
+      throw new Error(cause ? `${(error as Error).message} (${cause})` : (error as Error).message);
+    },
+  );
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
   return response.json();
 }

@@ -10,9 +10,9 @@ const ROLES: readonly UserRole[] = ['admin', 'auditor'];
 
 /**
  * `invite <username> [--role admin|auditor]`: a one-time enrollment link, printed once. For bootstrap and
- * recovery by whoever holds the database credentials; audited with actor `cli`. Recovering an admin or an
- * approver skips the second admin the API demands, so it needs `--break-glass` and is flagged and alerted
- * in the audit trail. Returns the exit code.
+ * recovery by whoever holds the database credentials; audited with actor `cli`. Recovering a privileged
+ * user (libs/domain/recovery-rules.ts) skips the second admin the API demands, so it needs `--break-glass`
+ * and is flagged and alerted in the audit trail. Returns the exit code.
  */
 export async function inviteCommand(args: string[]): Promise<number> {
   const roles: UserRole[] = [];

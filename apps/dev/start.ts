@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadConfig } from '../../libs/config/config.js';
-import { createDataSource } from '../../libs/db/data-source.js';
+import { connectedRole, createDataSource, migrateAsOwner } from '../../libs/db/data-source.js';
 import {
   createBrokerDatabase,
   createConnectorRole,
@@ -89,23 +89,28 @@ async function boot(): Promise<void> {
     });
     services.push(postgres.stop);
     checkpoint();
-    // Least privilege (README: "Database roles"): broker_owner migrates; the broker and worker connect as
-    // broker_runtime, which can append to audit_events but not rewrite it; each start gives fresh passwords.
-    const broker = await createBrokerDatabase(postgres.adminUrl, 'broker', {
-      owner: 'broker_owner',
-      runtime: 'broker_runtime',
-    });
+    // Least privilege (README: "Database roles"): broker_owner migrates, here, before the apps start; the broker
+    // and worker connect as broker_runtime, which can append to audit_events but not rewrite it, and never see
+    // the owner's URL. Each start gives fresh passwords.
+    const roles = { owner: 'broker_owner', runtime: 'broker_runtime' };
+    const broker = await createBrokerDatabase(postgres.adminUrl, 'broker', roles);
+    await migrate(broker.ownerUrl, roles.runtime);
     env.DATABASE_URL = broker.runtimeUrl;
-    env.MIGRATION_DATABASE_URL = broker.ownerUrl;
     const demoTarget = await createDatabase(postgres.adminUrl, 'demo_target');
     await prepareDemoTarget(demoTarget);
     // The postgres connector creates and drops temporary roles as demo_connector, which may grant only these.
     env.DEMO_TARGET_DB_URL = await createConnectorRole(demoTarget, 'demo_connector', DEMO_GRANTABLE_ROLES);
     // Every role may connect to every database by default: a minted login would reach these two too.
     for (const database of ['postgres', 'template1']) await revokePublicConnect(postgres.adminUrl, database);
-  } else if (!env.DEMO_TARGET_DB_URL) {
-    say('DATABASE_URL is set and DEMO_TARGET_DB_URL is not: no demo target database.');
+  } else {
+    // Your own server: with MIGRATION_DATABASE_URL, migrate as that owner here, as above.
+    if (env.MIGRATION_DATABASE_URL)
+      await migrate(env.MIGRATION_DATABASE_URL, await connectedRole(env.DATABASE_URL));
+    if (!env.DEMO_TARGET_DB_URL)
+      say('DATABASE_URL is set and DEMO_TARGET_DB_URL is not: no demo target database.');
   }
+  // Code in the broker or worker that could log in as the owner could switch off audit_events' trigger.
+  delete env.MIGRATION_DATABASE_URL;
 
   checkpoint();
   if (!env.REDIS_URL) {
@@ -153,6 +158,12 @@ async function firstAdminEnrollment(
   } finally {
     await dataSource.destroy();
   }
+}
+
+/** Applies pending migrations as the owner and grants `runtimeRole` its privileges, before the apps start. */
+async function migrate(ownerUrl: string, runtimeRole: string): Promise<void> {
+  const applied = await migrateAsOwner(ownerUrl, runtimeRole);
+  if (applied.length > 0) say(`migrated: ${applied.join(', ')}`);
 }
 
 /** The key that encrypts signing keys at rest; generated once, then reused so restarts can decrypt. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { storableJson, storableText } from './audit-log.js';
+import { storableAuditInput, storableJson, storableText } from './audit-log.js';
 import { chainHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
 
 const NUL = '\u0000';
@@ -70,5 +70,59 @@ describe('storableJson', () => {
     const readBack = JSON.parse(Buffer.from(JSON.stringify(event), 'utf8').toString('utf8')) as ChainedEvent;
     expect(chainHash(GENESIS_HASH, readBack)).toEqual(chainHash(GENESIS_HASH, event));
     expect(JSON.stringify(readBack)).not.toMatch(/\\u0000|\\ud[89a-f]/i);
+  });
+});
+
+describe('storableAuditInput (what appendAuditEvent hashes and stores)', () => {
+  const clean = {
+    actorId: 'user-1',
+    action: 'login.failed',
+    subjectType: 'ceremony',
+    subjectId: 'login',
+    data: { code: 'SIGNATURE_INVALID', reason: 'plain' },
+  };
+
+  it('marks the data sanitised: true when anything was replaced, in the data or in any other field', () => {
+    expect(storableAuditInput({ ...clean, data: { reason: `x${NUL}` } }).data).toEqual({
+      reason: `x${REPLACEMENT}`,
+      sanitised: true,
+    });
+    expect(storableAuditInput({ ...clean, data: { nested: [{ [`k\uD800`]: 1 }] } }).data).toEqual({
+      nested: [{ [`k${REPLACEMENT}`]: 1 }],
+      sanitised: true,
+    });
+    expect(storableAuditInput({ ...clean, subjectId: `login${NUL}` })).toMatchObject({
+      subjectId: `login${REPLACEMENT}`,
+      data: { ...clean.data, sanitised: true },
+    });
+    expect(storableAuditInput({ ...clean, data: undefined, requestId: '\uDC00' }).data).toEqual({
+      sanitised: true,
+    });
+  });
+
+  it('leaves clean input as it is, without the mark', () => {
+    expect(storableAuditInput(clean)).toEqual({ ...clean, requestId: null });
+    expect(storableAuditInput({ ...clean, data: { text: `already ${REPLACEMENT}` } }).data).toEqual({
+      text: `already ${REPLACEMENT}`,
+    });
+  });
+
+  it('keeps both values when keys collide after replacement: the later key gets a #2 suffix', () => {
+    const data = storableAuditInput({
+      ...clean,
+      data: {
+        [`k${NUL}`]: 'first',
+        [`k\uD800`]: 'second',
+        [`k${REPLACEMENT}#2`]: 'third',
+        nested: { [`a${NUL}`]: 1, [`a${REPLACEMENT}`]: 2 },
+      },
+    }).data;
+    expect(data).toEqual({
+      [`k${REPLACEMENT}`]: 'first',
+      [`k${REPLACEMENT}#2`]: 'second',
+      [`k${REPLACEMENT}#2#2`]: 'third',
+      nested: { [`a${REPLACEMENT}`]: 1, [`a${REPLACEMENT}#2`]: 2 },
+      sanitised: true,
+    });
   });
 });

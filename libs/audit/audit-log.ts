@@ -28,16 +28,60 @@ export function storableText(text: string): string {
 /**
  * A JSON value with every string, object keys included, made storable by storableText; objects with a
  * toJSON (dates, buffers) are replaced by their JSON form first, as the driver and the hash would see them.
+ * Keys that only differ in what was replaced would collide: the later one keeps its value under `key#2`.
  */
 export function storableJson(value: unknown): unknown {
-  if (typeof value === 'string') return storableText(value);
-  if (Array.isArray(value)) return value.map((item) => storableJson(item));
+  return cleanJson(value, { replaced: false });
+}
+
+/** Set once anything was replaced, so the event can say its stored text is not what was sent. */
+interface Sanitising {
+  replaced: boolean;
+}
+
+function cleanText(text: string, state: Sanitising): string {
+  const stored = storableText(text);
+  if (stored !== text) state.replaced = true;
+  return stored;
+}
+
+function cleanJson(value: unknown, state: Sanitising): unknown {
+  if (typeof value === 'string') return cleanText(value, state);
+  if (Array.isArray(value)) return value.map((item) => cleanJson(item, state));
   if (value === null || typeof value !== 'object') return value;
   const withJson = value as { toJSON?: () => unknown };
-  if (typeof withJson.toJSON === 'function') return storableJson(withJson.toJSON());
-  return Object.fromEntries(
-    Object.entries(value).map(([key, item]) => [storableText(key), storableJson(item)]),
-  );
+  if (typeof withJson.toJSON === 'function') return cleanJson(withJson.toJSON(), state);
+  const entries: Array<[string, unknown]> = [];
+  const taken = new Set<string>();
+  for (const [key, item] of Object.entries(value)) {
+    let stored = cleanText(key, state);
+    // A failure audit must not lose what it records: a colliding key is renamed, never merged or refused.
+    while (taken.has(stored)) stored = `${stored}#2`;
+    taken.add(stored);
+    entries.push([stored, cleanJson(item, state)]);
+  }
+  return Object.fromEntries(entries);
+}
+
+/**
+ * The fields of an audit event as they are hashed and stored: every string made storable, and
+ * `sanitised: true` added to the data when anything had to be replaced, so a reader knows the text differs
+ * from what the client sent.
+ */
+export function storableAuditInput(
+  input: AuditInput,
+): Required<Omit<AuditInput, 'requestId'>> & { requestId: string | null } {
+  const state: Sanitising = { replaced: false };
+  const stored = {
+    actorId: cleanText(input.actorId, state),
+    action: cleanText(input.action, state),
+    subjectType: cleanText(input.subjectType, state),
+    subjectId: cleanText(input.subjectId, state),
+    requestId: input.requestId == null ? null : cleanText(input.requestId, state),
+    data: cleanJson(input.data ?? {}, state) as Record<string, unknown>,
+  };
+  if (state.replaced) stored.data = { ...stored.data, sanitised: true };
+  return stored;
 }
 
 /**
@@ -65,12 +109,7 @@ export async function appendAuditEvent(manager: EntityManager, input: AuditInput
   const body: ChainedEvent = {
     seq,
     at: at.toISOString(),
-    actorId: storableText(input.actorId),
-    action: storableText(input.action),
-    subjectType: storableText(input.subjectType),
-    subjectId: storableText(input.subjectId),
-    requestId: input.requestId == null ? null : storableText(input.requestId),
-    data: storableJson(input.data ?? {}) as Record<string, unknown>,
+    ...storableAuditInput(input),
     prevHash: head.hash.toString('hex'),
   };
   const hash = chainHash(head.hash, body);

@@ -60,6 +60,17 @@ describe('loadConfig', () => {
     expect(problems[2]).toBe('BROKER_MASTER_KEY must be 32 random bytes, base64-encoded');
   });
 
+  it('refuses introspection client secrets shorter than 32 characters, naming the client, not the secret', () => {
+    const long = 'b'.repeat(32);
+    expect(problemsOf({ ...VALID, INTROSPECTION_CLIENTS: `rs1:${long},rs2:${'a'.repeat(31)}` })).toEqual([
+      'INTROSPECTION_CLIENTS has a secret shorter than 32 characters for client rs2: use a random one, ' +
+        'e.g. openssl rand -base64 32',
+    ]);
+    expect(problemsOf({ ...VALID, INTROSPECTION_CLIENTS: `rs1:${long},rs2` })[0]).toBe(
+      'INTROSPECTION_CLIENTS must be a comma-separated list of client_id:secret',
+    );
+  });
+
   it('refuses plain http outside localhost unless ALLOW_INSECURE_HTTP=true says so', () => {
     expect(problemsOf({ ...VALID, PUBLIC_URL: 'http://broker.example.com' })).toEqual([
       'ALLOWED_ORIGINS/PUBLIC_URL use plain http outside localhost (http://broker.example.com): serve over https, or set ALLOW_INSECURE_HTTP=true knowingly',
@@ -127,7 +138,7 @@ describe('loadConfig', () => {
   });
 
   it('parses introspection clients and resolves connector secrets by name only', () => {
-    const secret = 'a'.repeat(24);
+    const secret = 'a'.repeat(32);
     const config = loadConfig({
       ...VALID,
       INTROSPECTION_CLIENTS: `rs1:${secret},rs2:${secret}b`,

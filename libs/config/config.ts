@@ -2,6 +2,8 @@ import path from 'node:path';
 import { z } from 'zod';
 
 const MASTER_KEY_BYTES = 32;
+/** Introspection client secrets: long enough that guessing is infeasible without any lockout. */
+const MIN_CLIENT_SECRET_LENGTH = 32;
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0'])
@@ -32,8 +34,25 @@ const envSchema = z.object({
   CHECKPOINT_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
   INTROSPECTION_CLIENTS: z
     .string()
-    .regex(/^([A-Za-z0-9_.-]+:[^,\s]{16,})(,[A-Za-z0-9_.-]+:[^,\s]{16,})*$/, {
-      message: 'must be a comma-separated list of client_id:secret, secrets of at least 16 characters',
+    .regex(/^([A-Za-z0-9_.-]+:[^,\s]+)(,[A-Za-z0-9_.-]+:[^,\s]+)*$/, {
+      message: 'must be a comma-separated list of client_id:secret',
+    })
+    .superRefine((value, context) => {
+      // Client ids are not secret and the right secret is never locked out, so the secret alone must make
+      // guessing infeasible.
+      const short = value
+        .split(',')
+        .filter(
+          (pair) => pair.includes(':') && pair.length - pair.indexOf(':') - 1 < MIN_CLIENT_SECRET_LENGTH,
+        )
+        .map((pair) => pair.slice(0, pair.indexOf(':')));
+      if (short.length === 0) return;
+      context.addIssue({
+        code: 'custom',
+        message:
+          `has a secret shorter than ${MIN_CLIENT_SECRET_LENGTH} characters for client ${short.join(', ')}: ` +
+          'use a random one, e.g. openssl rand -base64 32',
+      });
     })
     .optional(),
   RP_ID: z

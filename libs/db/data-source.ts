@@ -102,14 +102,35 @@ export async function runMigrations(
 export async function prepareSchema(runtime: DataSource, migrationUrl: string | null): Promise<void> {
   if (migrationUrl) {
     const [{ role }] = (await runtime.query('SELECT current_user AS role')) as Array<{ role: string }>;
-    // Two connections: runMigrations holds one for its advisory lock while migrating on the other.
-    const owner = createDataSource(migrationUrl, { poolSize: 2, applicationName: 'jit-migrate' });
-    await owner.initialize();
-    try {
-      await runMigrations(owner, { runtimeRole: role });
-    } finally {
-      await owner.destroy();
-    }
+    await migrateAsOwner(migrationUrl, role);
   }
   await assertSchemaCurrent(runtime);
+}
+
+/**
+ * Connects as the owner (`ownerUrl`), runs pending migrations and grants `runtimeRole` (when given) its
+ * privileges; returns the names applied. For `npm run migrate` and launchers that migrate before starting the
+ * broker and worker, so that those never hold the owner's URL.
+ */
+export async function migrateAsOwner(ownerUrl: string, runtimeRole: string | null): Promise<string[]> {
+  // Two connections: runMigrations holds one for its advisory lock while migrating on the other.
+  const owner = createDataSource(ownerUrl, { poolSize: 2, applicationName: 'jit-migrate' });
+  await owner.initialize();
+  try {
+    return await runMigrations(owner, { runtimeRole });
+  } finally {
+    await owner.destroy();
+  }
+}
+
+/** The role a URL logs in as, asked of the server: the URL's user name may be an alias (a pooler's, a cloud's). */
+export async function connectedRole(url: string): Promise<string> {
+  const client = createDataSource(url, { poolSize: 1, applicationName: 'jit-migrate' });
+  await client.initialize();
+  try {
+    const [{ role }] = (await client.query('SELECT current_user AS role')) as Array<{ role: string }>;
+    return role;
+  } finally {
+    await client.destroy();
+  }
 }

@@ -1,11 +1,4 @@
-import {
-  Global,
-  Inject,
-  Logger,
-  Module,
-  type DynamicModule,
-  type OnApplicationShutdown,
-} from '@nestjs/common';
+import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createDataSource, prepareSchema } from './data-source.js';
 import { DatabaseSetupError, privilegedRoleReasons } from './runtime-privileges.js';
@@ -18,6 +11,19 @@ export interface DatabaseOptions {
   migrationUrl?: string | null;
   /** ALLOW_PRIVILEGED_DATABASE_ROLE: boot even as a role that can rewrite audit_events, with a warning. */
   allowPrivilegedRole?: boolean;
+  /**
+   * Called at boot, after the warning, when an allowed privileged role is in use: the apps record it in the audit
+   * trail (libs/audit cannot be imported here, it builds on libs/db).
+   */
+  onPrivilegedRole?: (dataSource: DataSource, privileged: PrivilegedRole) => Promise<void>;
+}
+
+/** The role DATABASE_URL connects as, and why it is more than the runtime role should be. */
+export interface PrivilegedRole {
+  role: string;
+  reasons: string[];
+  /** The process's applicationName (jit-broker, jit-worker). */
+  application: string;
 }
 
 /** Provides the initialised DataSource, once the schema is current and the role is checked, before anything else touches it. */
@@ -37,7 +43,12 @@ export class DatabaseModule implements OnApplicationShutdown {
             await dataSource.initialize();
             try {
               await prepareSchema(dataSource, options.migrationUrl ?? null);
-              await checkRuntimeRole(dataSource, options.allowPrivilegedRole ?? false);
+              const privileged = await checkRuntimeRole(
+                dataSource,
+                options.allowPrivilegedRole ?? false,
+                options.applicationName,
+              );
+              if (privileged !== null) await options.onPrivilegedRole?.(dataSource, privileged);
             } catch (error) {
               await dataSource.destroy();
               throw error;
@@ -55,10 +66,17 @@ export class DatabaseModule implements OnApplicationShutdown {
   }
 }
 
-/** A role that can erase the audit trail is refused, unless explicitly allowed, and then named at every boot. */
-async function checkRuntimeRole(dataSource: DataSource, allowPrivilegedRole: boolean): Promise<void> {
+/**
+ * A role that can erase the audit trail is refused, unless explicitly allowed, and then named on stderr at every
+ * boot; returns it when allowed, null when the role is the runtime role it should be.
+ */
+async function checkRuntimeRole(
+  dataSource: DataSource,
+  allowPrivilegedRole: boolean,
+  applicationName: string,
+): Promise<PrivilegedRole | null> {
   const reasons = await privilegedRoleReasons(dataSource);
-  if (reasons.length === 0) return;
+  if (reasons.length === 0) return null;
   const what = `DATABASE_URL connects as a privileged role (${reasons.join('; ')}): it could rewrite or erase the audit trail`;
   if (!allowPrivilegedRole) {
     throw new DatabaseSetupError(
@@ -66,5 +84,8 @@ async function checkRuntimeRole(dataSource: DataSource, allowPrivilegedRole: boo
         'ALLOW_PRIVILEGED_DATABASE_ROLE=true knowingly.',
     );
   }
-  new Logger('Database').warn(`UNSAFE: ALLOW_PRIVILEGED_DATABASE_ROLE=true: ${what}`);
+  // Not the logger: LOG_LEVEL=error or silent would hide it.
+  console.error(`UNSAFE: ALLOW_PRIVILEGED_DATABASE_ROLE=true: ${what}`);
+  const [{ role }] = (await dataSource.query('SELECT current_user AS role')) as Array<{ role: string }>;
+  return { role, reasons, application: applicationName };
 }

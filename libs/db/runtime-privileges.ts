@@ -97,25 +97,36 @@ export async function assertSchemaCurrent(dataSource: DataSource): Promise<void>
 
 /**
  * Why the connected role is more than the runtime role should be: a superuser, a member of audit_events'
- * owner, or holding UPDATE, DELETE or TRUNCATE on it; each of these can erase the audit trail. Empty when safe.
+ * owner, holding UPDATE, DELETE or TRUNCATE on it (each of these can erase the audit trail), or with CREATEROLE
+ * (before PostgreSQL 16 it can grant itself the owner) or CREATE on schema public or audit_events' schema
+ * (objects of its own there that the owner might run). Empty when safe.
  */
 export async function privilegedRoleReasons(dataSource: DataSource): Promise<string[]> {
+  // Role attributes are not inherited, but a member that can SET ROLE to a role holding one has it too.
   const [row] = (await dataSource.query(`
     SELECT current_user AS role,
            EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolsuper AND pg_has_role(current_user, r.oid, 'MEMBER')) AS superuser,
            pg_has_role(current_user, c.relowner, 'MEMBER') AS owner,
-           has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE') AS rewrites
+           has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE') AS rewrites,
+           EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolcreaterole AND pg_has_role(current_user, r.oid, 'MEMBER')) AS createrole,
+           ARRAY(SELECT n.nspname::text FROM pg_namespace n
+                  WHERE (n.nspname = 'public' OR n.oid = c.relnamespace) AND has_schema_privilege(n.oid, 'CREATE')
+                  ORDER BY n.nspname) AS creates_in
       FROM pg_class c
      WHERE c.oid = to_regclass('audit_events')`)) as Array<{
     role: string;
     superuser: boolean;
     owner: boolean;
     rewrites: boolean;
+    createrole: boolean;
+    creates_in: string[];
   }>;
   if (row === undefined) return [];
   const reasons: string[] = [];
   if (row.superuser) reasons.push(`role ${row.role} is (or can become) a superuser`);
   if (row.owner) reasons.push(`role ${row.role} owns (or can become the owner of) audit_events`);
   if (row.rewrites) reasons.push(`role ${row.role} holds UPDATE, DELETE or TRUNCATE on audit_events`);
+  if (row.createrole) reasons.push(`role ${row.role} has (or can become a role with) CREATEROLE`);
+  for (const schema of row.creates_in) reasons.push(`role ${row.role} may CREATE in schema ${schema}`);
   return reasons;
 }

@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { scramSha256Verifier } from '../connectors/postgres.connector.js';
-import { createDatabase, databaseUrl } from './databases.js';
+import { assertIdentifier, createDatabase, databaseUrl, withClient } from './databases.js';
 
 // The least-privilege setup `npm start` and the e2e stack make, and README's "Database roles" tells an operator
 // to make by hand: an owner role that migrates, a runtime role that the broker and worker use, and a role for
 // the postgres connector on its target database. Each run gives the roles fresh passwords.
 
-const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const DUPLICATE_OBJECT = '42710';
 const UNIQUE_VIOLATION = '23505';
 
@@ -59,7 +58,7 @@ export async function createConnectorRole(
   name: string,
   grantableRoles: readonly string[],
 ): Promise<string> {
-  for (const role of grantableRoles) assertRoleName(role);
+  for (const role of grantableRoles) assertIdentifier('role', role);
   const password = await withClient(targetAdminUrl, async (client) => {
     const secret = await ensureLoginRole(client, name, { createRole: true });
     const login = pg.escapeIdentifier(name);
@@ -73,6 +72,8 @@ export async function createConnectorRole(
     );
     // PostgreSQL 16+ lets CREATEROLE grant only roles held WITH ADMIN OPTION; INHERIT/SET FALSE keep their
     // privileges from the connector itself. On 15, CREATEROLE alone grants any non-superuser role.
+    const hazard = connectorRoleHazard(version, name);
+    if (hazard !== null) console.error(`[devstack] ${hazard}`);
     if (version >= 160000 && grantableRoles.length > 0) {
       await client.query(
         `GRANT ${grantableRoles.map((role) => pg.escapeIdentifier(role)).join(', ')} TO ${login} ` +
@@ -85,6 +86,20 @@ export async function createConnectorRole(
   return loginUrl(targetAdminUrl, name, password, new URL(targetAdminUrl).pathname.slice(1));
 }
 
+/**
+ * Why a connector role with CREATEROLE is unsafe on a server of `serverVersion` (server_version_num), or null:
+ * before PostgreSQL 16 it can grant itself any non-superuser role, the broker's owner and runtime roles included.
+ */
+export function connectorRoleHazard(serverVersion: number, name: string): string | null {
+  if (serverVersion >= 160000) return null;
+  // server_version_num: major * 10000 + minor (150007 is 15.7; 90624, 9.6.24, gives 9).
+  const major = Math.floor(serverVersion / 10000);
+  return (
+    `UNSAFE: PostgreSQL ${major} lets the CREATEROLE role ${name} grant itself any non-superuser role ` +
+    '(the broker owner included); use PostgreSQL 16 or later'
+  );
+}
+
 /** REVOKE CONNECT (and TEMPORARY) ON DATABASE `name` FROM PUBLIC: by default every role may connect to every database. */
 export async function revokePublicConnect(adminUrl: string, name: string): Promise<void> {
   await withClient(adminUrl, (client) => closeToPublic(client, name));
@@ -94,7 +109,7 @@ export async function revokePublicConnect(adminUrl: string, name: string): Promi
 export async function dropLoginRoles(adminUrl: string, names: readonly string[]): Promise<void> {
   await withClient(adminUrl, async (client) => {
     for (const name of names) {
-      assertRoleName(name);
+      assertIdentifier('role', name);
       await client.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(name)}`);
     }
   });
@@ -106,7 +121,7 @@ async function ensureLoginRole(
   name: string,
   options: { createRole?: boolean } = {},
 ): Promise<string> {
-  assertRoleName(name);
+  assertIdentifier('role', name);
   const role = pg.escapeIdentifier(name);
   // Looked up first: a refused CREATE would print an ERROR line to `npm start`'s console on every start.
   const existing = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
@@ -159,22 +174,4 @@ function loginUrl(serverUrl: string, role: string, password: string, database: s
   url.username = role;
   url.password = password;
   return url.toString();
-}
-
-function assertRoleName(name: string): void {
-  if (!ROLE_NAME.test(name)) {
-    throw new Error(
-      `invalid role name ${JSON.stringify(name)}: use 1 to 63 lowercase letters, digits or _, not starting with a digit`,
-    );
-  }
-}
-
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }

@@ -1,13 +1,14 @@
 import pg from 'pg';
 
-const DATABASE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+// Plain lowercase identifiers only: no quoting surprises, and the same name in SQL, URLs and logs.
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 const DUPLICATE_DATABASE = '42P04';
 // Two concurrent CREATE DATABASE of one name can also collide on pg_database's unique index.
 const UNIQUE_VIOLATION = '23505';
 
 /** The URL of database `name` on the server of `adminUrl`, with the same credentials and options. */
 export function databaseUrl(adminUrl: string, name: string): string {
-  assertDatabaseName(name);
+  assertIdentifier('database', name);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return url.toString();
@@ -15,7 +16,7 @@ export function databaseUrl(adminUrl: string, name: string): string {
 
 /** Creates database `name` unless it already exists, and returns its URL. */
 export async function createDatabase(adminUrl: string, name: string): Promise<string> {
-  assertDatabaseName(name);
+  assertIdentifier('database', name);
   await withClient(adminUrl, async (client) => {
     const existing = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (existing.rowCount !== 0) return;
@@ -31,7 +32,7 @@ export async function createDatabase(adminUrl: string, name: string): Promise<st
 
 /** Drops database `name` if it exists, even while a forgotten pool is still connected to it. */
 export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
-  assertDatabaseName(name);
+  assertIdentifier('database', name);
   await withClient(adminUrl, async (client) => {
     await client.query(
       'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
@@ -41,15 +42,17 @@ export async function dropDatabase(adminUrl: string, name: string): Promise<void
   });
 }
 
-function assertDatabaseName(name: string): void {
-  if (!DATABASE_NAME.test(name)) {
+/** Throws unless `name` is a plain lowercase identifier (1 to 63 of a-z, 0-9, _; not starting with a digit). */
+export function assertIdentifier(kind: 'database' | 'role', name: string): void {
+  if (!IDENTIFIER.test(name)) {
     throw new Error(
-      `invalid database name ${JSON.stringify(name)}: use 1 to 63 lowercase letters, digits or _, not starting with a digit`,
+      `invalid ${kind} name ${JSON.stringify(name)}: use 1 to 63 lowercase letters, digits or _, not starting with a digit`,
     );
   }
 }
 
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `work` on one connection to `url`; the connection always ends. */
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {

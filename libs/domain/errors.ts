@@ -40,6 +40,8 @@ export enum ErrorCode {
   INVITE_SELF_APPROVAL = 'INVITE_SELF_APPROVAL',
   /** A second admin whose own passkey or recovery is younger than the recovery cool-down. */
   SECOND_ADMIN_TOO_RECENT = 'SECOND_ADMIN_TOO_RECENT',
+  /** A second admin whose own account was enrolled from an invite the creator created or approved. */
+  INVITE_APPROVER_NOT_INDEPENDENT = 'INVITE_APPROVER_NOT_INDEPENDENT',
   // 404
   NOT_FOUND = 'NOT_FOUND',
   ENTITLEMENT_NOT_FOUND = 'ENTITLEMENT_NOT_FOUND',
@@ -70,6 +72,8 @@ export enum ErrorCode {
   /** A recovery invite for an admin or approver that a second admin has not approved yet. */
   RECOVERY_NEEDS_SECOND_ADMIN = 'RECOVERY_NEEDS_SECOND_ADMIN',
   INVITE_NOT_PENDING = 'INVITE_NOT_PENDING',
+  /** Removing a passkey older than a recovery within the recovery cool-down (it would hide the notice). */
+  PASSKEY_KEPT_AFTER_RECOVERY = 'PASSKEY_KEPT_AFTER_RECOVERY',
   // 410: a one-time invite that can no longer be used
   INVITE_USED = 'INVITE_USED',
   INVITE_EXPIRED = 'INVITE_EXPIRED',

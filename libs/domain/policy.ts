@@ -3,6 +3,7 @@ import canonicalize from 'canonicalize';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { DomainError, ErrorCode } from './errors.js';
+import { unsafeFreeTextCharacter, type FreeTextOptions } from './free-text.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Model
@@ -150,7 +151,18 @@ const username = z.string().regex(USERNAME_PATTERN, { error: `is not a valid use
 const envName = z
   .string()
   .regex(ENV_NAME_PATTERN, { error: 'is not a valid environment variable name (A-Z, 0-9 and "_")' });
-const text = z.string().min(1, { error: 'must not be empty' });
+/** Why policy text shown to people (titles, patterns, scope) may not hold `value`, as a schema message. */
+function unsafeShownText(value: string, options: FreeTextOptions): string | null {
+  const problem = unsafeFreeTextCharacter(value, options);
+  return problem ? `must be plain text: it contains ${problem}` : null;
+}
+const text = z
+  .string()
+  .min(1, { error: 'must not be empty' })
+  .superRefine((value, context) => {
+    const problem = unsafeShownText(value, { multiLine: false });
+    if (problem) context.addIssue({ code: 'custom', message: problem });
+  });
 const groupList = z.array(name).min(1, { error: 'must list at least one group' });
 
 const duration = z
@@ -175,10 +187,16 @@ const scope = z.unknown().transform((value, context): Record<string, unknown> =>
     if (Array.isArray(node)) node.forEach((item, index) => visit(item, [...path, index]));
     else if (isPlainMapping(node))
       for (const [key, item] of Object.entries(node)) {
+        const unsafeKey = unsafeShownText(key, { multiLine: false });
         if (key === '__proto__') problem([...path, key], 'is a reserved key');
+        else if (unsafeKey) problem([...path, key], unsafeKey);
         else visit(item, [...path, key]);
       }
-    else if (typeof node === 'number' && !Number.isFinite(node)) problem(path, 'must be a finite number');
+    else if (typeof node === 'string') {
+      // Approvers read the scope: a multi-line value (a statement) is fine, hidden or reordered text is not.
+      const unsafe = unsafeShownText(node, { multiLine: true });
+      if (unsafe) problem(path, unsafe);
+    } else if (typeof node === 'number' && !Number.isFinite(node)) problem(path, 'must be a finite number');
     else if (!['string', 'number', 'boolean'].includes(typeof node) && node !== null)
       problem(path, 'must be a string, number, true/false, null, list or mapping');
   };

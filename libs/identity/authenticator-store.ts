@@ -83,8 +83,9 @@ export interface AnsweredChallenge {
 
 /**
  * Records a verified use: the new counter and when (last_used_at is also when the stored counter was
- * accepted). A counter that did not go up is refused: 409 SIGN_COUNT_STALE when its challenge was issued
- * before that moment (a race between tabs), SIGN_COUNT_REGRESSION otherwise (the caller then disables it).
+ * accepted). A counter that did not go up is refused: 409 SIGN_COUNT_STALE when it is lower and its
+ * challenge was issued before that moment (a race between tabs), SIGN_COUNT_REGRESSION otherwise, an equal
+ * non-zero counter included (the caller then disables it; signCountVerdict).
  */
 export async function recordUse(
   manager: EntityManager,

@@ -3,8 +3,11 @@ import { DataSource } from 'typeorm';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import type { AuthenticatorEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
+import { recoveryCooldownSeconds } from '../domain/policy.js';
+import { passkeyRemovalAllowed } from '../domain/recovery-rules.js';
 import type { Actor } from '../elevation/actor.js';
 import { authenticatorsOf } from './authenticator-store.js';
+import { policyInForce } from './invites.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
 
 /** A passkey as its owner sees it: never the key material. */
@@ -36,13 +39,34 @@ export class AuthenticatorsService {
     return authenticatorsOf(this.dataSource.manager, actor.id);
   }
 
-  /** Removes one of the actor's passkeys after an `authenticator.remove` step-up; never the last usable one. */
+  /**
+   * Removes one of the actor's passkeys after an `authenticator.remove` step-up; never the last usable one,
+   * nor, within the recovery cool-down, one older than the account's last recovery (passkeyRemovalAllowed).
+   */
   async remove(actor: Actor, authenticatorId: string, evidence: StepUpEvidence): Promise<void> {
     await this.dataSource.transaction(async (manager) => {
       await manager.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [actor.id]);
       const owned = await authenticatorsOf(manager, actor.id);
       const target = owned.find((item) => item.id === authenticatorId);
       if (!target) throw new DomainError(ErrorCode.AUTHENTICATOR_NOT_FOUND, 'You have no such passkey');
+      const [recovered] = (await manager.query(
+        `SELECT now() AS now, (SELECT max(used_at) FROM enrollment_invites WHERE user_id = $1 AND recovery) AS "at"`,
+        [actor.id],
+      )) as Array<{ now: Date; at: Date | null }>;
+      const allowed = passkeyRemovalAllowed({
+        passkeyCreatedAt: target.createdAt,
+        lastRecoveredAt: recovered.at,
+        now: recovered.now,
+        recoveryCooldownSeconds: recoveryCooldownSeconds(await policyInForce(manager)),
+      });
+      if (!allowed) {
+        throw new DomainError(
+          ErrorCode.PASSKEY_KEPT_AFTER_RECOVERY,
+          'This account was recovered recently: passkeys older than the recovery cannot be removed until the ' +
+            'recovery cool-down ends (ask an admin to end the sessions or suspend the account instead)',
+          { recoveredAt: recovered.at?.toISOString() },
+        );
+      }
       const usableAfter = owned.filter((item) => item.id !== authenticatorId && !item.disabledAt);
       if (usableAfter.length === 0) {
         throw new DomainError(ErrorCode.LAST_AUTHENTICATOR, 'You cannot remove your last usable passkey');

@@ -28,6 +28,25 @@ export function attributed(
   return error;
 }
 
+/** The most UTF-8 bytes of `reason` a failure event keeps: library errors may quote what a hostile client sent. */
+export const MAX_FAILURE_REASON_BYTES = 1024;
+
+const CUT_MARK = '… (cut)';
+
+/** `message` as a failure event's reason: at most MAX_FAILURE_REASON_BYTES of UTF-8, marked when cut. */
+export function ceremonyFailureReason(message: string): string {
+  if (Buffer.byteLength(message) <= MAX_FAILURE_REASON_BYTES) return message;
+  let budget = MAX_FAILURE_REASON_BYTES - Buffer.byteLength(CUT_MARK);
+  let kept = '';
+  // By code point, so a surrogate pair is never cut in half.
+  for (const character of message) {
+    budget -= Buffer.byteLength(character);
+    if (budget < 0) break;
+    kept += character;
+  }
+  return `${kept}${CUT_MARK}`;
+}
+
 /**
  * Writes what a refused ceremony leaves behind, in its own transaction (the ceremony's rolled back): the
  * `<kind>.failed` audit event, and for a sign-count regression the disabled authenticator with an alert.
@@ -51,7 +70,7 @@ export async function recordCeremonyFailure(
     action: `${failure.kind}.failed`,
     subjectType: failure.subjectType,
     subjectId: failure.subjectId,
-    data: { code: error.code, reason: error.message, credentialId, ...failure.data },
+    data: { code: error.code, reason: ceremonyFailureReason(error.message), credentialId, ...failure.data },
   });
   if (error.code === ErrorCode.SIGN_COUNT_REGRESSION && authenticatorId) {
     const [rows] = (await manager.query(

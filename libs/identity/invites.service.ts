@@ -16,8 +16,12 @@ import {
   type PendingInvite,
 } from './invites.js';
 
-/** What a recovered user is told until each of their passkeys acknowledges it (issue 12). */
+/**
+ * What a recovered user is told until each of their passkeys acknowledges it (issue 12); `enrollment` when
+ * the invite was an admin's first invite of a privileged user (`recoveredAt` is then when it was used).
+ */
 export interface RecoveryNotice {
+  kind: 'recovery' | 'enrollment';
   inviteId: string;
   recoveredAt: Date;
   /** The creator's username, or `cli` / `bootstrap`. */
@@ -26,6 +30,13 @@ export interface RecoveryNotice {
   approvedAt: Date | null;
   breakGlass: boolean;
 }
+
+// One admin trying to be both halves of the two-person rule: refused and worth an alert.
+const SECOND_ADMIN_REFUSALS = new Set<ErrorCode>([
+  ErrorCode.INVITE_SELF_APPROVAL,
+  ErrorCode.INVITE_APPROVER_NOT_INDEPENDENT,
+  ErrorCode.SECOND_ADMIN_TOO_RECENT,
+]);
 
 /** Admin-created one-time enrollment invites (the CLI uses the same functions in invites.ts). */
 @Injectable()
@@ -40,14 +51,16 @@ export class InvitesService {
   }
 
   /**
-   * Creates an invite on behalf of an admin whose `invite.create` step-up the caller verified; a recovery
-   * of an admin or approver waits for a second admin (approve()).
+   * Creates an invite on behalf of an admin whose `invite.create` step-up the caller verified; one for a
+   * privileged user waits for a second admin (approve()): always for a recovery, and for a first invite
+   * whenever another admin could approve it.
    */
   create(actor: Actor, input: InviteInput, evidence: StepUpEvidence): Promise<CreatedInvite> {
     return this.dataSource.transaction((manager) =>
       createInvite(manager, this.settings, actor.id, input, {
         evidence: evidenceForAudit(evidence),
         privilegedRecovery: 'second-admin',
+        privilegedEnrollment: 'second-admin-if-any',
       }),
     );
   }
@@ -59,11 +72,7 @@ export class InvitesService {
         approveInvite(manager, actor, inviteId, evidenceForAudit(evidence)),
       );
     } catch (error) {
-      if (
-        error instanceof DomainError &&
-        (error.code === ErrorCode.INVITE_SELF_APPROVAL || error.code === ErrorCode.SECOND_ADMIN_TOO_RECENT)
-      ) {
-        // One admin trying to be both halves of the two-person rule: worth an alert.
+      if (error instanceof DomainError && SECOND_ADMIN_REFUSALS.has(error.code)) {
         await this.dataSource.transaction((manager) =>
           appendAuditEvent(manager, {
             actorId: actor.id,
@@ -78,7 +87,7 @@ export class InvitesService {
     }
   }
 
-  /** Recovery invites waiting for a second admin. */
+  /** Invites waiting for a second admin. */
   pending(): Promise<PendingInvite[]> {
     return this.dataSource.transaction((manager) => pendingInvites(manager));
   }
@@ -90,11 +99,13 @@ export class InvitesService {
    */
   async noticesFor(sessionId: string): Promise<RecoveryNotice[]> {
     return (await this.dataSource.query(
-      `SELECT i.id AS "inviteId", i.used_at AS "recoveredAt", coalesce(c.username, i.created_by) AS "createdBy",
+      `SELECT CASE WHEN i.recovery THEN 'recovery' ELSE 'enrollment' END AS kind,
+              i.id AS "inviteId", i.used_at AS "recoveredAt", coalesce(c.username, i.created_by) AS "createdBy",
               ap.username AS "approvedBy", i.approved_at AS "approvedAt", i.break_glass AS "breakGlass"
          FROM sessions s
          JOIN authenticators a ON a.id = s.authenticator_id
-         JOIN enrollment_invites i ON i.user_id = s.user_id AND i.recovery AND i.used_at IS NOT NULL
+         JOIN enrollment_invites i ON i.user_id = s.user_id AND (i.recovery OR i.enrollment_notice)
+                                  AND i.used_at IS NOT NULL
                                   AND a.created_at <= i.used_at
          LEFT JOIN users c ON c.id::text = i.created_by
          LEFT JOIN users ap ON ap.id = i.approved_by

@@ -4,12 +4,14 @@ import { appendAuditEvent } from '../audit/audit-log.js';
 import { databaseNow } from '../db/clock.js';
 import type { EnrollmentInviteEntity, UserRole } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
+import { unsafeFreeTextCharacter } from '../domain/free-text.js';
+import { recoveryCooldownSeconds, USERNAME_PATTERN, type Policy } from '../domain/policy.js';
 import {
-  approvesAnything,
-  recoveryCooldownSeconds,
-  USERNAME_PATTERN,
-  type Policy,
-} from '../domain/policy.js';
+  anotherAdminCanApprove,
+  privilegeReasons,
+  secondAdminRefusal,
+  type EnrolledFrom,
+} from '../domain/recovery-rules.js';
 import type { Actor } from '../elevation/actor.js';
 import { newSecretToken, tokenHash } from './tokens.js';
 
@@ -33,25 +35,36 @@ export interface CreatedInvite {
   expiresAt: Date;
   userId: string;
   newUser: boolean;
-  /** A recovery of an admin or approver: the link answers 409 until another admin approves it. */
+  /** An invite for a privileged user: the link answers 409 until another admin approves it. */
   pendingApproval: boolean;
-  /** A recovery of an admin or approver made usable without a second admin (PrivilegedRecovery). */
+  /** A recovery of a privileged user made usable without a second admin (PrivilegedRecovery). */
   breakGlass: boolean;
 }
 
 /**
- * What to do with a recovery of a privileged user (an admin, or a member of an approver group of any
- * entitlement in the policy in force), who could otherwise be stood in for by the admin holding the link:
+ * What to do with a recovery of a privileged user (libs/domain/recovery-rules.ts: an admin, an approver, or a
+ * requester of break-glass or self-service under the policy in force), who could otherwise be stood in for
+ * by the admin holding the link:
  * `second-admin` (the default, the admin API) creates it pending another admin's approval; `break-glass`
  * (`cli invite --break-glass`, the first-admin bootstrap) makes it usable at once, flagged and alerted;
  * `refuse` refuses it (the CLI without --break-glass).
  */
 export type PrivilegedRecovery = 'second-admin' | 'break-glass' | 'refuse';
 
+/**
+ * What to do with the first invite of a privileged user (new, or never enrolled), which is no recovery:
+ * `second-admin-if-any` (the admin API) alerts, tells the enrolled user who created it, and waits for a
+ * second admin whenever another admin independent of the creator could approve it (with none, waiting
+ * would deadlock a fresh deployment); `allow` (the CLI, the bootstrap and the test harness, which hold the
+ * database credentials anyway) makes it usable at once, as before.
+ */
+export type PrivilegedEnrollment = 'second-admin-if-any' | 'allow';
+
 export interface InviteOptions {
   /** The admin's `invite.create` step-up, kept in the audit event (none from the CLI or bootstrap). */
   evidence?: Record<string, string> | null;
   privilegedRecovery?: PrivilegedRecovery;
+  privilegedEnrollment?: PrivilegedEnrollment;
 }
 
 /** The username of the first admin, whose invite `npm start` and `cli invite` bootstrap. */
@@ -70,9 +83,19 @@ export async function createInvite(
   input: InviteInput,
   options: InviteOptions = {},
 ): Promise<CreatedInvite> {
-  const { evidence = null, privilegedRecovery = 'second-admin' } = options;
+  const { evidence = null, privilegedRecovery = 'second-admin', privilegedEnrollment = 'allow' } = options;
   if (!USERNAME_PATTERN.test(input.username)) {
     throw new DomainError(ErrorCode.VALIDATION_FAILED, `"${input.username}" is not a valid username`);
+  }
+  // The API's DTO checks this too; the CLI reaches here directly (a NUL would otherwise fail in PostgreSQL).
+  const unsafeDisplayName = input.displayName
+    ? unsafeFreeTextCharacter(input.displayName, { multiLine: false })
+    : null;
+  if (unsafeDisplayName) {
+    throw new DomainError(
+      ErrorCode.VALIDATION_FAILED,
+      `The display name must be plain text: it contains ${unsafeDisplayName}`,
+    );
   }
   const now = await databaseNow(manager);
   const roles = [...new Set(input.roles)].sort();
@@ -80,9 +103,10 @@ export async function createInvite(
     `SELECT id, roles, status FROM users WHERE username = $1 FOR UPDATE`,
     [input.username],
   )) as Array<{ id: string; roles: UserRole[]; status: string }>;
+  const policy = await policyInForce(manager);
+  const privilege = privilegeReasons({ username: input.username, roles: existing?.roles ?? roles }, policy);
   let userId: string;
   let recovery = false;
-  let privileged = false;
   if (existing) {
     if (existing.status !== 'active') {
       throw new DomainError(
@@ -99,14 +123,11 @@ export async function createInvite(
     }
     userId = existing.id;
     recovery = await hasHeldPasskey(manager, userId);
-    privileged =
-      recovery &&
-      (existing.roles.includes('admin') || approvesAnything(await policyInForce(manager), input.username));
-    if (privileged && privilegedRecovery === 'refuse') {
+    if (recovery && privilege.length > 0 && privilegedRecovery === 'refuse') {
       throw new DomainError(
         ErrorCode.RECOVERY_NEEDS_SECOND_ADMIN,
-        `"${input.username}" is an admin or an approver: create the recovery invite as an admin (a second ` +
-          'admin must approve it), or pass --break-glass to create it here, loudly audited',
+        `"${input.username}" is privileged (${privilege.join(', ')}): create the recovery invite as an ` +
+          'admin (a second admin must approve it), or pass --break-glass to create it here, loudly audited',
       );
     }
     await manager.query(
@@ -132,13 +153,30 @@ export async function createInvite(
   const token = newSecretToken();
   const inviteId = uuidv7();
   const expiresAt = new Date(now.getTime() + settings.ttlSeconds * 1000);
-  const needsSecondAdmin = privileged && privilegedRecovery === 'second-admin';
-  const breakGlass = privileged && privilegedRecovery === 'break-glass';
+  const privileged = privilege.length > 0;
+  const breakGlass = privileged && recovery && privilegedRecovery === 'break-glass';
+  const enrollmentNotice = privileged && !recovery && privilegedEnrollment === 'second-admin-if-any';
+  const needsSecondAdmin =
+    privileged &&
+    (recovery
+      ? privilegedRecovery === 'second-admin'
+      : enrollmentNotice && anotherAdminCanApprove(createdBy, await otherAdmins(manager, createdBy)));
   await manager.query(
     `INSERT INTO enrollment_invites (id, token_hash, user_id, created_by, created_at, expires_at, recovery,
-       needs_second_admin, break_glass)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-    [inviteId, tokenHash(token), userId, createdBy, now, expiresAt, recovery, needsSecondAdmin, breakGlass],
+       needs_second_admin, enrollment_notice, break_glass)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    [
+      inviteId,
+      tokenHash(token),
+      userId,
+      createdBy,
+      now,
+      expiresAt,
+      recovery,
+      needsSecondAdmin,
+      enrollmentNotice,
+      breakGlass,
+    ],
   );
   await appendAuditEvent(manager, {
     actorId: createdBy,
@@ -149,8 +187,10 @@ export async function createInvite(
       inviteId,
       username: input.username,
       recovery,
-      // An invite for an existing account lets whoever holds the link add a passkey to it: loud.
-      ...(existing ? { alert: true } : {}),
+      // An invite for an existing account lets whoever holds the link add a passkey to it, and one for a
+      // privileged user from an admin lets whoever holds it act without anyone else's approval: loud.
+      ...(existing || enrollmentNotice ? { alert: true } : {}),
+      ...(privileged ? { privilege } : {}),
       ...(needsSecondAdmin ? { needsSecondAdmin } : {}),
       ...(breakGlass ? { breakGlass } : {}),
       expiresAt: expiresAt.toISOString(),
@@ -178,8 +218,29 @@ async function hasHeldPasskey(manager: EntityManager, userId: string): Promise<b
   return held;
 }
 
+/**
+ * The other active admins holding a usable passkey, each with the invites their account used: who might be
+ * the second admin of `creatorId`'s invite.
+ */
+async function otherAdmins(
+  manager: EntityManager,
+  creatorId: string,
+): Promise<Array<{ id: string; enrolledFrom: EnrolledFrom[] }>> {
+  return (await manager.query(
+    `SELECT u.id,
+            coalesce((SELECT json_agg(json_build_object('createdBy', i.created_by, 'approvedBy', i.approved_by))
+                        FROM enrollment_invites i WHERE i.user_id = u.id AND i.used_at IS NOT NULL),
+                     '[]'::json) AS "enrolledFrom"
+       FROM users u
+      WHERE 'admin' = ANY (u.roles) AND u.status = 'active' AND u.id::text <> $1
+        AND EXISTS (SELECT 1 FROM authenticators a
+                     WHERE a.user_id = u.id AND a.removed_at IS NULL AND a.disabled_at IS NULL)`,
+    [creatorId],
+  )) as Array<{ id: string; enrolledFrom: EnrolledFrom[] }>;
+}
+
 /** The policy in force (the latest activation), read in the caller's transaction; none before the first boot. */
-async function policyInForce(manager: EntityManager): Promise<Policy> {
+export async function policyInForce(manager: EntityManager): Promise<Policy> {
   const [row] = (await manager.query(
     `SELECT v.content FROM policy_activations a JOIN policy_versions v ON v.hash = a.hash
       ORDER BY a.id DESC LIMIT 1`,
@@ -187,7 +248,7 @@ async function policyInForce(manager: EntityManager): Promise<Policy> {
   return row?.content ?? { groups: {}, connectors: {}, entitlements: [] };
 }
 
-/** A recovery invite waiting for a second admin, as the admin list shows it. */
+/** An invite waiting for a second admin, as the admin list shows it. */
 export interface PendingInvite {
   id: string;
   username: string;
@@ -195,13 +256,15 @@ export interface PendingInvite {
   createdBy: string;
   createdAt: Date;
   expiresAt: Date;
+  /** False for a privileged user's first invite. */
+  recovery: boolean;
 }
 
-/** Recovery invites still waiting for a second admin, oldest first. */
+/** Invites (recoveries and first invites of privileged users) still waiting for a second admin, oldest first. */
 export async function pendingInvites(manager: EntityManager): Promise<PendingInvite[]> {
   return (await manager.query(
     `SELECT i.id, u.username, coalesce(c.username, i.created_by) AS "createdBy", i.created_at AS "createdAt",
-            i.expires_at AS "expiresAt"
+            i.expires_at AS "expiresAt", i.recovery
        FROM enrollment_invites i JOIN users u ON u.id = i.user_id
        LEFT JOIN users c ON c.id::text = i.created_by
       WHERE i.needs_second_admin AND i.approved_at IS NULL AND i.used_at IS NULL AND i.expires_at > now()
@@ -210,10 +273,9 @@ export async function pendingInvites(manager: EntityManager): Promise<PendingInv
 }
 
 /**
- * A second admin's approval of a recovery invite, whose `invite.approve` step-up the caller verified: the
- * link becomes usable. Neither the admin who created it nor the user being recovered may approve it, nor an
- * admin whose first passkey or last recovery is younger than the recovery cool-down (else one admin could
- * invite a fresh admin account, enroll it and approve with it).
+ * A second admin's approval of an invite for a privileged user, whose `invite.approve` step-up the caller
+ * verified: the link becomes usable. Who may approve is secondAdminRefusal's rule (libs/domain/recovery-rules.ts);
+ * this loads its facts.
  */
 export async function approveInvite(
   manager: EntityManager,
@@ -244,28 +306,30 @@ export async function approveInvite(
   if (!invite.needsSecondAdmin || invite.approvedAt) {
     throw new DomainError(ErrorCode.INVITE_NOT_PENDING, 'This invite is not waiting for an approval');
   }
-  if (invite.createdBy === actor.id || invite.userId === actor.id) {
-    throw new DomainError(
-      ErrorCode.INVITE_SELF_APPROVAL,
-      invite.userId === actor.id
-        ? 'You cannot approve the recovery of your own account: another admin must'
-        : 'You created this recovery invite: a different admin must approve it',
-      { inviteId },
-    );
-  }
-  const [{ tooRecent }] = (await manager.query(
-    `SELECT coalesce((SELECT min(created_at) FROM authenticators WHERE user_id = $1), now()) > now() - $2::interval
-         OR EXISTS (SELECT 1 FROM enrollment_invites WHERE user_id = $1 AND recovery AND used_at IS NOT NULL
-                      AND used_at > now() - $2::interval) AS "tooRecent"`,
-    [actor.id, `${recoveryCooldownSeconds(await policyInForce(manager))} seconds`],
-  )) as Array<{ tooRecent: boolean }>;
-  if (tooRecent) {
-    throw new DomainError(
-      ErrorCode.SECOND_ADMIN_TOO_RECENT,
-      'Your account got its first passkey, or was recovered, within the recovery cool-down: another admin must approve',
-      { inviteId },
-    );
-  }
+  const [facts] = (await manager.query(
+    `SELECT now() AS now,
+            (SELECT min(created_at) FROM authenticators WHERE user_id = $1) AS "firstPasskeyAt",
+            (SELECT max(used_at) FROM enrollment_invites WHERE user_id = $1 AND recovery) AS "lastRecoveredAt",
+            coalesce((SELECT json_agg(json_build_object('createdBy', created_by, 'approvedBy', approved_by))
+                        FROM enrollment_invites WHERE user_id = $1 AND used_at IS NOT NULL),
+                     '[]'::json) AS "enrolledFrom"`,
+    [actor.id],
+  )) as Array<{
+    now: Date;
+    firstPasskeyAt: Date | null;
+    lastRecoveredAt: Date | null;
+    enrolledFrom: EnrolledFrom[];
+  }>;
+  const refusal = secondAdminRefusal({
+    approverId: actor.id,
+    invite: { createdBy: invite.createdBy, userId: invite.userId },
+    approverFirstPasskeyAt: facts.firstPasskeyAt,
+    approverLastRecoveredAt: facts.lastRecoveredAt,
+    approverEnrolledFrom: facts.enrolledFrom,
+    now: facts.now,
+    recoveryCooldownSeconds: recoveryCooldownSeconds(await policyInForce(manager)),
+  });
+  if (refusal) throw new DomainError(refusal.code, refusal.message, { inviteId });
   await manager.query(`UPDATE enrollment_invites SET approved_by = $2, approved_at = now() WHERE id = $1`, [
     inviteId,
     actor.id,
@@ -341,7 +405,7 @@ export async function lockUsableInvite(
   if (invite.needsSecondAdmin && !invite.approvedAt) {
     throw new DomainError(
       ErrorCode.RECOVERY_NEEDS_SECOND_ADMIN,
-      'This recovery link works once a second admin has approved it',
+      'This link works once a second admin has approved it',
     );
   }
   return invite;

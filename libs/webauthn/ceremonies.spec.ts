@@ -25,26 +25,30 @@ describe('signCountVerdict', () => {
     }
   });
 
-  it('calls a counter at or below the stored one stale when its challenge predates the stored counter', () => {
-    expect(signCountVerdict({ signCount: 3, storedSignCount: 5, issuedBeforeStoredCount: true })).toBe(
-      'stale',
-    );
-    expect(signCountVerdict({ signCount: 5, storedSignCount: 5, issuedBeforeStoredCount: true })).toBe(
-      'stale',
-    );
-  });
+  // [signCount, storedSignCount, issuedBeforeStoredCount, verdict]
+  const TABLE: Array<[number, number, boolean, 'accepted' | 'stale' | 'regressed']> = [
+    [5, 4, false, 'accepted'],
+    [5, 4, true, 'accepted'],
+    [0, 0, false, 'accepted'],
+    [0, 0, true, 'accepted'],
+    // Strictly lower over a challenge issued before the stored counter was accepted: a tab that lost a race.
+    [3, 5, true, 'stale'],
+    [0, 2, true, 'stale'],
+    // A genuine authenticator never signs the same non-zero counter twice: equal is a clone, whenever issued.
+    [5, 5, true, 'regressed'],
+    [5, 5, false, 'regressed'],
+    [1, 1, true, 'regressed'],
+    // Lower over a challenge issued after the stored counter was accepted: signed by a second copy.
+    [3, 5, false, 'regressed'],
+    [0, 2, false, 'regressed'],
+  ];
 
-  it('calls it a regression (a clone) when the challenge was issued after the stored counter was accepted', () => {
-    expect(signCountVerdict({ signCount: 3, storedSignCount: 5, issuedBeforeStoredCount: false })).toBe(
-      'regressed',
-    );
-    expect(signCountVerdict({ signCount: 5, storedSignCount: 5, issuedBeforeStoredCount: false })).toBe(
-      'regressed',
-    );
-    expect(signCountVerdict({ signCount: 0, storedSignCount: 2, issuedBeforeStoredCount: false })).toBe(
-      'regressed',
-    );
-  });
+  it.each(TABLE)(
+    'signCount %i over stored %i, issued before it: %s -> %s',
+    (signCount, storedSignCount, issuedBeforeStoredCount, verdict) => {
+      expect(signCountVerdict({ signCount, storedSignCount, issuedBeforeStoredCount })).toBe(verdict);
+    },
+  );
 });
 
 describe('echoedChallenge', () => {

@@ -174,9 +174,11 @@ export async function verifyAssertion(
 
 /**
  * What a verified assertion's counter means (WebAuthn L3 §6.1.1). Counters of 0 on both sides: the
- * authenticator keeps none. A counter at or below the stored one is `stale` when its challenge was issued
+ * authenticator keeps none. A counter strictly below the stored one is `stale` when its challenge was issued
  * before the stored counter was accepted (another tab signed later and was submitted sooner: a race), and
- * `regressed` otherwise: it was signed after the stored counter existed, so a second copy of the key signed it.
+ * `regressed` otherwise: it was signed after the stored counter existed, so a second copy of the key signed
+ * it. A non-zero counter equal to the stored one is always `regressed`: a genuine authenticator never signs
+ * the same counter twice, and challenges fetched anonymously in advance must not let a clone pass as a race.
  */
 export function signCountVerdict(input: {
   signCount: number;
@@ -184,7 +186,7 @@ export function signCountVerdict(input: {
   issuedBeforeStoredCount: boolean;
 }): 'accepted' | 'stale' | 'regressed' {
   if (counterAccepted(input.signCount, input.storedSignCount)) return 'accepted';
-  return input.issuedBeforeStoredCount ? 'stale' : 'regressed';
+  return input.signCount < input.storedSignCount && input.issuedBeforeStoredCount ? 'stale' : 'regressed';
 }
 
 function counterAccepted(signCount: number, storedSignCount: number): boolean {

@@ -335,19 +335,28 @@ describe('concurrent step-ups of one passkey (issue 12 finding 5): a race, not a
     return created.body.id as string;
   }
 
-  it('answers five step-ups signed in order and submitted at once with one 200 and 409s, disabling nothing', async () => {
-    const requestId = await file();
+  it('answers older step-ups submitted at once after a newer one with 409 SIGN_COUNT_STALE each, disabling nothing', async () => {
+    // One request per tab, so nothing but the counter can refuse them (not an earlier review by dave).
+    const requestIds: string[] = [];
+    for (let tab = 0; tab < 5; tab += 1) requestIds.push(await file());
     const proofs = [];
-    for (let index = 0; index < 5; index += 1) proofs.push(await dave.stepUp('approve', requestId));
-    // Highest counter first, as a second tab that signed later but submitted sooner.
-    const answers = await Promise.all(
-      [...proofs].reverse().map((stepUp) => dave.post(`/api/requests/${requestId}/approve`, { stepUp })),
+    for (const requestId of requestIds) proofs.push(await dave.stepUp('approve', requestId));
+    // The tab that signed last is submitted first; the four that signed earlier lose the race by counter.
+    const newest = await dave.post(`/api/requests/${requestIds[4]}/approve`, { stepUp: proofs[4] });
+    expect(newest.status).toBe(200);
+    const seq = await lastSeq(stack);
+    const older = await Promise.all(
+      proofs
+        .slice(0, 4)
+        .map((stepUp, tab) => dave.post(`/api/requests/${requestIds[tab]}/approve`, { stepUp })),
     );
-    const statuses = answers.map((answer) => answer.status).sort();
-    expect({ statuses, codes: answers.map((answer) => answer.body?.error?.code) }).toEqual({
-      statuses: [200, 409, 409, 409, 409],
-      codes: expect.not.arrayContaining(['SIGN_COUNT_REGRESSION', 'AUTHENTICATOR_DISABLED']),
-    });
+    expect(older.map((answer) => [answer.status, answer.body?.error?.code])).toEqual(
+      Array(4).fill([409, 'SIGN_COUNT_STALE']),
+    );
+    const events = await eventsSince(stack, seq);
+    expect(events.map((event) => [event.action, event.data.code])).toEqual(
+      Array(4).fill(['step-up.failed', 'SIGN_COUNT_STALE']),
+    );
     const row = await authenticatorRow(stack, dave.authenticator.credentials[0].id);
     expect(row.disabledAt).toBeNull();
     // Dave can still confirm.
@@ -393,6 +402,34 @@ describe('concurrent step-ups of one passkey (issue 12 finding 5): a race, not a
       stepUp: await dave.stepUp('approve', requestId),
     });
     expect({ status: cloned.status, code: cloned.body.error.code }).toEqual({
+      status: 401,
+      code: 'SIGN_COUNT_REGRESSION',
+    });
+    expect(await authenticatorRow(stack, credentialId)).toMatchObject({
+      disabledAt: expect.any(Date),
+      disabledReason: 'sign-count-regression',
+    });
+  });
+
+  it('disables a clone that signs the stored counter again, even over a login challenge fetched before it was stored', async () => {
+    const frank = await enroll(stack, 'frank');
+    const credentialId = frank.authenticator.credentials[0].id;
+    const anonymous = httpClient(stack, null);
+    // The clone's holder fetches a login challenge anonymously, then waits for the genuine key to be used.
+    const early = await anonymous.post('/api/auth/login/options', {});
+    expect(early.status).toBe(200);
+    const later = await anonymous.post('/api/auth/login/options', {});
+    const genuine = await anonymous.post('/api/auth/login/verify', {
+      response: frank.authenticator.authenticate(later.body),
+    });
+    expect(genuine.status).toBe(200);
+    const stored = (await authenticatorRow(stack, credentialId)).signCount;
+    expect(stored).toBeGreaterThan(0);
+    // A genuine authenticator never signs the same non-zero counter twice: a copy of the key did.
+    const cloned = await anonymous.post('/api/auth/login/verify', {
+      response: frank.authenticator.authenticate(early.body, { signCount: stored }),
+    });
+    expect({ status: cloned.status, code: cloned.body.error?.code }).toEqual({
       status: 401,
       code: 'SIGN_COUNT_REGRESSION',
     });

@@ -2,10 +2,12 @@
 // append to audit_events but neither rewrite it nor switch its trigger off; the postgres connector has its own
 // role; a minted login reaches its target database and no other.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { NestFactory } from '@nestjs/core';
 import pg from 'pg';
+import { createBroker } from '../../apps/broker/bootstrap.js';
 import { PostgresConnector } from '../../libs/connectors/postgres.connector.js';
+import { MIGRATIONS } from '../../libs/db/data-source.js';
 import { DatabaseModule, type DatabaseOptions } from '../../libs/db/database.module.js';
 import {
   createBrokerDatabase,
@@ -201,10 +203,88 @@ describe('database roles (least privilege)', () => {
     await connector.revoke(grant.externalRef);
   });
 
+  it('the stack migrates before boot: the broker gets no owner URL, and its role cannot SET ROLE to the owner', async () => {
+    expect(stack.config.migrationDatabaseUrl).toBeNull();
+    const ownerRole = decodeURIComponent(new URL(stack.ownerUrl).username);
+    const runtimeRole = decodeURIComponent(new URL(stack.config.databaseUrl).username);
+    await as(stack.config.databaseUrl, async (client) => {
+      expect(await refusal(client, `SET ROLE ${pg.escapeIdentifier(ownerRole)}`)).toEqual({
+        code: INSUFFICIENT_PRIVILEGE,
+        message: `permission denied to set role "${ownerRole}"`,
+      });
+    });
+    const { rows } = await stack.db.query(
+      `SELECT pg_has_role($1, $2, 'MEMBER') AS member, pg_has_role($1, $2, 'SET') AS can_set`,
+      [runtimeRole, ownerRole],
+    );
+    expect(rows[0]).toEqual({ member: false, can_set: false });
+  });
+
+  it('refuses to boot as a runtime role with CREATEROLE or CREATE on schema public', async () => {
+    const runtimeRole = decodeURIComponent(new URL(stack.config.databaseUrl).username);
+    const role = pg.escapeIdentifier(runtimeRole);
+    try {
+      await stack.db.query(`ALTER ROLE ${role} CREATEROLE`);
+      await expect(bootDatabase(stack.config.databaseUrl)).rejects.toThrow(
+        `Refusing to start: DATABASE_URL connects as a privileged role (role ${runtimeRole} has (or can become a role with) CREATEROLE)`,
+      );
+      await stack.db.query(`ALTER ROLE ${role} NOCREATEROLE`);
+      await stack.db.query(`GRANT CREATE ON SCHEMA public TO ${role}`);
+      await expect(bootDatabase(stack.config.databaseUrl)).rejects.toThrow(
+        `Refusing to start: DATABASE_URL connects as a privileged role (role ${runtimeRole} may CREATE in schema public)`,
+      );
+    } finally {
+      await stack.db.query(`ALTER ROLE ${role} NOCREATEROLE`);
+      await stack.db.query(`REVOKE CREATE ON SCHEMA public FROM ${role}`);
+    }
+    await expect(bootDatabase(stack.config.databaseUrl)).resolves.toBeUndefined();
+  });
+
+  it('ALLOW_PRIVILEGED_DATABASE_ROLE=true: boots, prints UNSAFE on stderr whatever LOG_LEVEL, and audits it', async () => {
+    const ownerRole = decodeURIComponent(new URL(stack.ownerUrl).username);
+    const stderr = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const broker = await createBroker({
+        ...stack.config,
+        databaseUrl: stack.ownerUrl,
+        allowPrivilegedDatabaseRole: true,
+        logLevel: 'error',
+      });
+      await broker.close();
+      expect(stderr.mock.calls.map((call) => String(call[0]))).toContainEqual(
+        expect.stringMatching(
+          `^UNSAFE: ALLOW_PRIVILEGED_DATABASE_ROLE=true: DATABASE_URL connects as a privileged role \\(role ${ownerRole} owns`,
+        ),
+      );
+    } finally {
+      stderr.mockRestore();
+    }
+    const { rows } = await stack.db.query(
+      `SELECT actor_id AS "actorId", subject_type AS "subjectType", subject_id AS "subjectId", data
+         FROM audit_events WHERE action = 'database.privileged-role'`,
+    );
+    expect(rows).toEqual([
+      {
+        actorId: 'system',
+        subjectType: 'database-role',
+        subjectId: ownerRole,
+        data: {
+          alert: true,
+          application: 'jit-broker',
+          reasons: [
+            `role ${ownerRole} owns (or can become the owner of) audit_events`,
+            `role ${ownerRole} holds UPDATE, DELETE or TRUNCATE on audit_events`,
+            `role ${ownerRole} may CREATE in schema public`,
+          ],
+        },
+      },
+    ]);
+  });
+
   it('refuses to boot as a superuser or the owner unless ALLOW_PRIVILEGED_DATABASE_ROLE=true', async () => {
     const brokerDatabase = new URL(stack.config.databaseUrl).pathname.slice(1);
     const superuserUrl = databaseUrl(adminUrl, brokerDatabase);
-    const ownerUrl = stack.config.migrationDatabaseUrl!;
+    const ownerUrl = stack.ownerUrl;
     const ownerRole = decodeURIComponent(new URL(ownerUrl).username);
     const superuser = decodeURIComponent(new URL(adminUrl).username);
     await expect(bootDatabase(superuserUrl)).rejects.toThrow(
@@ -212,12 +292,29 @@ describe('database roles (least privilege)', () => {
     );
     await expect(bootDatabase(ownerUrl)).rejects.toThrow(
       `Refusing to start: DATABASE_URL connects as a privileged role (role ${ownerRole} owns (or can become the owner of) audit_events; ` +
-        `role ${ownerRole} holds UPDATE, DELETE or TRUNCATE on audit_events)`,
+        `role ${ownerRole} holds UPDATE, DELETE or TRUNCATE on audit_events; role ${ownerRole} may CREATE in schema public)`,
     );
-    // Explicitly allowed, it boots (and logs a warning each time).
-    await expect(bootDatabase(ownerUrl, { allowPrivilegedRole: true })).resolves.toBeUndefined();
+    // Explicitly allowed, it boots (with the warning the test above checks).
+    const stderr = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      await expect(bootDatabase(ownerUrl, { allowPrivilegedRole: true })).resolves.toBeUndefined();
+      expect(stderr).toHaveBeenCalledTimes(1);
+    } finally {
+      stderr.mockRestore();
+    }
     await expect(bootDatabase(stack.config.databaseUrl)).resolves.toBeUndefined();
   });
+
+  it('a stack that opts in (migrateAtBoot) hands the broker the owner URL, and the broker migrates at boot', async () => {
+    const migrating = await startStack({ migrateAtBoot: true, worker: false });
+    try {
+      expect(migrating.config.migrationDatabaseUrl).toBe(migrating.ownerUrl);
+      const { rows } = await migrating.db.query('SELECT name FROM migrations ORDER BY id');
+      expect(rows.map((row) => row.name)).toEqual(MIGRATIONS.map((migration) => migration.name));
+    } finally {
+      await migrating.close();
+    }
+  }, 60_000);
 
   it('without an owner URL, refuses to boot on a schema that is not current; with one, migrates and grants', async () => {
     const fresh = await createBrokerDatabase(adminUrl, freshName, freshRoles);

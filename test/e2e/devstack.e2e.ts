@@ -2,6 +2,7 @@ import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from '@jest/globals';
 import pg from 'pg';
+import { dropLoginRoles } from '../../libs/devstack/database-roles.js';
 import { createDatabase, databaseUrl, dropDatabase } from '../../libs/devstack/databases.js';
 
 const adminUrl = requiredEnv('E2E_PG_ADMIN_URL');
@@ -76,6 +77,12 @@ describe('devstack', () => {
       /invalid database name/,
     );
     expect(() => databaseUrl(adminUrl, '1abc')).toThrow(/invalid database name/);
+  });
+
+  test('role names are validated the same way, before any SQL is sent', async () => {
+    await expect(dropLoginRoles(adminUrl, ['Robert"; DROP ROLE postgres; --'])).rejects.toThrow(
+      /^invalid role name "Robert\\"; DROP ROLE postgres; --": use 1 to 63 lowercase letters/,
+    );
   });
 
   test('Redis answers PING', async () => {

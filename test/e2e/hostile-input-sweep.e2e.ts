@@ -5,6 +5,7 @@
 // No answer may be 5xx, and a refused input may write nothing but its audit event (a failed ceremony also
 // spends its challenge).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { registeredRoutes } from '../support/routes.js';
 import type { CeremonyOverrides } from '../support/soft-authenticator.js';
 import { SoftAuthenticator } from '../support/soft-authenticator.js';
 import {
@@ -170,32 +171,6 @@ const HOSTILE_QUERIES = [
   `?from=${'x'.repeat(4000)}`,
   '?unexpected=1',
 ];
-
-interface RegisteredRoute {
-  method: string;
-  path: string;
-}
-
-interface ExpressLayer {
-  route?: { path: unknown; methods: Record<string, boolean> };
-}
-
-/** Every method + path the Express app dispatches to a handler (as in route-auth.e2e.ts). */
-function registeredRoutes(stack: TestStack): RegisteredRoute[] {
-  const app = stack.broker.getHttpAdapter().getInstance() as { router: { stack: ExpressLayer[] } };
-  const routes: RegisteredRoute[] = [];
-  for (const layer of app.router.stack) {
-    if (!layer.route) continue;
-    const paths = Array.isArray(layer.route.path) ? layer.route.path : [layer.route.path];
-    const methods = Object.keys(layer.route.methods).filter((method) => layer.route!.methods[method]);
-    for (const path of paths) {
-      if (typeof path !== 'string') throw new Error(`route with a non-string path: ${String(path)}`);
-      if (/^\{?\/\*\w*\}?$/.test(path) && methods.length > 10) continue;
-      for (const method of methods) routes.push({ method: method.toUpperCase(), path });
-    }
-  }
-  return routes;
-}
 
 /** Paths of every field of `body`, nested objects included when `deep`. */
 function fieldPaths(body: Record<string, unknown>, deep: boolean, prefix: string[] = []): string[][] {

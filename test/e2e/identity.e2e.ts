@@ -4,6 +4,7 @@ import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/ser
 import { SoftAuthenticator, type CeremonyOverrides } from '../support/soft-authenticator.js';
 import {
   enroll,
+  enrollWith,
   httpClient,
   inviteToken,
   personFor,
@@ -26,21 +27,6 @@ function tokenOf(cookie: string): string {
 
 function newAuthenticator(stack: TestStack): SoftAuthenticator {
   return new SoftAuthenticator({ origin: stack.origin });
-}
-
-/** Enrollment options + verify for an invite token, as the enrollment page does; the verify answer. */
-async function enrollWith(
-  stack: TestStack,
-  token: string,
-  authenticator: SoftAuthenticator,
-): Promise<ApiResponse<any>> {
-  const anonymous = httpClient(stack, null);
-  const creation = await anonymous.post('/api/auth/enroll/options', { invite: token });
-  expect(creation.status).toBe(200);
-  return anonymous.post('/api/auth/enroll/verify', {
-    invite: token,
-    response: authenticator.register(creation.body),
-  });
 }
 
 /** Discoverable-credential sign-in: no username, the passkey picks the account. The verify answer. */

@@ -1,5 +1,8 @@
 // Issue 12, finding 6: the small edge weaknesses of the adversarial review, one test (or more) each.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { DataSource } from 'typeorm';
+import { DomainError } from '../../libs/domain/errors.js';
+import { createInvite } from '../../libs/identity/invites.js';
 import {
   enroll,
   httpClient,
@@ -161,6 +164,49 @@ describe('input hardening (issue 12, finding 6)', () => {
       expect(wrong).toEqual([]);
     });
 
+    it('refuses bidi, C1 and C0 controls in the comment of an sshPublicKey: 400 naming the field', async () => {
+      const wrong: string[] = [];
+      const body = { entitlementId: 'api-admin-token', durationSeconds: 600, justification: 'ssh comment' };
+      for (const [what, text] of [...HOSTILE, ['tab', 'a\tb'] as [string, string]]) {
+        const answer = await alice.post('/api/requests', {
+          ...body,
+          sshPublicKey: `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me@${text}`,
+        });
+        if (answer.status !== 400 || !refusedFields(answer).includes('sshPublicKey'))
+          wrong.push(
+            `${what}: ${answer.status} ${answer.body?.error?.code} ${refusedFields(answer).join(',')}`,
+          );
+      }
+      expect(wrong).toEqual([]);
+    });
+
+    it('refuses a CLI invite whose --display-name holds a control character, storing nothing', async () => {
+      const dataSource = stack.broker.get(DataSource);
+      const settings = { publicUrl: stack.config.http.publicUrl, ttlSeconds: stack.config.inviteTtlSeconds };
+      const wrong: string[] = [];
+      for (const [index, [what, text]] of [...HOSTILE, ['line feed', 'a\nb'] as [string, string]].entries()) {
+        const outcome = await dataSource
+          .transaction((manager) =>
+            createInvite(manager, settings, 'cli', {
+              username: `cli-newcomer-${index}`,
+              displayName: text,
+              roles: [],
+            }),
+          )
+          .then(
+            () => 'created',
+            (error: unknown) =>
+              error instanceof DomainError ? `${error.code}: ${error.message}` : String(error),
+          );
+        if (!/^VALIDATION_FAILED: .*display name/i.test(outcome)) wrong.push(`${what}: ${outcome}`);
+      }
+      expect(wrong).toEqual([]);
+      const { rows } = await stack.db.query(
+        `SELECT count(*)::int AS count FROM users WHERE username LIKE 'cli-newcomer%'`,
+      );
+      expect(rows[0].count).toBe(0);
+    });
+
     it('accepts ordinary text in any script, and tabs and line breaks where text spans lines', async () => {
       const created = await alice.post('/api/requests', {
         entitlementId: 'api-admin-token',
@@ -252,7 +298,8 @@ describe('limits answer 429 with Retry-After (small limits, clients told apart b
   const IP_LIMIT = 4;
   const INTROSPECTION_PER_IP = 3;
   const INTROSPECTION_PER_CLIENT = 5;
-  const OTHER_CLIENT = { id: 'other-server', secret: 'another-secret-of-some-length' };
+  const OTHER_CLIENT = { id: 'other-server', secret: 'another-secret-of-at-least-32-characters' };
+  const RACED_CLIENT = { id: 'raced-server', secret: 'a-third-secret-of-at-least-32-characters' };
   let stack: TestStack;
   let alice: Person;
 
@@ -263,7 +310,9 @@ describe('limits answer 429 with Retry-After (small limits, clients told apart b
         TRUST_PROXY: 'loopback',
         IP_RATE_LIMIT: String(IP_LIMIT),
         REQUEST_RATE_LIMIT: '2',
-        INTROSPECTION_CLIENTS: `${INTROSPECTION_CLIENT.id}:${INTROSPECTION_CLIENT.secret},${OTHER_CLIENT.id}:${OTHER_CLIENT.secret}`,
+        INTROSPECTION_CLIENTS: [INTROSPECTION_CLIENT, OTHER_CLIENT, RACED_CLIENT]
+          .map((client) => `${client.id}:${client.secret}`)
+          .join(','),
         INTROSPECTION_FAILURE_LIMIT_PER_IP: String(INTROSPECTION_PER_IP),
         INTROSPECTION_FAILURE_LIMIT_PER_CLIENT: String(INTROSPECTION_PER_CLIENT),
       },
@@ -350,24 +399,44 @@ describe('limits answer 429 with Retry-After (small limits, clients told apart b
     ]);
   });
 
-  it('introspection: wrong secrets for one client id from many addresses lock that client id out', async () => {
+  it('introspection: wrong secrets for one client id from many addresses lock out wrong secrets only, audited once', async () => {
+    const statuses: number[] = [];
     for (let attempt = 0; attempt < INTROSPECTION_PER_CLIENT; attempt++) {
-      const answer = await post(
-        '/api/introspect',
-        `192.0.2.${attempt + 1}`,
-        { token: 'x' },
-        basic(OTHER_CLIENT.id, `wrong-${attempt}`),
+      statuses.push(
+        (
+          await post(
+            '/api/introspect',
+            `192.0.2.${attempt + 1}`,
+            { token: 'x' },
+            basic(OTHER_CLIENT.id, `wrong-${attempt}`),
+          )
+        ).status,
       );
-      expect(answer.status).toBe(401);
     }
-    const locked = await post(
+    expect(statuses).toEqual(Array(INTROSPECTION_PER_CLIENT).fill(401));
+    // Past the limit a wrong secret is 429 from any address...
+    for (const from of ['192.0.2.100', '192.0.2.101']) {
+      const locked = await post(
+        '/api/introspect',
+        from,
+        { token: 'x' },
+        basic(OTHER_CLIENT.id, 'wrong-again'),
+      );
+      expect(locked.body.error.code).toBe('RATE_LIMITED');
+      expectRetryAfter(locked, 15 * 60);
+    }
+    // ...but client ids are not secret: anyone could lock a resource server out, so its right secret still
+    // works from an address that is not locked (secrets of 32+ characters keep guessing infeasible).
+    const rightSecret = await post(
       '/api/introspect',
       '192.0.2.200',
       { token: 'x' },
       basic(OTHER_CLIENT.id, OTHER_CLIENT.secret),
     );
-    expect(locked.body.error.code).toBe('RATE_LIMITED');
-    expectRetryAfter(locked, 15 * 60);
+    expect({ status: rightSecret.status, active: rightSecret.body.active }).toEqual({
+      status: 200,
+      active: false,
+    });
     // Another client is unaffected.
     const other = await post(
       '/api/introspect',
@@ -377,8 +446,52 @@ describe('limits answer 429 with Retry-After (small limits, clients told apart b
     );
     expect(other.status).toBe(200);
     const { rows } = await stack.db.query(
-      `SELECT subject_id AS "subjectId" FROM audit_events WHERE action = 'introspection.locked' AND subject_type = 'introspection-client'`,
+      `SELECT subject_id AS "subjectId", data FROM audit_events
+        WHERE action = 'introspection.locked' AND subject_type = 'introspection-client'`,
     );
-    expect(rows).toEqual([{ subjectId: OTHER_CLIENT.id }]);
+    expect(rows).toEqual([
+      {
+        subjectId: OTHER_CLIENT.id,
+        data: expect.objectContaining({ alert: true, failures: INTROSPECTION_PER_CLIENT }),
+      },
+    ]);
+  });
+
+  it('introspection: concurrent wrong secrets are counted atomically, exactly the limit evaluated, the rest 429', async () => {
+    const attempts = 20;
+    // One address, an unknown client id: only the per-address limit applies.
+    const fromOneAddress = await Promise.all(
+      Array.from({ length: attempts }, (_, attempt) =>
+        post('/api/introspect', '198.51.100.50', { token: 'x' }, basic('no-such-client', `wrong-${attempt}`)),
+      ),
+    );
+    expect(fromOneAddress.map((answer) => answer.status).sort()).toEqual([
+      ...Array(INTROSPECTION_PER_IP).fill(401),
+      ...Array(attempts - INTROSPECTION_PER_IP).fill(429),
+    ]);
+    // One client id, every attempt from its own address: only the per-client limit applies.
+    const forOneClient = await Promise.all(
+      Array.from({ length: attempts }, (_, attempt) =>
+        post(
+          '/api/introspect',
+          `203.0.113.${100 + attempt}`,
+          { token: 'x' },
+          basic(RACED_CLIENT.id, `wrong-${attempt}`),
+        ),
+      ),
+    );
+    expect(forOneClient.map((answer) => answer.status).sort()).toEqual([
+      ...Array(INTROSPECTION_PER_CLIENT).fill(401),
+      ...Array(attempts - INTROSPECTION_PER_CLIENT).fill(429),
+    ]);
+    const { rows } = await stack.db.query(
+      `SELECT subject_type AS "subjectType", subject_id AS "subjectId" FROM audit_events
+        WHERE action = 'introspection.locked' AND subject_id IN ('198.51.100.50', $1) ORDER BY seq`,
+      [RACED_CLIENT.id],
+    );
+    expect(rows).toEqual([
+      { subjectType: 'client-address', subjectId: '198.51.100.50' },
+      { subjectType: 'introspection-client', subjectId: RACED_CLIENT.id },
+    ]);
   });
 });

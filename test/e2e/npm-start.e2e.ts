@@ -132,6 +132,10 @@ function startEnv(overrides: Record<string, string>): NodeJS.ProcessEnv {
     'FORCE_COLOR',
     // jest's --experimental-vm-modules: `npm start` runs without it.
     'NODE_OPTIONS',
+    // The e2e tier's own servers (globalSetup), the PostgreSQL superuser's URL among them.
+    'E2E_PG_ADMIN_URL',
+    'E2E_REDIS_URL',
+    'MIGRATION_DATABASE_URL',
   ]) {
     delete env[name];
   }
@@ -380,6 +384,37 @@ describe('npm start (apps/dev/start.ts)', () => {
       await admin.end();
     }
   });
+
+  // The launcher migrates as broker_owner itself: code in the broker or worker must find no way to log in as the
+  // owner (who can switch off audit_events' trigger) or as the superuser.
+  (hasProc ? test : test.skip)(
+    'the broker and worker environments hold no owner URL and no owner or superuser password',
+    async () => {
+      await recordDescendants();
+      const superuserPassword = (await readFile(path.join(dataDir!, 'pg-password'), 'utf8')).trim();
+      for (const app of ['broker', 'worker']) {
+        const child = descendants.find((info) =>
+          new RegExp(`apps[/\\\\]${app}[/\\\\]main\\.js$`).test(info.command),
+        );
+        expect({ app, found: child !== undefined }).toEqual({ app, found: true });
+        const environ = await readFile(`/proc/${child!.pid}/environ`, 'utf8');
+        const variables = environ.split('\0').filter(Boolean);
+        const names = variables.map((variable) => variable.slice(0, variable.indexOf('=')));
+        expect(names).toContain('DATABASE_URL');
+        expect(names).not.toContain('MIGRATION_DATABASE_URL');
+        expect(variables.filter((variable) => variable.includes(superuserPassword))).toEqual([]);
+        // Any PostgreSQL URL handed over logs in as the runtime or the connector role, never as these.
+        const logins = variables
+          .map((variable) => variable.slice(variable.indexOf('=') + 1))
+          .filter((value) => /^postgres(ql)?:\/\//.test(value))
+          .map((value) => decodeURIComponent(new URL(value).username));
+        expect({ app, logins: logins.sort() }).toEqual({
+          app,
+          logins: ['broker_runtime', 'demo_connector'],
+        });
+      }
+    },
+  );
 
   test('Ctrl-C (SIGINT to start.js alone) stops every child process and exits 0', async () => {
     await recordDescendants();

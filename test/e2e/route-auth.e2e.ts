@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { registeredRoutes } from '../support/routes.js';
 import { httpClient, startStack, type TestStack } from '../support/stack.js';
 
 /** Routes that answer without a session (DESIGN §10); everything else must demand one. */
@@ -22,37 +23,6 @@ const PUBLIC_ROUTES = [
 const OPTIONAL_PUBLIC_ROUTES: string[] = [];
 
 const SOME_UUID = '0190f3a2-7c1e-7b3a-9d4e-5f6a7b8c9d0e';
-
-interface RegisteredRoute {
-  method: string;
-  path: string;
-}
-
-interface ExpressLayer {
-  route?: { path: unknown; methods: Record<string, boolean> };
-}
-
-/**
- * Every method + path the running Express app would dispatch to a handler, read from its router (Express 5),
- * so a route added later is covered without anyone editing this test.
- */
-function registeredRoutes(stack: TestStack): RegisteredRoute[] {
-  const app = stack.broker.getHttpAdapter().getInstance() as { router: { stack: ExpressLayer[] } };
-  const routes: RegisteredRoute[] = [];
-  for (const layer of app.router.stack) {
-    if (!layer.route) continue;
-    const paths = Array.isArray(layer.route.path) ? layer.route.path : [layer.route.path];
-    const methods = Object.keys(layer.route.methods).filter((method) => layer.route!.methods[method]);
-    for (const path of paths) {
-      if (typeof path !== 'string') throw new Error(`route with a non-string path: ${String(path)}`);
-      // Nest mounts global middleware (request logging) as a catch-all that answers every HTTP method; an
-      // endpoint names its method(s). A catch-all endpoint with a specific method stays in the table.
-      if (/^\{?\/\*\w*\}?$/.test(path) && methods.length > 10) continue;
-      for (const method of methods) routes.push({ method: method.toUpperCase(), path });
-    }
-  }
-  return routes;
-}
 
 /** A concrete URL for a route pattern: ids become a UUID, usernames a plausible username. */
 function concretePath(path: string): string {

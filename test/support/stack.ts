@@ -12,6 +12,7 @@ import { loadConfig, type AppConfig } from '../../libs/config/config.js';
 import { createBrokerDatabase, dropLoginRoles } from '../../libs/devstack/database-roles.js';
 import { databaseUrl, dropDatabase } from '../../libs/devstack/databases.js';
 import { freePort } from '../../libs/devstack/free-port.js';
+import { migrateAsOwner } from '../../libs/db/data-source.js';
 import type { UserRole } from '../../libs/db/index.js';
 import { createInvite } from '../../libs/identity/invites.js';
 import {
@@ -36,6 +37,11 @@ export interface TestStack {
    * broker cannot); the broker and worker connect as the runtime role (config.databaseUrl).
    */
   db: pg.Pool;
+  /**
+   * The owner role's URL, for tests that act as the owner. The broker and worker never get it (unless a test
+   * opts in with startStack({ migrateAtBoot: true })): the stack migrates before booting them, as `npm start` does.
+   */
+  ownerUrl: string;
   broker: NestExpressApplication;
   worker: INestApplicationContext | null;
   close(): Promise<void>;
@@ -50,7 +56,13 @@ function requiredEnv(name: string): string {
 
 /** Boots the stack; always pair with `close()` in afterAll. */
 export async function startStack(
-  options: { policyDir?: string; env?: Record<string, string>; worker?: boolean } = {},
+  options: {
+    policyDir?: string;
+    env?: Record<string, string>;
+    worker?: boolean;
+    /** Hand the broker and worker MIGRATION_DATABASE_URL so that they migrate at boot, instead of migrating first. */
+    migrateAtBoot?: boolean;
+  } = {},
 ) {
   const adminUrl = requiredEnv('E2E_PG_ADMIN_URL');
   const suffix = randomBytes(6).toString('hex');
@@ -68,10 +80,11 @@ export async function startStack(
   };
   try {
     const { ownerUrl, runtimeUrl } = await createBrokerDatabase(adminUrl, databaseName, roles);
+    if (!options.migrateAtBoot) await migrateAsOwner(ownerUrl, roles.runtime);
     const config = loadConfig({
       NODE_ENV: 'test',
       DATABASE_URL: runtimeUrl,
-      MIGRATION_DATABASE_URL: ownerUrl,
+      ...(options.migrateAtBoot ? { MIGRATION_DATABASE_URL: ownerUrl } : {}),
       REDIS_URL: requiredEnv('E2E_REDIS_URL'),
       PORT: String(port),
       POLICY_DIR: options.policyDir ?? path.join(PROJECT_ROOT, 'policies'),
@@ -94,6 +107,11 @@ export async function startStack(
       ...options.env,
     });
     const db = new pg.Pool({ connectionString: databaseUrl(adminUrl, databaseName), max: 4 });
+    // An idle client whose backend ends (57P01) is dropped by the pool; without a listener its error would
+    // crash the suite (pg's documented advice: always listen). A query on a live client still rejects.
+    db.on('error', (error) =>
+      console.warn(`test pool for ${databaseName}: idle client lost: ${error.message}`),
+    );
     closers.push(() => db.end());
     const broker = await createBroker(config);
     closers.push(() => broker.close());
@@ -109,6 +127,7 @@ export async function startStack(
       people: new Map(),
       config,
       db,
+      ownerUrl,
       broker,
       worker,
       close,
@@ -211,6 +230,24 @@ export async function inviteToken(
     ),
   );
   return invite.token;
+}
+
+/**
+ * Enrollment options + verify for an invite token with `authenticator`, as the enrollment page does: the
+ * verify answer, or the options answer when that one is refused.
+ */
+export async function enrollWith(
+  stack: TestStack,
+  token: string,
+  authenticator: SoftAuthenticator,
+): Promise<ApiResponse<any>> {
+  const anonymous = httpClient(stack, null);
+  const creation = await anonymous.post('/api/auth/enroll/options', { invite: token });
+  if (creation.status !== 200) return creation;
+  return anonymous.post('/api/auth/enroll/verify', {
+    invite: token,
+    response: authenticator.register(creation.body),
+  });
 }
 
 /** Enrolls `username` through the real invite + WebAuthn registration flow and signs them in. */

@@ -34,7 +34,11 @@ export class RateLimitStore implements OnApplicationShutdown {
     this.redis.on('error', (error: Error) => this.warn(`Rate-limit store unavailable: ${error.message}`));
   }
 
-  /** Counts one more in the window of `name`; null when the store is unavailable. */
+  /**
+   * Counts one more in the window of `name`; null when the store is unavailable. Compare the count it
+   * returns with a limit (INCR, then compare), never a peek before it: concurrent callers each get their own
+   * count, so exactly `limit` of them are within a limit of `limit`.
+   */
   async hit(name: string, windowSeconds: number): Promise<WindowCount | null> {
     const key = this.key(name);
     try {
@@ -49,7 +53,10 @@ export class RateLimitStore implements OnApplicationShutdown {
     }
   }
 
-  /** The current count of `name` without adding to it (0 outside a window); null when unavailable. */
+  /**
+   * The current count of `name` without adding to it (0 outside a window); null when unavailable. Only to
+   * refuse early once a limit is reached: deciding whether an attempt is within a limit is hit's job.
+   */
   async peek(name: string): Promise<WindowCount | null> {
     const key = this.key(name);
     try {

@@ -57,6 +57,8 @@ export class CreateRequestDto extends ExtendRequestDto {
   @Matches(/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( [^\r\n]*)?$/, {
     message: 'sshPublicKey must be one OpenSSH public key line',
   })
+  // The comment is shown to approvers: no bidi or C1 controls in it.
+  @IsFreeText({ multiLine: false })
   sshPublicKey?: string;
 
   /** Break-glass only: a `break-glass` step-up whose subject is the entitlement id and params this body less stepUp. */

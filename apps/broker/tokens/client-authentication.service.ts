@@ -37,9 +37,12 @@ interface FailureLimit {
 
 /**
  * Authenticates introspection clients (HTTP Basic, INTROSPECTION_CLIENTS) and limits failed attempts per
- * client address and per configured client id (issue 12). Past either limit every attempt from there, the
- * right secret included, is 429 until the window ends, so guessing learns nothing; the lock is audited once.
- * An unknown client id counts against the address only, so garbage ids cannot fill Redis.
+ * client address and per configured client id (issue 12). Past the address limit everything from that
+ * address, the right secret included, is 429 until the window ends, so guessing from there learns nothing.
+ * Past a client id's limit only wrong secrets are 429: client ids are not secret, and anyone could otherwise
+ * lock a resource server out; secrets of 32+ characters (libs/config) keep guessing infeasible. Failures are
+ * counted INCR-then-compare, so concurrent guesses get exactly the limit evaluated; each lock is audited
+ * once per window. An unknown client id counts against the address only, so garbage ids cannot fill Redis.
  */
 @Injectable()
 export class ClientAuthenticationService {
@@ -59,7 +62,7 @@ export class ClientAuthenticationService {
       address ?? 'unknown',
       expected === undefined ? null : credentials!.clientId,
     );
-    await this.refuseWhenLocked(limits);
+    await this.refuseLockedAddress(limits[0]);
     // Compare digests in constant time so neither the length nor the content of the secret leaks.
     if (
       credentials &&
@@ -75,6 +78,7 @@ export class ClientAuthenticationService {
     );
   }
 
+  /** The address limit first, then the client id's when the id is configured. */
   private limitsFor(address: string, knownClientId: string | null): FailureLimit[] {
     const { failuresPerAddress, failuresPerClient } = this.config.introspectionLimit;
     const limits: FailureLimit[] = [
@@ -96,46 +100,55 @@ export class ClientAuthenticationService {
     return limits;
   }
 
-  private async refuseWhenLocked(limits: FailureLimit[]): Promise<void> {
-    const counts = await Promise.all(limits.map((limit) => this.store.peek(limit.name)));
-    const locked = counts.filter(
-      (count, index): count is WindowCount => count !== null && count.count >= limits[index].limit,
-    );
-    if (locked.length === 0) return;
-    throw new DomainError(ErrorCode.RATE_LIMITED, 'Too many failed introspection client authentications', {
-      retryAfterSeconds: Math.max(...locked.map((count) => count.retryAfterSeconds)),
-    });
+  private async refuseLockedAddress(limit: FailureLimit): Promise<void> {
+    const count = await this.store.peek(limit.name);
+    if (count !== null && count.count >= limit.limit) throw tooManyFailures([count]);
   }
 
+  /** Counts a wrong secret: 429 when it is past a limit (it was not evaluated), otherwise the caller's 401. */
   private async countFailure(limits: FailureLimit[]): Promise<void> {
     const { windowSeconds } = this.config.introspectionLimit;
-    for (const limit of limits) {
-      const counted = await this.store.hit(limit.name, windowSeconds);
-      // Exactly at the limit: this failure locks it, once per window.
-      if (counted?.count !== limit.limit) continue;
-      this.logger.warn(
-        `Introspection locked for ${limit.subjectType} ${limit.subjectId}: ${limit.limit} failed client authentications`,
-      );
-      await this.dataSource
-        .transaction((manager) =>
-          appendAuditEvent(manager, {
-            actorId: SYSTEM_ACTOR,
-            action: 'introspection.locked',
-            subjectType: limit.subjectType,
-            subjectId: limit.subjectId,
-            data: {
-              alert: true,
-              failures: counted.count,
-              windowSeconds,
-              retryAfterSeconds: counted.retryAfterSeconds,
-            },
-          }),
-        )
-        .catch((error: unknown) =>
-          this.logger.error(
-            `Introspection lock not audited: ${error instanceof Error ? error.message : String(error)}`,
-          ),
-        );
+    const counts = await Promise.all(limits.map((limit) => this.store.hit(limit.name, windowSeconds)));
+    const over: WindowCount[] = [];
+    for (const [index, limit] of limits.entries()) {
+      const counted = counts[index];
+      if (counted === null) continue;
+      if (counted.count > limit.limit) over.push(counted);
+      // Exactly at the limit: this failure locks it. INCR hands each count out once, so once per window.
+      else if (counted.count === limit.limit) await this.auditLock(limit, counted, windowSeconds);
     }
+    if (over.length > 0) throw tooManyFailures(over);
   }
+
+  private async auditLock(limit: FailureLimit, counted: WindowCount, windowSeconds: number): Promise<void> {
+    this.logger.warn(
+      `Introspection locked for ${limit.subjectType} ${limit.subjectId}: ${limit.limit} failed client authentications`,
+    );
+    await this.dataSource
+      .transaction((manager) =>
+        appendAuditEvent(manager, {
+          actorId: SYSTEM_ACTOR,
+          action: 'introspection.locked',
+          subjectType: limit.subjectType,
+          subjectId: limit.subjectId,
+          data: {
+            alert: true,
+            failures: counted.count,
+            windowSeconds,
+            retryAfterSeconds: counted.retryAfterSeconds,
+          },
+        }),
+      )
+      .catch((error: unknown) =>
+        this.logger.error(
+          `Introspection lock not audited: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      );
+  }
+}
+
+function tooManyFailures(counts: WindowCount[]): DomainError {
+  return new DomainError(ErrorCode.RATE_LIMITED, 'Too many failed introspection client authentications', {
+    retryAfterSeconds: Math.max(...counts.map((count) => count.retryAfterSeconds)),
+  });
 }

@@ -23,7 +23,7 @@ interface Invite {
   token: string;
   url: string;
   expiresAt: string;
-  /** A recovery of an admin or approver: the link works once a second admin approves it. */
+  /** An invite for a privileged user: the link works once a second admin approves it. */
   state?: 'pending-approval';
   inviteId?: string;
 }
@@ -34,6 +34,8 @@ interface PendingInvite {
   createdBy: string;
   createdAt: string;
   expiresAt: string;
+  /** False for a privileged user's first invite. */
+  recovery: boolean;
 }
 
 export function AdminPage({ me }: { me: Me }) {
@@ -155,8 +157,9 @@ function InviteForm({ onInvited }: { onInvited: () => void }) {
           </p>
           {invite.state === 'pending-approval' && (
             <p>
-              This recovers an admin or an approver: the link works only once a different admin approves it
-              under “Recoveries waiting for a second admin”.
+              This person would be an admin, an approver, or able to get access without anyone&apos;s
+              approval: the link works only once a different admin approves it under “Invites waiting for a
+              second admin”.
             </p>
           )}
           <p>
@@ -169,30 +172,30 @@ function InviteForm({ onInvited }: { onInvited: () => void }) {
   );
 }
 
-/** Recoveries of admins and approvers another admin created; approving one makes its link usable. */
+/** Invites for privileged users another admin created; approving one makes its link usable. */
 function PendingInvites({ invites, onChanged }: { invites: PendingInvite[]; onChanged: () => void }) {
   const action = useAction();
   const [outcome, setOutcome] = useState<string | null>(null);
   const approve = (invite: PendingInvite) =>
     action.run(async () => {
       await postWithBoundStepUp(`/api/admin/invites/${invite.id}/approve`, 'invite.approve', invite.id, {});
-      setOutcome(`The recovery link for ${invite.username} now works.`);
+      setOutcome(`The link for ${invite.username} now works.`);
       onChanged();
     });
   return (
     <section aria-labelledby="pending-heading">
-      <h2 id="pending-heading">Recoveries waiting for a second admin</h2>
+      <h2 id="pending-heading">Invites waiting for a second admin</h2>
       <p className="muted">
-        Approve only after confirming with the person, over a channel you trust, that they lost their
-        passkeys.
+        Approve only after confirming with the person, over a channel you trust, that they lost their passkeys
+        (a recovery) or that they are who the invite names (a first invite).
       </p>
       <Notice>{outcome}</Notice>
       <ErrorMessage error={action.error} />
       <ul>
         {invites.map((invite) => (
           <li key={invite.id}>
-            <strong>{invite.username}</strong>, by {invite.createdBy} at {formatTime(invite.createdAt)} (until{' '}
-            {formatTime(invite.expiresAt)}){' '}
+            <strong>{invite.username}</strong> ({invite.recovery ? 'recovery' : 'first invite'}), by{' '}
+            {invite.createdBy} at {formatTime(invite.createdAt)} (until {formatTime(invite.expiresAt)}){' '}
             <button type="button" disabled={action.busy} onClick={() => void approve(invite)}>
               Approve with passkey
             </button>

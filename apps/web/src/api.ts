@@ -82,11 +82,13 @@ export interface Me {
   displayName: string | null;
   roles: string[];
   groups: string[];
-  /** Present while the account was recovered and this session's passkey has not acknowledged it. */
+  /** Present while the account was recovered (or enrolled from a privileged invite) and this passkey has not acknowledged it. */
   recoveryNotices?: RecoveryNotice[];
 }
 
 export interface RecoveryNotice {
+  /** `enrollment`: the account's first passkey came from an admin's invite that makes it privileged. */
+  kind: 'recovery' | 'enrollment';
   inviteId: string;
   recoveredAt: string;
   createdBy: string;

@@ -29,9 +29,13 @@ export class EnrollmentInviteEntity {
   @Column('boolean', { default: false })
   recovery: boolean;
 
-  /** A recovery of an admin or an approver: unusable until another admin approves it. */
+  /** An invite for a privileged user (libs/domain/recovery-rules.ts): unusable until another admin approves it. */
   @Column('boolean', { name: 'needs_second_admin', default: false })
   needsSecondAdmin: boolean;
+
+  /** An admin's first invite of a privileged user: the enrolled user is told who created (and approved) it. */
+  @Column('boolean', { name: 'enrollment_notice', default: false })
+  enrollmentNotice: boolean;
 
   /** Created by whoever holds the database credentials (`cli invite --break-glass`), past the second admin. */
   @Column('boolean', { name: 'break_glass', default: false })
