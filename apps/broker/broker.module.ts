@@ -4,6 +4,7 @@ import type { AppConfig } from '../../libs/config/config.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
 import { IdentityModule } from '../../libs/identity/identity.module.js';
 import { AdminController } from './admin/admin.controller.js';
+import { AuditExportService } from './audit/audit-export.service.js';
 import { AuditController } from './audit/audit.controller.js';
 import { AuthController } from './auth/auth.controller.js';
 import { AuthenticatorsController } from './auth/authenticators.controller.js';
@@ -45,6 +46,7 @@ export class BrokerModule {
         AuditController,
       ],
       providers: [
+        AuditExportService,
         IntrospectionService,
         ClientAuthenticationService,
         RateLimitStore,

@@ -1,6 +1,6 @@
 import { loadKeyRotationSettingsOrExit } from '../../libs/config/config.js';
-import { SigningKeyStore } from '../../libs/connectors/signing-keys.js';
 import { createDataSource, prepareSchema } from '../../libs/db/data-source.js';
+import { SigningKeyStore } from '../../libs/keys/signing-key-store.js';
 
 export const KEYS_USAGE = `keys rotate jwt
       Retire the current access-token signing key and make a new one current. Brokers sign with the new key

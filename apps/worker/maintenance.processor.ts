@@ -4,7 +4,7 @@ import type { Job } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { appendCheckpoint, type CheckpointResult } from '../../libs/audit/checkpoint-log.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
-import { RequestsService } from '../../libs/elevation/requests.service.js';
+import { RequestSweeper } from '../../libs/elevation/request-sweeper.js';
 import { purgeExpiredChallenges } from '../../libs/identity/challenge-purge.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
@@ -21,7 +21,7 @@ export class MaintenanceProcessor extends WorkerHost {
 
   constructor(
     private readonly revocation: RevocationService,
-    private readonly requests: RequestsService,
+    private readonly requests: RequestSweeper,
     private readonly dataSource: DataSource,
     private readonly connectors: ConnectorRegistry,
   ) {

@@ -10,7 +10,7 @@ import {
 import type { Queue } from 'bullmq';
 import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
-import { RequestsService } from '../../libs/elevation/requests.service.js';
+import { RequestSweeper } from '../../libs/elevation/request-sweeper.js';
 import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
 import { LifecycleProcessor } from './lifecycle.processor.js';
@@ -29,7 +29,7 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly revocation: RevocationService,
-    private readonly requests: RequestsService,
+    private readonly requests: RequestSweeper,
     @InjectQueue(QueueName.Maintenance) private readonly maintenanceQueue: Queue,
   ) {}
 

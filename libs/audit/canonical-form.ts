@@ -1,7 +1,7 @@
 // The verifier's rule for the JSON text in an export: each event and the manifest must be byte for byte the
 // JCS (RFC 8785) text its hash or signature covers. Otherwise two readers can see two different events in
 // the same bytes: JSON.parse keeps the last of two `actorId` keys, grep and most eyes see the first.
-import { canonicalJson } from './chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 
 /** The parsed value (undefined when the text is not JSON) and why it is refused, or null when it is not. */
 export interface CanonicalRead {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
-import { canonicalJson, chainHash, GENESIS_HASH, verifyChain, type ChainedEvent } from './chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
+import { chainHash, GENESIS_HASH, verifyChain, type ChainedEvent } from './chain.js';
 
 function buildChain(count: number): Array<ChainedEvent & { hash: string }> {
   const events: Array<ChainedEvent & { hash: string }> = [];

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { canonicalJson } from '../domain/canonical-json.js';
 
 /** The hash of "no previous event": 32 zero bytes. */
 export const GENESIS_HASH = Buffer.alloc(32);
@@ -16,13 +16,6 @@ export interface ChainedEvent {
   data: Record<string, unknown>;
   /** Hex of the previous event's hash. */
   prevHash: string;
-}
-
-/** RFC 8785 (JCS) canonical JSON text of a value. */
-export function canonicalJson(value: unknown): string {
-  const text = canonicalize(value);
-  if (text === undefined) throw new TypeError('value has no canonical JSON form');
-  return text;
 }
 
 /** hash = sha256(prevHash bytes ‖ JCS(event without hash)), DESIGN §9. */

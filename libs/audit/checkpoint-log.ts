@@ -1,6 +1,5 @@
-import { KeyObject } from 'node:crypto';
 import type { DataSource } from 'typeorm';
-import type { SigningKeyStore } from '../connectors/signing-keys.js';
+import { auditPrivateKey, type AuditKeySource } from './audit-key.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from './audit-log.js';
 import { CHECKPOINT_ACTION, signCheckpoint, type CheckpointData } from './checkpoint.js';
 
@@ -16,14 +15,11 @@ export type CheckpointResult =
  */
 export async function appendCheckpoint(
   dataSource: DataSource,
-  keys: Pick<SigningKeyStore, 'currentKey'>,
+  keys: AuditKeySource,
 ): Promise<CheckpointResult> {
   // Loaded (and created on first use) before the head is locked: appends never wait on key storage.
   const key = await keys.currentKey('audit');
-  const privateKey =
-    key.privateKey instanceof KeyObject
-      ? key.privateKey
-      : KeyObject.from(key.privateKey as Parameters<typeof KeyObject.from>[0]);
+  const privateKey = auditPrivateKey(key);
   return dataSource.transaction(async (manager): Promise<CheckpointResult> => {
     const [head] = (await manager.query(
       'SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE',

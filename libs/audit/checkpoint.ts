@@ -1,7 +1,7 @@
 // Signed checkpoints of the audit chain head (DESIGN §8 `checkpoint`, §9). Pure: node:crypto and JCS only, so
 // the offline verifier can import it without pulling in the database layer.
 import { createPublicKey, sign, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { canonicalJson } from './chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 
 /** The action of the event that records a checkpoint. */
 export const CHECKPOINT_ACTION = 'audit.checkpoint';

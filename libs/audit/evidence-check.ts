@@ -1,24 +1,7 @@
 import { createHash, createPublicKey, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { decodeCBOR } from '@levischuck/tiny-cbor';
-import { stepUpChallenge, type StepUpAction } from '../webauthn/step-up-binding.js';
-
-/**
- * The WebAuthn step-up evidence a decision event carries in `data.evidence` (written by evidenceForAudit in
- * libs/webauthn/evidence.ts): enough to recompute the challenge and check the assertion offline. Binary
- * fields are base64url; `publicKey` is the credential's COSE key as @simplewebauthn/server stores it.
- */
-export interface AuditedEvidence {
-  userId: string;
-  action: StepUpAction;
-  subjectId: string;
-  subjectDigest: string;
-  nonce: string;
-  credentialId: string;
-  authenticatorData: string;
-  clientDataJSON: string;
-  signature: string;
-  publicKey: string;
-}
+import type { AuditedEvidence } from '../webauthn/evidence.js';
+import { stepUpChallenge } from '../webauthn/step-up-binding.js';
 
 /** Where the assertions of an export must come from: the broker's rpID and allowed origins. */
 export interface RelyingParty {
@@ -37,7 +20,7 @@ const EVIDENCE_FIELDS = [
   'clientDataJSON',
   'signature',
   'publicKey',
-] as const;
+] as const satisfies ReadonlyArray<keyof AuditedEvidence>;
 const BINARY_FIELDS = [
   'credentialId',
   'authenticatorData',

@@ -2,7 +2,7 @@
 // are written as JCS, the canonical JSON their hash and signature cover, so the verifier can refuse any line
 // that is not exactly that: a duplicate key (JSON.parse keeps the last, a grep reader sees the first),
 // reordered keys or extra whitespace would show a reader something other than what was verified.
-import { canonicalJson } from './chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 import { csvRecord } from './csv.js';
 import {
   CSV_MANIFEST_MARKER,

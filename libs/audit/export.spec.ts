@@ -11,7 +11,7 @@ import {
   type Scenario,
 } from '../../test/support/audit-chain.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import { canonicalJson } from './chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 import {
   normaliseAuditFilters,
   signAuditManifest,

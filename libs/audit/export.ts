@@ -1,8 +1,7 @@
-import { KeyObject } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { AuditEventEntity } from '../db/index.js';
-import type { SigningKeyStore } from '../connectors/signing-keys.js';
+import { auditPrivateKey, type AuditKeySource } from './audit-key.js';
 import { toChainedEvent } from './audit-log.js';
 import { EXPORT_LAYOUTS } from './export-layout.js';
 import {
@@ -207,14 +206,10 @@ export async function streamAuditExport(options: AuditExportOptions): Promise<Ex
 }
 
 /** A ManifestSigner over the broker's current 'audit' key (Ed25519, encrypted at rest in PostgreSQL). */
-export function signAuditManifest(store: Pick<SigningKeyStore, 'currentKey'>): ManifestSigner {
+export function signAuditManifest(store: AuditKeySource): ManifestSigner {
   return async (body) => {
     const key = await store.currentKey('audit');
-    const privateKey =
-      key.privateKey instanceof KeyObject
-        ? key.privateKey
-        : KeyObject.from(key.privateKey as Parameters<typeof KeyObject.from>[0]);
-    return manifestSignerFromKey(key.kid, privateKey)(body);
+    return manifestSignerFromKey(key.kid, auditPrivateKey(key))(body);
   };
 }
 

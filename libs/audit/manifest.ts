@@ -1,5 +1,6 @@
 import { createHash, createPublicKey, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { canonicalJson, type ChainedEvent } from './chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
+import type { ChainedEvent } from './chain.js';
 
 /** An audit event as exported: the hashed body plus its own hash (hex). */
 export type ExportedEvent = ChainedEvent & { hash: string };
@@ -101,7 +102,7 @@ export function manifestSigningInput(manifest: Omit<ExportManifest, 'signature'>
   return Buffer.from(canonicalJson(unsigned), 'utf8');
 }
 
-/** A ManifestSigner over an Ed25519 private key held in memory (tests, the CLI, SigningKeyStore's audit key). */
+/** A ManifestSigner over an Ed25519 private key held in memory (tests, the CLI, the audit key of libs/keys). */
 export function manifestSignerFromKey(kid: string, privateKey: KeyObject): ManifestSigner {
   if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
     throw new TypeError('the audit manifest key must be an Ed25519 private key');

@@ -18,7 +18,7 @@ import {
   type SyntheticInput,
 } from '../../test/support/audit-chain.js';
 import { newNonce, stepUpChallenge, subjectDigest } from '../webauthn/step-up-binding.js';
-import { canonicalJson } from './chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 import { streamAuditExport, type AuditExportFilters } from './export.js';
 import { manifestSignerFromKey, type ExportedEvent, type ExportFormat } from './manifest.js';
 import { verifyBundle, verifyExport, verifyExportFile } from './verify.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SignJWT } from 'jose';
+import type { SigningKeyStore } from '../keys/signing-key-store.js';
 import type { Connector, GrantSpec, Minted } from './connector.js';
-import type { SigningKeyStore } from './signing-keys.js';
 
 /** The token type of RFC 9068 JWT access tokens. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt';

@@ -3,8 +3,8 @@ import { describe, expect, it } from '@jest/globals';
 import sshpk from 'sshpk';
 import type { DataSource } from 'typeorm';
 import { DomainError, ErrorCode } from '../domain/errors.js';
+import type { SigningKeyStore } from '../keys/signing-key-store.js';
 import type { GrantSpec } from './connector.js';
-import type { SigningKeyStore } from './signing-keys.js';
 import {
   certificateOptions,
   formatSshCertificateRef,

@@ -2,8 +2,8 @@ import { createHash, createPublicKey, randomBytes, type JsonWebKey } from 'node:
 import sshpk from 'sshpk';
 import type { DataSource } from 'typeorm';
 import { DomainError, ErrorCode } from '../domain/errors.js';
+import type { SigningKeyStore } from '../keys/signing-key-store.js';
 import type { Connector, GrantSpec, Minted } from './connector.js';
-import type { SigningKeyStore } from './signing-keys.js';
 import { encodeKrl, type KrlCertificateSection } from './ssh-krl.js';
 
 /** How far back `valid after` reaches, so a host whose clock runs a little behind accepts a fresh certificate. */

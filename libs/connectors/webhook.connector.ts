@@ -1,6 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
-import { canonicalJson } from '../audit/chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 import type { Connector, Credential, GrantSpec, Minted } from './connector.js';
 
 /** Unix seconds of the delivery; signed together with the body. */

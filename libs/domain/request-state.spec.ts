@@ -1,12 +1,15 @@
 import { describe, expect, it } from '@jest/globals';
 import { DomainError, ErrorCode } from './errors.js';
 import {
+  EndReason,
   type EventContext,
   initialState,
+  OPEN_STATES,
   type RequestEvent,
   RequestState,
   TERMINAL_STATES,
-  transition,
+  transition as transitionWithChanges,
+  WAITING_STATES,
 } from './request-state.js';
 
 const { PENDING, APPROVED, DENIED, ACTIVE, ENDED, REVOKED, CANCELLED, EXPIRED } = RequestState;
@@ -16,6 +19,17 @@ const APPROVER = 'user-approver';
 const STRANGER = 'user-stranger';
 const NOW = new Date('2030-01-01T12:00:00.000Z');
 const at = (offsetMs: number): Date => new Date(NOW.getTime() + offsetMs);
+const WINDOW_MS = 900_000;
+
+// Most cases here are about the next state; the fields each transition sets have their own block below.
+function transition<E extends RequestEvent>(
+  state: RequestState,
+  event: E,
+  ctx: EventContext[E],
+): RequestState | DomainError {
+  const outcome = transitionWithChanges(state, event, ctx);
+  return outcome instanceof DomainError ? outcome : outcome.state;
+}
 
 // A context for each event that passes every guard, so only the source state decides.
 const allowed: { [E in RequestEvent]: EventContext[E] } = {
@@ -29,6 +43,7 @@ const allowed: { [E in RequestEvent]: EventContext[E] } = {
     actorCounts: true,
     now: NOW,
     pendingUntil: at(1),
+    activateBy: at(WINDOW_MS),
   },
   deny: {
     actorId: APPROVER,
@@ -39,10 +54,16 @@ const allowed: { [E in RequestEvent]: EventContext[E] } = {
     pendingUntil: at(1),
   },
   activate: { actorId: REQUESTER, requesterId: REQUESTER, now: NOW, notBefore: null, activateBy: null },
-  cancel: { actorId: REQUESTER, requesterId: REQUESTER, actorIsAdmin: false },
+  cancel: {
+    actorId: REQUESTER,
+    requesterId: REQUESTER,
+    actorIsAdmin: false,
+    now: NOW,
+    endReason: EndReason.CANCELLED,
+  },
   expire: { now: NOW, deadline: at(-1) },
   end: { now: NOW, notAfter: at(-1) },
-  revoke: { actorId: null, requesterId: REQUESTER, actorIsApprover: false, actorIsAdmin: false },
+  revoke: { actorId: null, requesterId: REQUESTER, actorIsApprover: false, actorIsAdmin: false, now: NOW },
 };
 
 function expectRefused(outcome: RequestState | DomainError, code: ErrorCode): DomainError {
@@ -262,6 +283,10 @@ describe('cancel', () => {
     expect(cancel(state, { actorId: STRANGER, actorIsAdmin: true })).toBe(CANCELLED);
   });
 
+  it.each([PENDING, APPROVED])('lets the system cancel a %s request (suspension)', (state) => {
+    expect(cancel(state, { actorId: null })).toBe(CANCELLED);
+  });
+
   it.each([PENDING, APPROVED])('forbids anyone else to cancel a %s request', (state) => {
     expectRefused(cancel(state, { actorId: STRANGER }), ErrorCode.FORBIDDEN);
   });
@@ -353,4 +378,74 @@ describe('pending TTL', () => {
       );
     });
   }
+});
+
+describe('OPEN_STATES and WAITING_STATES', () => {
+  it('open: every state that holds or awaits access; waiting: the open ones before activation', () => {
+    expect([...OPEN_STATES].sort()).toEqual([ACTIVE, APPROVED, PENDING]);
+    expect([...WAITING_STATES].sort()).toEqual([APPROVED, PENDING]);
+    for (const state of OPEN_STATES) expect(TERMINAL_STATES.has(state)).toBe(false);
+  });
+});
+
+describe('the fields each transition sets', () => {
+  const changesOf = <E extends RequestEvent>(state: RequestState, event: E, ctx: EventContext[E]) => {
+    const outcome = transitionWithChanges(state, event, ctx);
+    if (outcome instanceof DomainError) throw outcome;
+    return outcome.changes;
+  };
+  it('approve at quorum: decided now, activatable until the deadline it was given', () => {
+    expect(changesOf(PENDING, 'approve', allowed.approve)).toEqual({
+      decidedAt: NOW,
+      activateBy: at(WINDOW_MS),
+    });
+  });
+
+  it('approve below quorum changes nothing', () => {
+    expect(changesOf(PENDING, 'approve', { ...allowed.approve, approvalsRequired: 2 })).toEqual({});
+  });
+
+  it('deny: decided and ended now, reason denied, no activation deadline', () => {
+    expect(changesOf(PENDING, 'deny', allowed.deny)).toEqual({
+      decidedAt: NOW,
+      activateBy: null,
+      endedAt: NOW,
+      endReason: EndReason.DENIED,
+    });
+  });
+
+  it('activate: activated now', () => {
+    expect(changesOf(APPROVED, 'activate', allowed.activate)).toEqual({ activatedAt: NOW });
+  });
+
+  it('cancel: ended now with the reason given (cancelled, or suspended by the system)', () => {
+    expect(changesOf(PENDING, 'cancel', allowed.cancel)).toEqual({
+      endedAt: NOW,
+      endReason: EndReason.CANCELLED,
+    });
+    const system = { ...allowed.cancel, actorId: null, endReason: EndReason.SUSPENDED } as const;
+    expect(changesOf(APPROVED, 'cancel', system)).toEqual({ endedAt: NOW, endReason: EndReason.SUSPENDED });
+  });
+
+  it('expire: the pending TTL for a pending request, the activation window for an approved one', () => {
+    expect(changesOf(PENDING, 'expire', allowed.expire)).toEqual({
+      endedAt: NOW,
+      endReason: EndReason.PENDING_TTL,
+    });
+    expect(changesOf(APPROVED, 'expire', allowed.expire)).toEqual({
+      endedAt: NOW,
+      endReason: EndReason.ACTIVATION_WINDOW,
+    });
+  });
+
+  it('end: ended now, reason expired', () => {
+    expect(changesOf(ACTIVE, 'end', allowed.end)).toEqual({ endedAt: NOW, endReason: EndReason.EXPIRED });
+  });
+
+  it('revoke: ended now, reason revoked', () => {
+    expect(changesOf(ACTIVE, 'revoke', allowed.revoke)).toEqual({
+      endedAt: NOW,
+      endReason: EndReason.REVOKED,
+    });
+  });
 });

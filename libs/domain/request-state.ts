@@ -1,25 +1,30 @@
 import { DomainError, ErrorCode } from './errors.js';
+import { EndReason, RequestState, TERMINAL_STATES } from './request-enums.js';
 
-/** Where an elevation request is in its life (DESIGN.md §3). */
-export enum RequestState {
-  PENDING = 'PENDING',
-  APPROVED = 'APPROVED',
-  DENIED = 'DENIED',
-  ACTIVE = 'ACTIVE',
-  ENDED = 'ENDED',
-  REVOKED = 'REVOKED',
-  CANCELLED = 'CANCELLED',
-  EXPIRED = 'EXPIRED',
+// The vocabulary moved to request-enums.ts (request-rules.ts reads it too); importers keep this path.
+export {
+  Decision,
+  EndReason,
+  OPEN_STATES,
+  RequestState,
+  TERMINAL_STATES,
+  WAITING_STATES,
+} from './request-enums.js';
+
+/** What a transition sets besides the state. */
+export interface RequestChanges {
+  decidedAt?: Date;
+  activateBy?: Date | null;
+  activatedAt?: Date;
+  endedAt?: Date;
+  endReason?: EndReason;
 }
 
-/** States a request never leaves; every event on them is refused with REQUEST_FINISHED. */
-export const TERMINAL_STATES: ReadonlySet<RequestState> = new Set([
-  RequestState.DENIED,
-  RequestState.ENDED,
-  RequestState.REVOKED,
-  RequestState.CANCELLED,
-  RequestState.EXPIRED,
-]);
+/** An accepted event: the next state and the fields that change with it. */
+export interface Transition {
+  state: RequestState;
+  changes: RequestChanges;
+}
 
 /** Everything that can happen to a request after it is created. */
 export type RequestEvent = 'approve' | 'deny' | 'activate' | 'cancel' | 'expire' | 'end' | 'revoke';
@@ -33,11 +38,13 @@ export interface EventContext {
     actorAlreadyDecided: boolean;
     approvalsBefore: number;
     approvalsRequired: number;
-    /** Whether this approval counts toward quorum (quorum.ts: not, e.g., within a recovery cool-down). */
+    /** Whether this approval counts toward quorum (request-rules.ts: not, e.g., within a recovery cool-down). */
     actorCounts: boolean;
     now: Date;
     /** The pending TTL: no decision at or after it. */
     pendingUntil: Date | null;
+    /** When the activation window closes if this approval reaches quorum (request-rules activationDeadline). */
+    activateBy: Date;
   };
   deny: {
     actorId: string;
@@ -54,14 +61,27 @@ export interface EventContext {
     notBefore: Date | null;
     activateBy: Date | null;
   };
-  cancel: { actorId: string; requesterId: string; actorIsAdmin: boolean };
+  /** actorId null means the system (the requester was suspended, or the request extended was revoked). */
+  cancel: {
+    actorId: string | null;
+    requesterId: string;
+    actorIsAdmin: boolean;
+    now: Date;
+    endReason: EndReason.CANCELLED | EndReason.SUSPENDED;
+  };
   expire: { now: Date; deadline: Date };
   end: { now: Date; notAfter: Date };
   /** actorId null means the system (e.g. the requester was suspended). */
-  revoke: { actorId: string | null; requesterId: string; actorIsApprover: boolean; actorIsAdmin: boolean };
+  revoke: {
+    actorId: string | null;
+    requesterId: string;
+    actorIsApprover: boolean;
+    actorIsAdmin: boolean;
+    now: Date;
+  };
 }
 
-type Outcome = RequestState | DomainError;
+type Outcome = Transition | DomainError;
 
 // Which non-terminal states accept each event, and what a non-terminal state outside that set is told.
 const SOURCES: { [E in RequestEvent]: { from: readonly RequestState[]; code: ErrorCode; message: string } } =
@@ -122,8 +142,13 @@ function refuseDecider(ctx: EventContext['deny']): DomainError | null {
   return null;
 }
 
-// Guards run only once the source state is known to accept the event.
-const GUARDS: { [E in RequestEvent]: (ctx: EventContext[E]) => Outcome } = {
+const ended = (state: RequestState, now: Date, endReason: EndReason): Transition => ({
+  state,
+  changes: { endedAt: now, endReason },
+});
+
+// Guards run only once the source state is known to accept the event; `from` is that source state.
+const GUARDS: { [E in RequestEvent]: (ctx: EventContext[E], from: RequestState) => Outcome } = {
   approve(ctx) {
     const refusal = refuseDecider(ctx);
     if (refusal) return refusal;
@@ -138,10 +163,17 @@ const GUARDS: { [E in RequestEvent]: (ctx: EventContext[E]) => Outcome } = {
     }
     // Below quorum the approval is still recorded; the request just stays pending.
     const approvals = ctx.approvalsBefore + (ctx.actorCounts ? 1 : 0);
-    return approvals >= ctx.approvalsRequired ? RequestState.APPROVED : RequestState.PENDING;
+    if (approvals < ctx.approvalsRequired) return { state: RequestState.PENDING, changes: {} };
+    return { state: RequestState.APPROVED, changes: { decidedAt: ctx.now, activateBy: ctx.activateBy } };
   },
   deny(ctx) {
-    return refuseDecider(ctx) ?? RequestState.DENIED;
+    const refusal = refuseDecider(ctx);
+    if (refusal) return refusal;
+    const { now } = ctx;
+    return {
+      state: RequestState.DENIED,
+      changes: { decidedAt: now, activateBy: null, endedAt: now, endReason: EndReason.DENIED },
+    };
   },
   activate(ctx) {
     if (ctx.actorId !== ctx.requesterId) {
@@ -161,25 +193,26 @@ const GUARDS: { [E in RequestEvent]: (ctx: EventContext[E]) => Outcome } = {
         },
       );
     }
-    return RequestState.ACTIVE;
+    return { state: RequestState.ACTIVE, changes: { activatedAt: ctx.now } };
   },
   cancel(ctx) {
-    if (ctx.actorId !== ctx.requesterId && !ctx.actorIsAdmin) {
+    if (ctx.actorId !== null && ctx.actorId !== ctx.requesterId && !ctx.actorIsAdmin) {
       return new DomainError(ErrorCode.FORBIDDEN, 'Only the requester or an admin can cancel this request.');
     }
-    return RequestState.CANCELLED;
+    return ended(RequestState.CANCELLED, ctx.now, ctx.endReason);
   },
-  expire(ctx) {
+  expire(ctx, from) {
     if (ctx.now.getTime() < ctx.deadline.getTime()) {
       return new DomainError(ErrorCode.NOT_YET_DUE, 'This request has not reached its deadline yet.');
     }
-    return RequestState.EXPIRED;
+    const reason = from === RequestState.PENDING ? EndReason.PENDING_TTL : EndReason.ACTIVATION_WINDOW;
+    return ended(RequestState.EXPIRED, ctx.now, reason);
   },
   end(ctx) {
     if (ctx.now.getTime() < ctx.notAfter.getTime()) {
       return new DomainError(ErrorCode.NOT_YET_DUE, 'This grant has not reached its end yet.');
     }
-    return RequestState.ENDED;
+    return ended(RequestState.ENDED, ctx.now, EndReason.EXPIRED);
   },
   revoke(ctx) {
     const allowed =
@@ -190,16 +223,16 @@ const GUARDS: { [E in RequestEvent]: (ctx: EventContext[E]) => Outcome } = {
         'Only the requester, an approver or an admin can revoke this grant.',
       );
     }
-    return RequestState.REVOKED;
+    return ended(RequestState.REVOKED, ctx.now, EndReason.REVOKED);
   },
 };
 
-/** Pure: the next state, or the DomainError that refuses the event. */
+/** Pure: the next state and the fields it sets, or the DomainError that refuses the event. */
 export function transition<E extends RequestEvent>(
   state: RequestState,
   event: E,
   ctx: EventContext[E],
-): RequestState | DomainError {
+): Transition | DomainError {
   if (TERMINAL_STATES.has(state)) {
     return new DomainError(ErrorCode.REQUEST_FINISHED, `This request is already ${state.toLowerCase()}.`, {
       state,
@@ -209,7 +242,7 @@ export function transition<E extends RequestEvent>(
   if (!source.from.includes(state)) {
     return new DomainError(source.code, source.message, { state });
   }
-  return GUARDS[event](ctx);
+  return GUARDS[event](ctx, state);
 }
 
 /** The state a new request starts in. */

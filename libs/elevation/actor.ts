@@ -1,9 +1,2 @@
-import type { UserRole } from '../db/index.js';
-
-/** The authenticated person on whose behalf a service method runs. */
-export interface Actor {
-  id: string;
-  username: string;
-  displayName: string;
-  roles: readonly UserRole[];
-}
+// The actor lives in libs/domain; this path stays for the many importers outside libs/elevation.
+export type { Actor } from '../domain/actor.js';

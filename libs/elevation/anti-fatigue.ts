@@ -2,8 +2,9 @@ import type { EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import type { AppConfig } from '../config/config.js';
+import type { Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import type { Actor } from './actor.js';
+import { RequestState, WAITING_STATES } from '../domain/request-state.js';
 
 type Limits = AppConfig['antiFatigue'];
 
@@ -32,13 +33,13 @@ export async function assertMayRequest(
   }
   const [counts] = (await manager.query(
     `SELECT
-       count(*) FILTER (WHERE state IN ('PENDING', 'APPROVED') AND extends_request_id IS NULL)::int AS "open",
-       count(*) FILTER (WHERE state IN ('PENDING', 'APPROVED') AND extends_request_id IS NULL
+       count(*) FILTER (WHERE state = ANY($5) AND extends_request_id IS NULL)::int AS "open",
+       count(*) FILTER (WHERE state = ANY($5) AND extends_request_id IS NULL
                           AND entitlement_id = $2)::int AS "openHere",
-       count(*) FILTER (WHERE state IN ('PENDING', 'APPROVED') AND extends_request_id IS NOT NULL
+       count(*) FILTER (WHERE state = ANY($5) AND extends_request_id IS NOT NULL
                           AND entitlement_id = $2)::int AS "openExtensionsHere",
        count(*) FILTER (WHERE created_at > now() - make_interval(secs => $3))::int AS "recent",
-       max(decided_at) FILTER (WHERE state = 'DENIED' AND entitlement_id = $2
+       max(decided_at) FILTER (WHERE state = $6 AND entitlement_id = $2
                                  AND decided_at > now() - make_interval(secs => $4)
                                  -- An admin's unlock also ends the cool-down of the denials before it.
                                  AND decided_at > coalesce((SELECT max(unlocked_at) FROM entitlement_lockouts
@@ -46,7 +47,14 @@ export async function assertMayRequest(
                                                            '-infinity')) AS "lastDenial",
        now() AS now
      FROM elevation_requests WHERE requester_id = $1`,
-    [actor.id, entitlementId, limits.requestWindowSeconds, limits.denialCooldownSeconds],
+    [
+      actor.id,
+      entitlementId,
+      limits.requestWindowSeconds,
+      limits.denialCooldownSeconds,
+      WAITING_STATES,
+      RequestState.DENIED,
+    ],
   )) as Array<{
     open: number;
     openHere: number;
@@ -105,11 +113,11 @@ export async function lockOutAfterRepeatedDenials(
 ): Promise<boolean> {
   const [{ denials }] = (await manager.query(
     `SELECT count(*)::int AS denials FROM elevation_requests
-      WHERE requester_id = $1 AND entitlement_id = $2 AND state = 'DENIED'
+      WHERE requester_id = $1 AND entitlement_id = $2 AND state = $4
         AND decided_at > now() - make_interval(secs => $3)
         AND decided_at > coalesce((SELECT max(unlocked_at) FROM entitlement_lockouts
                                     WHERE user_id = $1 AND entitlement_id = $2), '-infinity')`,
-    [requesterId, entitlementId, limits.denialLockoutWindowSeconds],
+    [requesterId, entitlementId, limits.denialLockoutWindowSeconds, RequestState.DENIED],
   )) as Array<{ denials: number }>;
   if (denials < limits.denialLockoutCount) return false;
   const [inserted] = (await manager.query(

@@ -5,6 +5,7 @@ import type { AppConfig } from '../config/config.js';
 import { WebhookConnector } from '../connectors/webhook.connector.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Policy } from '../domain/policy.js';
+import { SigningKeyStore } from '../keys/signing-key-store.js';
 import { ConnectorRegistry } from './connector-registry.js';
 
 // Building connectors touches no database: the DataSource is only used once a connector mints or revokes.
@@ -14,7 +15,11 @@ function registry(secrets: Record<string, string> = {}): ConnectorRegistry {
     http: { publicUrl: 'http://localhost:3000' },
     connectorSecret: (name: string) => secrets[name],
   } as unknown as AppConfig;
-  return new ConnectorRegistry(config, {} as DataSource);
+  return new ConnectorRegistry(
+    config,
+    {} as DataSource,
+    new SigningKeyStore({} as DataSource, config.masterKey),
+  );
 }
 
 function policy(connectors: Policy['connectors']): Policy {

@@ -1,22 +1,21 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { canonicalJson } from '../audit/chain.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { Connector } from '../connectors/connector.js';
 import { JwtConnector } from '../connectors/jwt.connector.js';
 import { PostgresConnector } from '../connectors/postgres.connector.js';
-import { SigningKeyStore } from '../connectors/signing-keys.js';
 import { SshConnector } from '../connectors/ssh.connector.js';
 import { WebhookConnector } from '../connectors/webhook.connector.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Policy } from '../domain/policy.js';
+import { SigningKeyStore } from '../keys/signing-key-store.js';
 
 const MIN_WEBHOOK_SECRET_LENGTH = 16;
 
 /** Connector instances built from a policy's `connectors:` section, secrets resolved from the environment. */
 @Injectable()
 export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationShutdown {
-  readonly signingKeys: SigningKeyStore;
   /** The one SSH CA: every `type: ssh` connector signs with it, and its KRL and public key are served. */
   readonly ssh: SshConnector;
   private readonly instances = new Map<string, Connector>();
@@ -24,9 +23,10 @@ export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationS
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     dataSource: DataSource,
+    /** The process's key store (KeysModule), which the jwt and ssh connectors sign with. */
+    readonly signingKeys: SigningKeyStore,
   ) {
-    this.signingKeys = new SigningKeyStore(dataSource, config.masterKey);
-    this.ssh = new SshConnector(dataSource, this.signingKeys);
+    this.ssh = new SshConnector(dataSource, signingKeys);
   }
 
   /** The connector named `name` in `policy`, configured exactly as that policy version says. */
@@ -108,7 +108,6 @@ export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationS
   }
 
   async onApplicationShutdown(): Promise<void> {
-    this.signingKeys.close();
     for (const connector of this.instances.values()) {
       if (connector instanceof PostgresConnector) await connector.close();
     }

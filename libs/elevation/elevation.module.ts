@@ -1,15 +1,28 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { auditPrivilegedRole } from '../audit/privileged-role-event.js';
 import type { AppConfig } from '../config/config.js';
 import { ConfigModule } from '../config/config.module.js';
 import { DatabaseModule } from '../db/database.module.js';
 import { JobsModule } from '../jobs/jobs.module.js';
+import { KeysModule } from '../keys/keys.module.js';
 import { loggerModule } from '../logging/logger.module.js';
 import { ConnectorRegistry } from './connector-registry.js';
+import { GrantsService } from './grants.service.js';
 import { PolicyService } from './policy.service.js';
+import { RequestQueries } from './request-queries.js';
+import { RequestSweeper } from './request-sweeper.js';
 import { RequestsService } from './requests.service.js';
 import { RevocationService } from './revocation.service.js';
 
-const SERVICES = [PolicyService, ConnectorRegistry, RequestsService, RevocationService];
+const SERVICES = [
+  PolicyService,
+  ConnectorRegistry,
+  RequestsService,
+  RequestQueries,
+  RequestSweeper,
+  RevocationService,
+  GrantsService,
+];
 
 /** The elevation core shared by broker and worker, with what it runs on: config, logs, PostgreSQL, queues. */
 @Module({})
@@ -26,11 +39,14 @@ export class ElevationModule {
           ...options,
           migrationUrl: config.migrationDatabaseUrl,
           allowPrivilegedRole: config.allowPrivilegedDatabaseRole,
+          onPrivilegedRole: auditPrivilegedRole,
         }),
         JobsModule.forRoot({ redisUrl: config.redisUrl, prefix: config.queuePrefix }),
+        KeysModule,
       ],
       providers: SERVICES,
-      exports: SERVICES,
+      // KeysModule too: the apps sign and publish keys with the same SigningKeyStore the connectors use.
+      exports: [...SERVICES, KeysModule],
     };
   }
 }

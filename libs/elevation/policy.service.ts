@@ -14,6 +14,13 @@ export interface PolicyVersion {
   policy: Policy;
 }
 
+/** One activation: which version went into force, when, and by whom (a user id or `system`). */
+export interface PolicyActivation {
+  hash: string;
+  activatedAt: Date;
+  activatedBy: string;
+}
+
 /**
  * The policy in force and every stored version by hash. A load validates POLICY_DIR, stores the version
  * and activates it in PostgreSQL, so every broker instance follows the latest activation (inForce());
@@ -100,6 +107,16 @@ export class PolicyService {
       this.cached = { hash: latest.hash, policy: await this.byHash(latest.hash) };
     }
     return this.cached;
+  }
+
+  /** The hash in force and the last 100 activations, newest first. */
+  async history(): Promise<{ inForce: string; items: PolicyActivation[] }> {
+    const { hash } = await this.inForce();
+    const items = (await this.dataSource.query(
+      `SELECT a.hash, a.activated_at AS "activatedAt", a.activated_by AS "activatedBy"
+         FROM policy_activations a ORDER BY a.id DESC LIMIT 100`,
+    )) as PolicyActivation[];
+    return { inForce: hash, items };
   }
 
   /** A stored version by hash (validated when it was stored). */

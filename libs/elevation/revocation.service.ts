@@ -3,6 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { databaseNow } from '../db/clock.js';
 import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
+import { GrantState } from '../domain/grant-state.js';
 import { JobProducer } from '../jobs/job-producer.js';
 import { ConnectorRegistry } from './connector-registry.js';
 import { PolicyService } from './policy.service.js';
@@ -38,7 +39,7 @@ export class RevocationService {
     const grants = this.dataSource.getRepository(GrantEntity);
     const grant = await grants.findOneBy({ id: grantId });
     if (!grant) return { status: 'unknown-grant' };
-    if (grant.state === 'REVOKED') return { status: 'already-revoked' };
+    if (grant.state === GrantState.REVOKED) return { status: 'already-revoked' };
     const [{ remaining_ms: remaining }] = (await this.dataSource.query(
       `SELECT (extract(epoch FROM ($1::timestamptz - now())) * 1000)::float8 AS remaining_ms`,
       [grant.notAfter],
@@ -77,10 +78,10 @@ export class RevocationService {
       await manager.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [OVERLAP_LOCK_CLASS, overlapKey]);
       const [holder] = (await manager.query(
         `SELECT id FROM grants
-          WHERE overlap_key = $1 AND id <> $2 AND state = 'ACTIVE'
+          WHERE overlap_key = $1 AND id <> $2 AND state = $3
             AND not_after > now() AND revoke_requested_at IS NULL
           ORDER BY not_after DESC LIMIT 1`,
-        [overlapKey, grant.id],
+        [overlapKey, grant.id, GrantState.ACTIVE],
       )) as Array<{ id: string }>;
       if (!holder) return null;
       return this.markRevoked(manager, grant, { externalRevokeSkipped: true, heldBy: holder.id });
@@ -102,7 +103,7 @@ export class RevocationService {
       where: { id: grantId },
       lock: { mode: 'pessimistic_write' },
     });
-    if (!locked || locked.state === 'REVOKED') return { status: 'already-revoked' };
+    if (!locked || locked.state === GrantState.REVOKED) return { status: 'already-revoked' };
     const now = await databaseNow(manager);
     // The lag is measured from when revocation became due: notAfter, or the early revoke.
     const dueAt =
@@ -110,7 +111,7 @@ export class RevocationService {
         ? locked.revokeRequestedAt
         : locked.notAfter;
     const lagMs = now.getTime() - dueAt.getTime();
-    await manager.update(GrantEntity, { id: grantId }, { state: 'REVOKED', revokedAt: now });
+    await manager.update(GrantEntity, { id: grantId }, { state: GrantState.REVOKED, revokedAt: now });
     await appendAuditEvent(manager, {
       actorId: SYSTEM_ACTOR,
       action: 'grant.revoked',
@@ -143,15 +144,15 @@ export class RevocationService {
         where: { id: grantId },
         lock: { mode: 'pessimistic_write' },
       });
-      if (!grant || grant.state === 'REVOKED') return;
-      const becomesFailed = finalAttempt && grant.state === 'ACTIVE';
+      if (!grant || grant.state === GrantState.REVOKED) return;
+      const becomesFailed = finalAttempt && grant.state === GrantState.ACTIVE;
       await manager.update(
         GrantEntity,
         { id: grantId },
         {
           revokeAttempts: grant.revokeAttempts + 1,
           lastError: message.slice(0, 2000),
-          ...(becomesFailed ? { state: 'REVOKE_FAILED' as const } : {}),
+          ...(becomesFailed ? { state: GrantState.REVOKE_FAILED } : {}),
         },
       );
       if (becomesFailed) {
@@ -175,7 +176,8 @@ export class RevocationService {
   async sweep(): Promise<number> {
     const pending = (await this.dataSource.query(
       `SELECT id, not_after, revoke_requested_at IS NOT NULL OR not_after <= now() AS due
-         FROM grants WHERE state <> 'REVOKED' ORDER BY not_after`,
+         FROM grants WHERE state <> $1 ORDER BY not_after`,
+      [GrantState.REVOKED],
     )) as Array<{ id: string; not_after: Date; due: boolean }>;
     for (const grant of pending) {
       // A due grant's job runs now even if a delayed one still waits (a lost promote, a skewed clock).

@@ -12,7 +12,7 @@ import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Actor } from '../elevation/actor.js';
 import { authenticationOptions, verifyAssertion } from '../webauthn/ceremonies.js';
 import type { StepUpEvidence } from '../webauthn/evidence.js';
-import { newNonce, stepUpChallenge, type StepUpAction } from '../webauthn/step-up-binding.js';
+import { newNonce, stepUpChallenge, subjectDigest, type StepUpAction } from '../webauthn/step-up-binding.js';
 import {
   assertUsable,
   authenticatorsOf,
@@ -44,6 +44,22 @@ export interface StepUpExpectation {
   subjectDigest: string;
   /** An entitlement's `authenticator:` requirement (DESIGN §5: device-bound keys or an AAGUID allow-list). */
   authenticator?: { deviceBound: boolean; aaguids: string[] | null };
+}
+
+/**
+ * The digest of a parameter-bound call: its body less `stepUp`, as plain JSON (DESIGN §5: what was signed
+ * is what runs). The JSON round trip drops absent optional fields exactly as the client's JSON did.
+ */
+export function paramsDigest(params: Record<string, unknown>): string {
+  const { stepUp: _stepUp, ...rest } = params;
+  try {
+    return subjectDigest(JSON.parse(JSON.stringify(rest)) as unknown);
+  } catch (error) {
+    throw new DomainError(
+      ErrorCode.VALIDATION_FAILED,
+      `Parameters have no canonical form: ${(error as Error).message}`,
+    );
+  }
 }
 
 /**
@@ -130,6 +146,22 @@ export class StepUpService {
     });
     if ('error' in outcome) throw outcome.error;
     return outcome.evidence;
+  }
+
+  /**
+   * Verifies the `stepUp` of a call bound to its parameters: `action` on `subjectId`, with the digest of
+   * `body` less `stepUp` (computed first, so parameters without a canonical form are a 400 that spends nothing).
+   */
+  async verifyFor<Body extends { stepUp?: StepUpProof }>(
+    actor: Actor,
+    action: StepUpAction,
+    subjectId: string,
+    body: Body,
+    authenticator?: StepUpExpectation['authenticator'],
+  ): Promise<StepUpEvidence> {
+    const { stepUp, ...params } = body;
+    const digest = paramsDigest(params);
+    return this.verify(actor, stepUp, { action, subjectId, subjectDigest: digest, authenticator });
   }
 
   /** Checks binding, credential, requirement and assertion, and spends the challenge. */

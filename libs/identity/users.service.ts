@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { appendAuditEvent } from '../audit/audit-log.js';
+import type { UserRole, UserStatus } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Actor } from '../elevation/actor.js';
 import { unlockEntitlement } from '../elevation/anti-fatigue.js';
@@ -8,7 +9,20 @@ import { RequestsService } from '../elevation/requests.service.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
 import { SessionsService } from './sessions.service.js';
 
-/** Account status changes that reach across sessions and requests, each in one transaction. */
+/** A user as admins list them. */
+export interface UserListItem {
+  id: string;
+  username: string;
+  displayName: string;
+  roles: UserRole[];
+  status: UserStatus;
+  /** Passkeys neither removed nor disabled. */
+  passkeys: number;
+  /** Sessions neither ended nor expired. */
+  sessions: number;
+}
+
+/** Accounts as admins see and change them; changes that reach across sessions and requests run in one transaction. */
 @Injectable()
 export class UsersService {
   constructor(
@@ -64,6 +78,35 @@ export class UsersService {
     });
     await this.requests.revokeGrantsNow(revokeNow);
     return outcome;
+  }
+
+  /** Users by username with their usable passkeys and live sessions; keyset-paginated by username. */
+  async list(query: {
+    cursor: string | null;
+    limit: number;
+  }): Promise<{ items: UserListItem[]; nextCursor: string | null }> {
+    const rows = (await this.dataSource.query(
+      `SELECT u.id, u.username, u.display_name AS "displayName", u.roles, u.status,
+              (SELECT count(*)::int FROM authenticators a
+                WHERE a.user_id = u.id AND a.removed_at IS NULL AND a.disabled_at IS NULL) AS passkeys,
+              (SELECT count(*)::int FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL
+                 AND s.expires_at > now()) AS sessions
+         FROM users u WHERE ($1::text IS NULL OR u.username > $1) ORDER BY u.username LIMIT $2`,
+      [query.cursor, query.limit + 1],
+    )) as UserListItem[];
+    const items = rows.slice(0, query.limit);
+    return { items, nextCursor: rows.length > query.limit ? items[items.length - 1].username : null };
+  }
+
+  /** Ends every session of a user at once (an admin, for a lost laptop); audited. Returns how many ended. */
+  async endSessions(admin: Actor, username: string): Promise<number> {
+    return this.dataSource.transaction(async (manager) => {
+      const [user] = (await manager.query(`SELECT id FROM users WHERE username = $1`, [username])) as Array<{
+        id: string;
+      }>;
+      if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
+      return this.sessions.endAllForUser(manager, admin.id, user.id, 'ended-by-admin');
+    });
   }
 
   /** Lifts a lockout from repeated denials (admin), audited. */

@@ -16,8 +16,26 @@ export interface StepUpEvidence {
   signature: Buffer;
 }
 
+/**
+ * The step-up evidence a decision event carries in `data.evidence`: enough to recompute the challenge and
+ * check the assertion offline (libs/audit/evidence-check.ts reads it back). Binary fields are base64url;
+ * `publicKey` is the credential's COSE key as @simplewebauthn/server stores it.
+ */
+export type AuditedEvidence = {
+  userId: string;
+  action: StepUpAction;
+  subjectId: string;
+  subjectDigest: string;
+  nonce: string;
+  credentialId: string;
+  authenticatorData: string;
+  clientDataJSON: string;
+  signature: string;
+  publicKey: string;
+};
+
 /** The evidence as an audit event carries it: binary fields base64url. */
-export function evidenceForAudit(evidence: StepUpEvidence): Record<string, string> {
+export function evidenceForAudit(evidence: StepUpEvidence): AuditedEvidence {
   return {
     userId: evidence.userId,
     action: evidence.action,

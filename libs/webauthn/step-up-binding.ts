@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { canonicalJson } from '../audit/chain.js';
+import { canonicalJson } from '../domain/canonical-json.js';
 
 /** Purpose and version tag heading every challenge, so a later encoding or another signed array never matches one. */
 export const STEP_UP_DOMAIN = 'jit-step-up/v1';

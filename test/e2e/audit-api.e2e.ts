@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { auditVerify } from '../../apps/cli/audit-verify.js';
-import { canonicalJson, chainHash } from '../../libs/audit/chain.js';
+import { chainHash } from '../../libs/audit/chain.js';
 import { appendCheckpoint } from '../../libs/audit/checkpoint-log.js';
 import {
   EventsDigest,
@@ -16,6 +16,7 @@ import {
   type ExportManifest,
 } from '../../libs/audit/manifest.js';
 import { verifyBundle, verifyExport, type VerifyResult } from '../../libs/audit/verify.js';
+import { canonicalJson } from '../../libs/domain/canonical-json.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import {
   clientAs,

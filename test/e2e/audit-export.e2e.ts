@@ -7,9 +7,9 @@ import { buildRequestBundle } from '../../libs/audit/bundle.js';
 import { signAuditManifest, streamAuditExport, type AuditExportFilters } from '../../libs/audit/export.js';
 import { canonicalDigest, type ExportFormat, type ExportManifest } from '../../libs/audit/manifest.js';
 import { verifyBundle, verifyExport } from '../../libs/audit/verify.js';
-import { SigningKeyStore } from '../../libs/connectors/signing-keys.js';
 import { createDataSource, runMigrations } from '../../libs/db/data-source.js';
 import { createDatabase, dropDatabase } from '../../libs/devstack/databases.js';
+import { SigningKeyStore } from '../../libs/keys/signing-key-store.js';
 import { requestSubject, subjectDigest, type StoredRequest } from '../../libs/webauthn/step-up-binding.js';
 import { enrolApprover, ORIGIN, RP_ID, stepUpEvidence, type Approver } from '../support/audit-chain.js';
 

@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { keysCommand } from '../../apps/cli/keys.js';
-import { CURRENT_KEY_REFRESH_MS } from '../../libs/connectors/signing-keys.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
+import { CURRENT_KEY_REFRESH_MS } from '../../libs/keys/signing-key-store.js';
 import {
   clientAs,
   enrollAll,

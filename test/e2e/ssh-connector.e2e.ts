@@ -10,7 +10,6 @@ import { NestFactory } from '@nestjs/core';
 import type { DataSource } from 'typeorm';
 import { SshKrlController } from '../../apps/broker/tokens/ssh-krl.controller.js';
 import type { GrantSpec, Minted } from '../../libs/connectors/connector.js';
-import { SigningKeyStore } from '../../libs/connectors/signing-keys.js';
 import {
   formatSshCertificateRef,
   parseSshCertificateRef,
@@ -22,6 +21,7 @@ import { SshConnector1764100000000 } from '../../libs/db/migrations/176410000000
 import { createDatabase, dropDatabase } from '../../libs/devstack/databases.js';
 import { ErrorCode } from '../../libs/domain/errors.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
+import { SigningKeyStore } from '../../libs/keys/signing-key-store.js';
 
 // Real PostgreSQL and the real OpenSSH tools: what matters is that ssh-keygen (and so sshd) accepts what we write.
 const adminUrl = process.env.E2E_PG_ADMIN_URL;

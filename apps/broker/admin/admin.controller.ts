@@ -1,16 +1,14 @@
 import { Body, Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
-import { DataSource } from 'typeorm';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
 import type { Actor } from '../../../libs/elevation/actor.js';
-import { InvitesService } from '../../../libs/identity/invites.service.js';
-import { SessionsService } from '../../../libs/identity/sessions.service.js';
-import { StepUpService } from '../../../libs/identity/step-up.service.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { paramsDigest } from '../auth/step-up-params.js';
-import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
+import { GrantsService } from '../../../libs/elevation/grants.service.js';
 import { PolicyService } from '../../../libs/elevation/policy.service.js';
+import { InvitesService } from '../../../libs/identity/invites.service.js';
+import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { UsersService } from '../../../libs/identity/users.service.js';
+import { CurrentActor } from '../auth/current-actor.decorator.js';
+import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
 import {
   ApproveInviteDto,
   CreateInviteDto,
@@ -25,34 +23,28 @@ function requireAdmin(actor: Actor): void {
   if (!actor.roles.includes('admin')) throw new DomainError(ErrorCode.FORBIDDEN, 'Admins only');
 }
 
-/** People administration (admin role): invites, and ending a user's sessions. */
+/** Administration (admin role): invites, users and their sessions, policy versions, grants. */
 @Controller('api/admin')
 export class AdminController {
   constructor(
     private readonly invites: InvitesService,
-    private readonly sessions: SessionsService,
     private readonly stepUp: StepUpService,
     private readonly accounts: UsersService,
     private readonly policies: PolicyService,
-    private readonly dataSource: DataSource,
+    private readonly grants: GrantsService,
   ) {}
 
   /**
    * `{ username, displayName?, roles, stepUp }` with an `invite.create` step-up whose subject is the username.
-   * A recovery of an admin or approver answers `state: "pending-approval"`: its link works once a second
-   * admin approves it (POST invites/:id/approve).
+   * An invite for a privileged user (libs/domain/recovery-rules.ts) that needs a second admin answers
+   * `state: "pending-approval"`: its link works once one approves it (POST invites/:id/approve).
    */
   @Post('invites')
   @HttpCode(201)
   @Header('Cache-Control', 'no-store')
   async createInvite(@CurrentActor() actor: Actor, @Body() body: CreateInviteDto) {
     requireAdmin(actor);
-    const { stepUp, ...params } = body;
-    const evidence = await this.stepUp.verify(actor, stepUp as never, {
-      action: 'invite.create',
-      subjectId: body.username,
-      subjectDigest: paramsDigest(params),
-    });
+    const evidence = await this.stepUp.verifyFor(actor, 'invite.create', body.username, body);
     const invite = await this.invites.create(
       actor,
       { username: body.username, displayName: body.displayName ?? null, roles: body.roles },
@@ -66,7 +58,7 @@ export class AdminController {
     };
   }
 
-  /** Recovery invites waiting for a second admin (`?state=pending-approval`, the only state listed). */
+  /** Invites waiting for a second admin (`?state=pending-approval`, the only state listed). */
   @Get('invites')
   async listInvites(@CurrentActor() actor: Actor, @Query() _query: ListInvitesQuery) {
     requireAdmin(actor);
@@ -74,8 +66,9 @@ export class AdminController {
   }
 
   /**
-   * A second admin approves a pending recovery invite with an `invite.approve` step-up (subject the invite
-   * id, params `{}`); the creator, or the user being recovered, gets 403 INVITE_SELF_APPROVAL.
+   * A second admin approves a pending invite with an `invite.approve` step-up (subject the invite id, params
+   * `{}`); the creator or the invited user gets 403 INVITE_SELF_APPROVAL, an admin enrolled from the
+   * creator's invites INVITE_APPROVER_NOT_INDEPENDENT, one too recent SECOND_ADMIN_TOO_RECENT.
    */
   @Post('invites/:id/approve')
   @HttpCode(200)
@@ -85,11 +78,7 @@ export class AdminController {
     @Body() body: ApproveInviteDto,
   ) {
     requireAdmin(actor);
-    const evidence = await this.stepUp.verify(actor, body.stepUp as never, {
-      action: 'invite.approve',
-      subjectId: id,
-      subjectDigest: paramsDigest({}),
-    });
+    const evidence = await this.stepUp.verifyFor(actor, 'invite.approve', id, body);
     const approved = await this.invites.approve(actor, id, evidence);
     return { ...approved, expiresAt: approved.expiresAt.toISOString() };
   }
@@ -98,18 +87,7 @@ export class AdminController {
   @Get('users')
   async users(@CurrentActor() actor: Actor, @Query() query: ListUsersQuery) {
     requireAdmin(actor);
-    const limit = query.limit ?? 100;
-    const rows = (await this.dataSource.query(
-      `SELECT u.id, u.username, u.display_name AS "displayName", u.roles, u.status,
-              (SELECT count(*)::int FROM authenticators a
-                WHERE a.user_id = u.id AND a.removed_at IS NULL AND a.disabled_at IS NULL) AS passkeys,
-              (SELECT count(*)::int FROM sessions s WHERE s.user_id = u.id AND s.ended_at IS NULL
-                 AND s.expires_at > now()) AS sessions
-         FROM users u WHERE ($1::text IS NULL OR u.username > $1) ORDER BY u.username LIMIT $2`,
-      [query.cursor ?? null, limit + 1],
-    )) as Array<{ username: string }>;
-    const items = rows.slice(0, limit);
-    return { items, nextCursor: rows.length > limit ? items[items.length - 1].username : null };
+    return this.accounts.list({ cursor: query.cursor ?? null, limit: query.limit ?? 100 });
   }
 
   /** Ends every session of a user at once (a lost laptop); audited. */
@@ -123,13 +101,7 @@ export class AdminController {
     requireAdmin(actor);
     if (!USERNAME_PATTERN.test(username))
       throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not a username');
-    return this.dataSource.transaction(async (manager) => {
-      const [user] = (await manager.query(`SELECT id FROM users WHERE username = $1`, [username])) as Array<{
-        id: string;
-      }>;
-      if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
-      return { ended: await this.sessions.endAllForUser(manager, actor.id, user.id, 'ended-by-admin') };
-    });
+    return { ended: await this.accounts.endSessions(actor, username) };
   }
 
   /**
@@ -146,12 +118,7 @@ export class AdminController {
     requireAdmin(actor);
     if (!USERNAME_PATTERN.test(username))
       throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not a username');
-    const { stepUp, ...params } = body;
-    const evidence = await this.stepUp.verify(actor, stepUp as never, {
-      action: 'user.suspend',
-      subjectId: username,
-      subjectDigest: paramsDigest(params),
-    });
+    const evidence = await this.stepUp.verifyFor(actor, 'user.suspend', username, body);
     return this.accounts.setStatus(actor, username, body.status, body.reason, evidence);
   }
 
@@ -177,12 +144,8 @@ export class AdminController {
   @Get('policies')
   async policyVersions(@CurrentActor() actor: Actor) {
     requireAdmin(actor);
-    const { hash } = await this.policies.inForce();
-    const items = (await this.dataSource.query(
-      `SELECT a.hash, a.activated_at AS "activatedAt", a.activated_by AS "activatedBy"
-         FROM policy_activations a ORDER BY a.id DESC LIMIT 100`,
-    )) as unknown[];
-    return { inForce: hash, items, nextCursor: null };
+    const { inForce, items } = await this.policies.history();
+    return { inForce, items, nextCursor: null };
   }
 
   /**
@@ -193,31 +156,19 @@ export class AdminController {
   @HttpCode(200)
   async reloadPolicy(@CurrentActor() actor: Actor, @Body() body: PolicyReloadDto) {
     requireAdmin(actor);
-    const evidence = await this.stepUp.verify(actor, body.stepUp as never, {
-      action: 'policy.reload',
-      subjectId: 'policy',
-      subjectDigest: paramsDigest({}),
-    });
+    const evidence = await this.stepUp.verifyFor(actor, 'policy.reload', 'policy', body);
     const loaded = await this.policies.loadFromDirectory(actor.id, evidence);
     return { hash: loaded.hash, changed: loaded.changed, entitlements: loaded.policy.entitlements.length };
   }
 
   /** Grants, newest first, optionally by state: REVOKE_FAILED ones are the operator's to-do list. */
   @Get('grants')
-  async grants(@CurrentActor() actor: Actor, @Query() query: ListGrantsQuery) {
+  async listGrants(@CurrentActor() actor: Actor, @Query() query: ListGrantsQuery) {
     requireAdmin(actor);
-    const limit = query.limit ?? 50;
-    const rows = (await this.dataSource.query(
-      `SELECT g.id, g.request_id AS "requestId", g.connector, g.connector_type AS "connectorType",
-              g.fingerprint, g.issued_at AS "issuedAt", g.not_after AS "notAfter", g.state,
-              g.revoked_at AS "revokedAt", g.revoke_attempts AS "revokeAttempts", g.last_error AS "lastError",
-              u.username AS requester, r.entitlement_id AS "entitlementId"
-         FROM grants g JOIN elevation_requests r ON r.id = g.request_id JOIN users u ON u.id = r.requester_id
-        WHERE ($1::text IS NULL OR g.state = $1) AND ($2::uuid IS NULL OR g.id < $2)
-        ORDER BY g.id DESC LIMIT $3`,
-      [query.state ?? null, query.cursor ?? null, limit + 1],
-    )) as Array<{ id: string }>;
-    const items = rows.slice(0, limit);
-    return { items, nextCursor: rows.length > limit ? items[items.length - 1].id : null };
+    return this.grants.list({
+      state: query.state ?? null,
+      cursor: query.cursor ?? null,
+      limit: query.limit ?? 50,
+    });
   }
 }

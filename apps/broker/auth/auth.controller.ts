@@ -45,7 +45,7 @@ export class AuthController {
     @Res({ passthrough: true }) response: Response,
   ) {
     return this.signedIn(
-      await this.passkeys.enroll(body.invite, body.response as never, clientInfo(request)),
+      await this.passkeys.enroll(body.invite, body.response, clientInfo(request)),
       response,
     );
   }
@@ -67,7 +67,7 @@ export class AuthController {
     @Req() request: Request,
     @Res({ passthrough: true }) response: Response,
   ) {
-    return this.signedIn(await this.passkeys.login(body.response as never, clientInfo(request)), response);
+    return this.signedIn(await this.passkeys.login(body.response, clientInfo(request)), response);
   }
 
   @Post('logout')

@@ -8,7 +8,6 @@ import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { IsFreeText, UuidPipe } from '../errors/validation.js';
 import { CurrentActor } from './current-actor.decorator.js';
 import { IpRateLimitGuard } from './ip-rate-limit.guard.js';
-import { paramsDigest } from './step-up-params.js';
 import { RegistrationResponseDto, StepUpOnlyDto } from './webauthn.dto.js';
 
 class RegisterAuthenticatorDto {
@@ -43,11 +42,7 @@ export class AuthenticatorsController {
   @HttpCode(200)
   @UseGuards(IpRateLimitGuard)
   async options(@CurrentActor() actor: Actor, @Body() body: StepUpOnlyDto) {
-    await this.stepUp.verify(actor, body.stepUp as never, {
-      action: 'authenticator.add',
-      subjectId: actor.username,
-      subjectDigest: paramsDigest({}),
-    });
+    await this.stepUp.verifyFor(actor, 'authenticator.add', actor.username, body);
     return this.passkeys.registrationOptions(actor);
   }
 
@@ -55,9 +50,7 @@ export class AuthenticatorsController {
   @HttpCode(201)
   @UseGuards(IpRateLimitGuard)
   async verify(@CurrentActor() actor: Actor, @Body() body: RegisterAuthenticatorDto) {
-    return toAuthenticatorView(
-      await this.passkeys.register(actor, body.response as never, body.name ?? null),
-    );
+    return toAuthenticatorView(await this.passkeys.register(actor, body.response, body.name ?? null));
   }
 
   @Post(':id/remove')
@@ -67,10 +60,10 @@ export class AuthenticatorsController {
     @Param('id', UuidPipe) id: string,
     @Body() body: StepUpOnlyDto,
   ): Promise<void> {
-    const evidence = await this.stepUp.verify(actor, body.stepUp as never, {
-      action: 'authenticator.remove',
-      subjectId: actor.username,
-      subjectDigest: paramsDigest({ authenticatorId: id }),
+    // The id is in the path, not the body, yet it is what the step-up confirms.
+    const evidence = await this.stepUp.verifyFor(actor, 'authenticator.remove', actor.username, {
+      ...body,
+      authenticatorId: id,
     });
     await this.authenticators.remove(actor, id, evidence);
   }

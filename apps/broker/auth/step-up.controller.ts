@@ -1,7 +1,7 @@
 import { Body, Controller, Header, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import type { Actor } from '../../../libs/elevation/actor.js';
-import { RequestsService } from '../../../libs/elevation/requests.service.js';
+import { RequestQueries } from '../../../libs/elevation/request-queries.js';
 import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { subjectDigest } from '../../../libs/webauthn/step-up-binding.js';
 import { CurrentActor } from './current-actor.decorator.js';
@@ -16,7 +16,7 @@ const REQUEST_ACTIONS = new Set(['approve', 'deny', 'activate', 'revoke']);
 export class StepUpController {
   constructor(
     private readonly stepUp: StepUpService,
-    private readonly requests: RequestsService,
+    private readonly requests: RequestQueries,
   ) {}
 
   @Post('challenge')

@@ -1,4 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
+import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { Type } from 'class-transformer';
 import {
   Equals,
@@ -14,6 +15,7 @@ import {
   MaxLength,
   ValidateNested,
 } from 'class-validator';
+import type { StepUpProof } from '../../../libs/identity/step-up.service.js';
 
 // Shapes of @simplewebauthn's JSON types (DESIGN §10), validated so malformed ceremonies are a 400, not a 500.
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
@@ -37,7 +39,7 @@ class AttestationBodyDto {
 }
 
 /** AuthenticationResponseJSON. */
-export class AuthenticationResponseDto {
+export class AuthenticationResponseDto implements AuthenticationResponseJSON {
   @IsString() @MaxLength(1024) @B64() id: string;
   @IsString() @MaxLength(1024) @B64() rawId: string;
   @Equals('public-key') type: 'public-key';
@@ -47,7 +49,7 @@ export class AuthenticationResponseDto {
 }
 
 /** RegistrationResponseJSON. */
-export class RegistrationResponseDto {
+export class RegistrationResponseDto implements RegistrationResponseJSON {
   @IsString() @MaxLength(1024) @B64() id: string;
   @IsString() @MaxLength(1024) @B64() rawId: string;
   @Equals('public-key') type: 'public-key';
@@ -57,7 +59,7 @@ export class RegistrationResponseDto {
 }
 
 /** `"stepUp": { "challengeId", "response" }`, carried by every step-up-protected call. */
-export class StepUpDto {
+export class StepUpDto implements StepUpProof {
   @IsUUID() challengeId: string;
   @IsDefined()
   @IsObject()

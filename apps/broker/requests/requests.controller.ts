@@ -1,12 +1,12 @@
 import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
+import { RequestQueries, type RequestPage } from '../../../libs/elevation/request-queries.js';
 import { RequestsService, type CreateRequestInput } from '../../../libs/elevation/requests.service.js';
 import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.service.js';
 import type { StepUpEvidence } from '../../../libs/webauthn/evidence.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { paramsDigest } from '../auth/step-up-params.js';
 import { StepUpOnlyDto } from '../auth/webauthn.dto.js';
 import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
 import {
@@ -28,6 +28,7 @@ const DEFAULT_PAGE_SIZE = 50;
 export class RequestsController {
   constructor(
     private readonly requests: RequestsService,
+    private readonly queries: RequestQueries,
     private readonly stepUp: StepUpService,
   ) {}
 
@@ -42,7 +43,6 @@ export class RequestsController {
     @Body() body: CreateRequestDto,
     @Res({ passthrough: true }) response: Response,
   ) {
-    const { stepUp, ...params } = body;
     const input: CreateRequestInput = {
       entitlementId: body.entitlementId,
       durationSeconds: body.durationSeconds,
@@ -51,13 +51,14 @@ export class RequestsController {
       notBefore: body.notBefore ? new Date(body.notBefore) : null,
       sshPublicKey: body.sshPublicKey ?? null,
     };
-    if (stepUp) {
-      const evidence = await this.stepUp.verify(actor, stepUp as StepUpProof, {
-        action: 'break-glass',
-        subjectId: body.entitlementId,
-        subjectDigest: paramsDigest(params),
-        authenticator: await this.requests.breakGlassRequirement(body.entitlementId),
-      });
+    if (body.stepUp) {
+      const evidence = await this.stepUp.verifyFor(
+        actor,
+        'break-glass',
+        body.entitlementId,
+        body,
+        await this.queries.breakGlassRequirement(body.entitlementId),
+      );
       const { request, credential } = await this.requests.breakGlass(actor, input, evidence);
       response.setHeader('Cache-Control', 'no-store');
       return { request: await this.view(request), credential };
@@ -67,7 +68,7 @@ export class RequestsController {
 
   @Get()
   async list(@CurrentActor() actor: Actor, @Query() query: ListRequestsQuery) {
-    const page = await this.requests.list(actor, {
+    const page = await this.queries.list(actor, {
       limit: query.limit ?? DEFAULT_PAGE_SIZE,
       cursor: query.cursor ?? null,
       state: query.state ?? null,
@@ -77,8 +78,8 @@ export class RequestsController {
 
   @Get(':id')
   async get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string) {
-    const request = await this.requests.get(actor, id);
-    await this.requests.recordView(actor, request);
+    const request = await this.queries.get(actor, id);
+    await this.queries.recordView(actor, request);
     return this.view(request);
   }
 
@@ -130,7 +131,7 @@ export class RequestsController {
     @Param('id', UuidPipe) id: string,
     @Body() body: ExtendRequestDto,
   ) {
-    const original = await this.requests.get(actor, id);
+    const original = await this.queries.get(actor, id);
     return this.view(
       await this.requests.create(actor, {
         entitlementId: original.entitlementId,
@@ -157,41 +158,41 @@ export class RequestsController {
     action: 'approve' | 'deny' | 'activate' | 'revoke',
     proof: StepUpProof | undefined,
   ): Promise<StepUpEvidence> {
-    const binding = await this.requests.stepUpBinding(actor, id, action);
+    const binding = await this.queries.stepUpBinding(actor, id, action);
     return this.stepUp.verify(actor, proof, { action, subjectId: id, ...binding });
   }
 
-  private async page(page: { items: ElevationRequestEntity[]; nextCursor: string | null }) {
-    const usernames = await this.requests.usernames(page.items.map((item) => item.requesterId));
+  private async page(page: RequestPage) {
+    const usernames = await this.queries.usernames(page.items.map((item) => item.requesterId));
     return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
   }
 
   private async view(request: ElevationRequestEntity) {
-    return toRequestView(request, await this.requests.usernames([request.requesterId]));
+    return toRequestView(request, await this.queries.usernames([request.requesterId]));
   }
 }
 
 /** What approvers act on: their inbox and the break-glass post-review queue. */
 @Controller('api')
 export class ApprovalsController {
-  constructor(private readonly requests: RequestsService) {}
+  constructor(private readonly queries: RequestQueries) {}
 
   /** Pending requests the caller may decide now, newest first. */
   @Get('approvals/inbox')
   async inbox(@CurrentActor() actor: Actor, @Query() query: ListRequestsQuery) {
-    const page = await this.requests.inbox(actor, {
+    const page = await this.queries.inbox(actor, {
       limit: query.limit ?? DEFAULT_PAGE_SIZE,
       cursor: query.cursor ?? null,
     });
-    const usernames = await this.requests.usernames(page.items.map((item) => item.requesterId));
+    const usernames = await this.queries.usernames(page.items.map((item) => item.requesterId));
     return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
   }
 
   /** Break-glass requests awaiting post-review by the caller, most overdue first, with an `overdue` flag. */
   @Get('reviews')
   async reviews(@CurrentActor() actor: Actor, @Query(EmptyBodyPipe) _query: unknown) {
-    const queue = await this.requests.reviewQueue(actor);
-    const usernames = await this.requests.usernames(queue.map((item) => item.requesterId));
+    const queue = await this.queries.reviewQueue(actor);
+    const usernames = await this.queries.usernames(queue.map((item) => item.requesterId));
     return {
       items: queue.map((item) => ({ ...toRequestView(item, usernames), overdue: item.overdue })),
       nextCursor: null,

@@ -1,31 +1,10 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import type { OnApplicationShutdown } from '@nestjs/common';
 import { exportJWK, exportPKCS8, generateKeyPair, importPKCS8, type JWK } from 'jose';
 import { IsNull, type DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { SigningKeyEntity } from '../db/index.js';
-
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-
-/** AES-256-GCM with the master key; output is iv ‖ tag ‖ ciphertext. `purpose` is bound as associated data. */
-export function sealWithMasterKey(masterKey: Buffer, plaintext: Buffer, purpose: string): Buffer {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', masterKey, iv);
-  cipher.setAAD(Buffer.from(purpose));
-  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return Buffer.concat([iv, cipher.getAuthTag(), ciphertext]);
-}
-
-/** Inverse of sealWithMasterKey; throws when the key is wrong or the data was altered. */
-export function openWithMasterKey(masterKey: Buffer, sealed: Buffer, purpose: string): Buffer {
-  const decipher = createDecipheriv('aes-256-gcm', masterKey, sealed.subarray(0, IV_BYTES), {
-    authTagLength: TAG_BYTES,
-  });
-  decipher.setAAD(Buffer.from(purpose));
-  decipher.setAuthTag(sealed.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-  return Buffer.concat([decipher.update(sealed.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
-}
+import { openWithMasterKey, sealWithMasterKey } from './master-key.js';
 
 export interface LoadedSigningKey {
   kid: string;
@@ -70,7 +49,7 @@ const ROTATION_LOCK_CLASS = 0x6a69746b; // "jitk"
  * key is loaded: it runs inside the caller's transaction, and a second connection taken there could
  * exhaust the pool (every connection held by a transaction waiting for one more).
  */
-export class SigningKeyStore {
+export class SigningKeyStore implements OnApplicationShutdown {
   private readonly loaded = new Map<string, Promise<unknown>>();
   private readonly currentKids = new Map<SigningKeyPurpose, string>();
   /** When each retired jwt key leaves the JWKS, once that can no longer change. */
@@ -159,6 +138,11 @@ export class SigningKeyStore {
   close(): void {
     clearInterval(this.refreshTimer);
     this.refreshTimer = undefined;
+  }
+
+  /** Nest calls this on the provider (KeysModule) at shutdown; the CLI, which builds its own, calls close(). */
+  onApplicationShutdown(): void {
+    this.close();
   }
 
   /** One load per process and cache key; a failed load is forgotten so the next call retries. */

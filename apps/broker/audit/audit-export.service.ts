@@ -1,0 +1,171 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { Writable } from 'node:stream';
+import { DataSource } from 'typeorm';
+import { appendAuditEvent, toChainedEvent } from '../../../libs/audit/audit-log.js';
+import { buildRequestBundle, type BundleSigning, type RequestBundle } from '../../../libs/audit/bundle.js';
+import {
+  auditPageQuery,
+  normaliseAuditFilters,
+  rowsOf,
+  signAuditManifest,
+  streamAuditExport,
+  type AuditExportFilters,
+} from '../../../libs/audit/export.js';
+import type {
+  ExportedEvent,
+  ExportFilters,
+  ExportFormat,
+  ExportManifest,
+  ManifestSigner,
+} from '../../../libs/audit/manifest.js';
+import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
+import type { AuditEventEntity } from '../../../libs/db/index.js';
+import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
+import type { Actor } from '../../../libs/elevation/actor.js';
+import { ConnectorRegistry } from '../../../libs/elevation/connector-registry.js';
+import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.service.js';
+import { evidenceForAudit, type StepUpEvidence } from '../../../libs/webauthn/evidence.js';
+
+/** No upper bound on seq for the event list: a page is read as it stands. */
+const NO_HEAD = Number.MAX_SAFE_INTEGER;
+
+/** What a client asks to export: the body of POST /api/audit/export. */
+export interface AuditExportCall {
+  format: ExportFormat;
+  filters?: AuditExportFilters;
+  stepUp?: StepUpProof;
+}
+
+/** What the export's audit event records about the call. */
+interface ExportCallRecord {
+  format: ExportFormat;
+  filters: ExportFilters;
+  params: Record<string, unknown>;
+}
+
+/**
+ * Reading the audit trail for people (DESIGN §9, §10): the event list, the signed export that audits itself,
+ * one request's signed bundle, and the public audit keys. The HTTP shape stays in AuditController.
+ */
+@Injectable()
+export class AuditExportService {
+  private readonly logger = new Logger(AuditExportService.name);
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly dataSource: DataSource,
+    private readonly connectors: ConnectorRegistry,
+    private readonly stepUp: StepUpService,
+  ) {}
+
+  /** One page of events as exported, in seq order after `afterSeq`; the cursor is the last seq of the page. */
+  async events(
+    filters: AuditExportFilters,
+    page: { afterSeq: number; limit: number },
+  ): Promise<{ items: ExportedEvent[]; nextCursor: string | null }> {
+    const { text, values } = auditPageQuery(
+      normaliseAuditFilters(filters),
+      page.afterSeq,
+      NO_HEAD,
+      page.limit + 1,
+    );
+    const rows = rowsOf(await this.dataSource.query(text, values)) as AuditEventEntity[];
+    const items = rows.slice(0, page.limit).map(toChainedEvent);
+    return { items, nextCursor: rows.length > page.limit ? String(items[items.length - 1].seq) : null };
+  }
+
+  /**
+   * Streams a signed export with an `audit.export` step-up whose subject is `audit` and params the call less
+   * stepUp. Filters and step-up are checked before `open(format)` is called, so a refusal sends no byte; the
+   * export is audited either way (`audit.exported` or `audit.export-failed`) and a failure is rethrown.
+   */
+  async export(actor: Actor, call: AuditExportCall, open: (format: ExportFormat) => Writable): Promise<void> {
+    const { stepUp: _stepUp, ...params } = call;
+    const filters = normaliseAuditFilters(call.filters ?? {});
+    const evidence = await this.stepUp.verifyFor(actor, 'audit.export', 'audit', call);
+
+    const request: ExportCallRecord = { format: call.format, filters, params };
+    // The audit.exported event is committed when the manifest is signed, before the manifest line is written:
+    // no verifiable export leaves without its audit event. The export ends at the chain head it read first,
+    // so this event is never part of the export it records.
+    const signer = signAuditManifest(this.connectors.signingKeys);
+    let recorded = false;
+    const signManifest: ManifestSigner = async (manifestBody) => {
+      const signature = await signer(manifestBody);
+      await this.recordExport(actor, evidence, request, { manifest: { ...manifestBody, ...signature } });
+      recorded = true;
+      return signature;
+    };
+
+    try {
+      await streamAuditExport({
+        source: this.dataSource,
+        format: call.format,
+        filters,
+        out: open(call.format),
+        ...this.signing(actor),
+        signManifest,
+      });
+    } catch (error) {
+      if (!recorded) {
+        await this.recordExport(actor, evidence, request, { error }).catch((failure: unknown) =>
+          this.logger.error(`Failed audit export by ${actor.username} not audited: ${String(failure)}`),
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** One request's approval chain, signed: verify offline with verifyBundle or `cli audit verify`. */
+  async bundle(actor: Actor, requestId: string): Promise<RequestBundle> {
+    const bundle = await buildRequestBundle(this.dataSource, requestId, this.signing(actor));
+    if (!bundle) throw new DomainError(ErrorCode.REQUEST_NOT_FOUND, `No request ${requestId}`);
+    return bundle;
+  }
+
+  /** The public keys of the audit signing key (current and retired) that verifiers pin with `--jwks`. */
+  async publicJwks() {
+    return { keys: await this.connectors.signingKeys.publicJwks('audit') };
+  }
+
+  private signing(actor: Actor): BundleSigning {
+    return {
+      signManifest: signAuditManifest(this.connectors.signingKeys),
+      exporter: actor.id,
+      rpId: this.config.webauthn.rpId,
+      origins: this.config.webauthn.origins,
+    };
+  }
+
+  /** Audits the export: `audit.exported` with what its manifest signs, or `audit.export-failed`. */
+  private async recordExport(
+    actor: Actor,
+    evidence: StepUpEvidence,
+    request: ExportCallRecord,
+    outcome: { manifest: ExportManifest } | { error: unknown },
+  ): Promise<void> {
+    const data: Record<string, unknown> = {
+      format: request.format,
+      filters: request.filters,
+      // The step-up digest covers these exact parameters, so a reader can recompute it.
+      params: JSON.parse(JSON.stringify(request.params)) as unknown,
+    };
+    if ('manifest' in outcome) {
+      const { count, firstSeq, lastSeq, lastHash, eventsDigest, chainHead, kid, signature } =
+        outcome.manifest;
+      data.manifest = { count, firstSeq, lastSeq, lastHash, eventsDigest, chainHead, kid, signature };
+    } else {
+      data.error = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
+    }
+    data.evidence = evidenceForAudit(evidence);
+    await this.dataSource.transaction((manager) =>
+      appendAuditEvent(manager, {
+        actorId: actor.id,
+        action: 'manifest' in outcome ? 'audit.exported' : 'audit.export-failed',
+        subjectType: 'audit',
+        subjectId: 'audit',
+        data,
+      }),
+    );
+  }
+}

@@ -1,0 +1,44 @@
+import { Logger } from '@nestjs/common';
+import type { DataSource, EntityManager } from 'typeorm';
+import type { JobProducer } from '../jobs/job-producer.js';
+
+const logger = new Logger('AfterCommit');
+
+/** Jobs to enqueue once the transaction has committed (never inside it: DESIGN §4). */
+export interface AfterCommit {
+  revokeAt: Array<{ grantId: string; notAfter: Date }>;
+  revokeNow: string[];
+  expireAt: Array<{ requestId: string; deadline: Date }>;
+  startAt: Array<{ requestId: string; notBefore: Date }>;
+}
+
+/** An empty list of jobs for a command to fill. */
+export function afterCommit(): AfterCommit {
+  return { revokeAt: [], revokeNow: [], expireAt: [], startAt: [] };
+}
+
+/** A transaction whose collected jobs are enqueued once it has committed (never inside it: DESIGN §4). */
+export async function transactWithJobs<T>(
+  dataSource: DataSource,
+  producer: JobProducer,
+  work: (manager: EntityManager, jobs: AfterCommit) => Promise<T>,
+): Promise<T> {
+  const jobs = afterCommit();
+  const result = await dataSource.transaction((manager) => work(manager, jobs));
+  await enqueue(producer, jobs);
+  return result;
+}
+
+/** Enqueues committed work; a failure is logged, as the sweeper enqueues the same from PostgreSQL. */
+export async function enqueue(producer: JobProducer, jobs: AfterCommit): Promise<void> {
+  const attempts: Array<Promise<void>> = [
+    ...jobs.revokeAt.map(({ grantId, notAfter }) => producer.scheduleRevocation(grantId, notAfter)),
+    ...jobs.revokeNow.map((grantId) => producer.revokeNow(grantId)),
+    ...jobs.expireAt.map(({ requestId, deadline }) => producer.scheduleExpiry(requestId, deadline)),
+    ...jobs.startAt.map(({ requestId, notBefore }) => producer.scheduleStart(requestId, notBefore)),
+  ];
+  for (const outcome of await Promise.allSettled(attempts)) {
+    // Committed already; the sweeper enqueues the same work from PostgreSQL within one interval.
+    if (outcome.status === 'rejected') logger.warn(`Could not enqueue a job: ${String(outcome.reason)}`);
+  }
+}

@@ -1,0 +1,337 @@
+import type { EntityManager } from 'typeorm';
+import { v7 as uuidv7 } from 'uuid';
+import { ApprovalEntity, ElevationRequestEntity } from '../db/index.js';
+import { UserStatus, type Actor } from '../domain/actor.js';
+import { DomainError, ErrorCode } from '../domain/errors.js';
+import type { Entitlement, Policy } from '../domain/policy.js';
+import { canSee, requestNotFound, type NewRequest, type Vote } from '../domain/request-rules.js';
+import {
+  OPEN_STATES,
+  RequestState,
+  WAITING_STATES,
+  type Decision,
+  type Transition,
+} from '../domain/request-state.js';
+import type { StoredRequest } from '../webauthn/step-up-binding.js';
+import type { StepUpEvidence } from '../webauthn/evidence.js';
+
+// Locking and SQL of elevation requests: plain functions over the caller's transaction (as anti-fatigue.ts
+// does). Lock order everywhere: user → request (older id first) → grants → audit chain head.
+
+/** The code a lost compare-and-set reports, by the state the loser expected. */
+const CONFLICT_CODE: Partial<Record<RequestState, ErrorCode>> = {
+  [RequestState.PENDING]: ErrorCode.REQUEST_NOT_PENDING,
+  [RequestState.APPROVED]: ErrorCode.REQUEST_NOT_APPROVED,
+  [RequestState.ACTIVE]: ErrorCode.REQUEST_NOT_ACTIVE,
+};
+
+/** What a command may set besides a transition's own fields. */
+type RequestPatch = Partial<Pick<ElevationRequestEntity, 'activatedAt' | 'endsAt'>>;
+
+/** `UPDATE … WHERE id = $1 AND state = $expected`; exactly one concurrent caller wins (DESIGN §4.2). */
+export async function compareAndSet(
+  manager: EntityManager,
+  request: ElevationRequestEntity,
+  next: Transition,
+  patch: RequestPatch = {},
+): Promise<void> {
+  const expected = request.state as RequestState;
+  const changes = { ...next.changes, ...patch, state: next.state };
+  const result = await manager
+    .createQueryBuilder()
+    .update(ElevationRequestEntity)
+    .set(changes)
+    .where('id = :id AND state = :expected', { id: request.id, expected })
+    .execute();
+  if (result.affected !== 1) {
+    throw new DomainError(
+      CONFLICT_CODE[expected] ?? ErrorCode.REQUEST_FINISHED,
+      'The request changed meanwhile',
+    );
+  }
+  Object.assign(request, changes);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Locks
+
+/** Serialises a user's own filings, so limits on open requests hold under concurrency. */
+export async function lockUser(manager: EntityManager, userId: string): Promise<void> {
+  const [user] = (await manager.query(`SELECT status FROM users WHERE id = $1 FOR UPDATE`, [
+    userId,
+  ])) as Array<{
+    status: string;
+  }>;
+  if (user?.status !== UserStatus.ACTIVE) {
+    throw new DomainError(ErrorCode.USER_SUSPENDED, 'This account is suspended');
+  }
+}
+
+/** Loads and row-locks a request (FOR UPDATE); null when there is none. */
+export function lockRequest(manager: EntityManager, id: string): Promise<ElevationRequestEntity | null> {
+  return manager.findOne(ElevationRequestEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+}
+
+/** Loads a request under a share lock (an extension's original must not change meanwhile). */
+export function shareLockRequest(manager: EntityManager, id: string): Promise<ElevationRequestEntity | null> {
+  return manager.findOne(ElevationRequestEntity, { where: { id }, lock: { mode: 'pessimistic_read' } });
+}
+
+/** Loads and row-locks a request, so decisions on one request serialise; 404 when not visible. */
+export async function lockVisible(
+  manager: EntityManager,
+  actor: Actor,
+  requestId: string,
+  policy: Policy,
+): Promise<ElevationRequestEntity> {
+  const request = await lockRequest(manager, requestId);
+  if (!request || !canSee(actor, request, policy)) throw requestNotFound(requestId);
+  return request;
+}
+
+/** Row-locks, oldest first, the open requests of a requester or the open extensions of a request. */
+export async function lockOpenRequests(
+  manager: EntityManager,
+  of: { requesterId: string } | { extendsRequestId: string },
+): Promise<ElevationRequestEntity[]> {
+  const [column, id] =
+    'requesterId' in of ? ['requester_id', of.requesterId] : ['extends_request_id', of.extendsRequestId];
+  const rows = (await manager.query(
+    `SELECT id FROM elevation_requests WHERE ${column} = $1 AND state = ANY($2) ORDER BY id FOR UPDATE`,
+    [id, OPEN_STATES],
+  )) as Array<{ id: string }>;
+  const requests: ElevationRequestEntity[] = [];
+  for (const row of rows)
+    requests.push(await manager.findOneByOrFail(ElevationRequestEntity, { id: row.id }));
+  return requests;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reads inside a command's transaction
+
+/** now and now + duration on PostgreSQL's clock; notAfter in whole seconds (JWT `exp` has no fraction). */
+export async function windowFrom(
+  manager: EntityManager,
+  durationSeconds: number,
+): Promise<{ now: Date; notAfter: Date }> {
+  const [{ now, not_after: notAfter }] = (await manager.query(
+    `SELECT t AS now, date_trunc('second', t) + make_interval(secs => $1) AS not_after
+       FROM clock_timestamp() AS t`,
+    [durationSeconds],
+  )) as Array<{ now: Date; not_after: Date }>;
+  return { now, notAfter };
+}
+
+/** Whether the requester holds or awaits the entitlement already. */
+export async function hasOpenRequest(
+  manager: EntityManager,
+  of: { requesterId: string; entitlementId: string },
+): Promise<boolean> {
+  const [{ open }] = (await manager.query(
+    `SELECT EXISTS (SELECT 1 FROM elevation_requests
+                     WHERE requester_id = $1 AND entitlement_id = $2 AND state = ANY($3)) AS open`,
+    [of.requesterId, of.entitlementId, OPEN_STATES],
+  )) as Array<{ open: boolean }>;
+  return open;
+}
+
+/**
+ * The decisions recorded on a request, and the voter's own about to be, as quorum counting reads them
+ * (with when each voter's account was recovered, for the cool-down).
+ */
+export async function votesOn(
+  manager: EntityManager,
+  requestId: string,
+  mine: Omit<Vote, 'active' | 'recoveredAt'>,
+): Promise<{ recorded: Vote[]; mine: Vote }> {
+  const rows = (await manager.query(
+    `SELECT a.approver_id AS "approverId", a.decision, u.username, u.status = $2 AS active, a.at
+       FROM approvals a JOIN users u ON u.id = a.approver_id WHERE a.request_id = $1`,
+    [requestId, UserStatus.ACTIVE],
+  )) as Array<Omit<Vote, 'recoveredAt'>>;
+  const recoveries = (await manager.query(
+    `SELECT user_id AS "userId", used_at AS at FROM enrollment_invites
+      WHERE user_id = ANY ($1::uuid[]) AND recovery AND used_at IS NOT NULL`,
+    [[mine.approverId, ...rows.map((row) => row.approverId)]],
+  )) as Array<{ userId: string; at: Date }>;
+  const recoveredAt = (userId: string) => recoveries.filter((r) => r.userId === userId).map((r) => r.at);
+  return {
+    recorded: rows.map((row) => ({ ...row, recoveredAt: recoveredAt(row.approverId) })),
+    mine: { ...mine, active: true, recoveredAt: recoveredAt(mine.approverId) },
+  };
+}
+
+/** When the user first opened the request, or null if they never did (the rubber-stamp signal). */
+export async function firstViewedAt(
+  manager: EntityManager,
+  requestId: string,
+  userId: string,
+): Promise<Date | null> {
+  const [view] = (await manager.query(
+    `SELECT first_viewed_at AS "firstViewedAt" FROM request_views WHERE request_id = $1 AND user_id = $2`,
+    [requestId, userId],
+  )) as Array<{ firstViewedAt: Date }>;
+  return view?.firstViewedAt ?? null;
+}
+
+/** Whether the scheduled window of the request has been opened already (once per request). */
+export async function windowOpened(manager: EntityManager, requestId: string): Promise<boolean> {
+  const rows = (await manager.query(
+    `SELECT 1 FROM audit_events WHERE request_id = $1 AND action = 'request.window-opened' LIMIT 1`,
+    [requestId],
+  )) as unknown[];
+  return rows.length > 0;
+}
+
+/** The waiting requests with their deadlines, for the sweeper. */
+export async function waitingRequests(manager: EntityManager): Promise<
+  Array<{
+    id: string;
+    state: string;
+    pendingUntil: Date | null;
+    activateBy: Date | null;
+    notBefore: Date | null;
+    awaitsStart: boolean;
+  }>
+> {
+  return (await manager.query(
+    `SELECT r.id, r.state, r.pending_until AS "pendingUntil", r.activate_by AS "activateBy",
+            r.not_before AS "notBefore",
+            NOT EXISTS (SELECT 1 FROM audit_events e
+                         WHERE e.request_id = r.id AND e.action = 'request.window-opened') AS "awaitsStart"
+       FROM elevation_requests r WHERE r.state = ANY($1)`,
+    [WAITING_STATES],
+  )) as Awaited<ReturnType<typeof waitingRequests>>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writes besides the state
+
+/** A new request's row, one field per column: the fields its step-ups commit to, and how it starts. */
+export interface RequestRow extends StoredRequest {
+  approvalsRequired: number;
+  state: RequestState;
+  createdAt: Date;
+  pendingUntil: Date | null;
+  decidedAt: Date | null;
+  activateBy: Date | null;
+  activatedAt: Date | null;
+  endsAt: Date | null;
+  reviewDueAt: Date | null;
+}
+
+const REQUEST_COLUMNS: ReadonlyArray<[keyof RequestRow, string]> = [
+  ['id', 'id'],
+  ['requesterId', 'requester_id'],
+  ['entitlementId', 'entitlement_id'],
+  ['policyHash', 'policy_hash'],
+  ['scope', 'scope'],
+  ['durationSeconds', 'duration_seconds'],
+  ['justification', 'justification'],
+  ['ticket', 'ticket'],
+  ['notBefore', 'not_before'],
+  ['breakGlass', 'break_glass'],
+  ['extendsRequestId', 'extends_request_id'],
+  ['sshPublicKey', 'ssh_public_key'],
+  ['approvalsRequired', 'approvals_required'],
+  ['state', 'state'],
+  ['createdAt', 'created_at'],
+  ['pendingUntil', 'pending_until'],
+  ['decidedAt', 'decided_at'],
+  ['activateBy', 'activate_by'],
+  ['activatedAt', 'activated_at'],
+  ['endsAt', 'ends_at'],
+  ['reviewDueAt', 'review_due_at'],
+];
+
+/** The row of a new request: what was asked, under which policy, and how it starts. */
+export function requestRow(
+  actor: Actor,
+  entitlement: Entitlement,
+  policyHash: string,
+  input: NewRequest,
+  start: Pick<RequestRow, 'state' | 'createdAt' | 'breakGlass' | 'approvalsRequired'> &
+    Partial<
+      Pick<RequestRow, 'pendingUntil' | 'decidedAt' | 'activateBy' | 'activatedAt' | 'endsAt' | 'reviewDueAt'>
+    >,
+): RequestRow {
+  return {
+    id: uuidv7(),
+    requesterId: actor.id,
+    entitlementId: entitlement.id,
+    policyHash,
+    scope: entitlement.scope,
+    durationSeconds: input.durationSeconds,
+    justification: input.justification,
+    ticket: input.ticket ?? null,
+    notBefore: input.notBefore ?? null,
+    extendsRequestId: input.extendsRequestId ?? null,
+    sshPublicKey: input.sshPublicKey ?? null,
+    pendingUntil: null,
+    decidedAt: null,
+    activateBy: null,
+    activatedAt: null,
+    endsAt: null,
+    reviewDueAt: null,
+    ...start,
+  };
+}
+
+/** Inserts a new request's row and returns it as stored. */
+export async function insertRequestRow(
+  manager: EntityManager,
+  row: RequestRow,
+): Promise<ElevationRequestEntity> {
+  const columns = REQUEST_COLUMNS.map(([, column]) => column).join(', ');
+  const placeholders = REQUEST_COLUMNS.map((_, index) => `$${index + 1}`).join(', ');
+  await manager.query(
+    `INSERT INTO elevation_requests (${columns}) VALUES (${placeholders})`,
+    REQUEST_COLUMNS.map(([field]) => row[field]),
+  );
+  return manager.findOneByOrFail(ElevationRequestEntity, { id: row.id });
+}
+
+/** Records one approver's decision with the step-up evidence that authorised it. */
+export async function insertApproval(
+  manager: EntityManager,
+  vote: { requestId: string; approverId: string; decision: Decision; comment: string | null; at: Date },
+  evidence: StepUpEvidence,
+): Promise<void> {
+  await manager.insert(ApprovalEntity, {
+    id: uuidv7(),
+    ...vote,
+    credentialId: evidence.credentialId,
+    authenticatorData: evidence.authenticatorData,
+    clientDataJson: evidence.clientDataJson,
+    signature: evidence.signature,
+    nonce: evidence.nonce,
+    subjectDigest: evidence.subjectDigest,
+  });
+}
+
+/** Marks a break-glass request reviewed, once; returns when. */
+export async function markReviewed(
+  manager: EntityManager,
+  requestId: string,
+  reviewerId: string,
+  comment: string,
+): Promise<Date> {
+  const [[reviewed]] = (await manager.query(
+    `UPDATE elevation_requests SET reviewed_at = now(), reviewed_by = $2, review_comment = $3
+      WHERE id = $1 AND reviewed_at IS NULL RETURNING reviewed_at AS "reviewedAt"`,
+    [requestId, reviewerId, comment],
+  )) as [Array<{ reviewedAt: Date }>, number];
+  return reviewed.reviewedAt;
+}
+
+/** Marks every break-glass review that became overdue (once each) and returns them. */
+export async function markOverdueReviews(
+  manager: EntityManager,
+): Promise<Array<{ id: string; requesterId: string; entitlementId: string; reviewDueAt: Date }>> {
+  const [overdue] = (await manager.query(
+    `UPDATE elevation_requests SET review_overdue_at = now()
+      WHERE break_glass AND reviewed_at IS NULL AND review_overdue_at IS NULL AND review_due_at < now()
+      RETURNING id, requester_id AS "requesterId", entitlement_id AS "entitlementId", review_due_at AS "reviewDueAt"`,
+  )) as [Array<{ id: string; requesterId: string; entitlementId: string; reviewDueAt: Date }>, number];
+  return overdue;
+}
