@@ -5,7 +5,7 @@ import type { AuthenticatorEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import { recoveryCooldownSeconds } from '../domain/policy.js';
 import { passkeyRemovalAllowed } from '../domain/recovery-rules.js';
-import type { Actor } from '../elevation/actor.js';
+import type { Actor } from '../domain/actor.js';
 import { authenticatorsOf } from './authenticator-store.js';
 import { policyInForce } from './invites.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import type { Actor } from '../elevation/actor.js';
+import type { Actor } from '../domain/actor.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
 import {
   approveInvite,

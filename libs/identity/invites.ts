@@ -12,7 +12,7 @@ import {
   secondAdminRefusal,
   type EnrolledFrom,
 } from '../domain/recovery-rules.js';
-import type { Actor } from '../elevation/actor.js';
+import type { Actor } from '../domain/actor.js';
 import { newSecretToken, tokenHash } from './tokens.js';
 
 /** What invite creation needs from config; the CLI builds it without the broker's whole config. */

@@ -16,7 +16,7 @@ import type {
   WebauthnCeremonyEntity,
 } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import type { Actor } from '../elevation/actor.js';
+import type { Actor } from '../domain/actor.js';
 import {
   authenticationOptions,
   echoedChallenge,

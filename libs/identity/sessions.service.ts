@@ -5,7 +5,7 @@ import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { UserRole } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import type { Actor } from '../elevation/actor.js';
+import type { Actor } from '../domain/actor.js';
 import { newSecretToken, tokenHash } from './tokens.js';
 
 /** Where a request came from, recorded with sessions and failures. */

@@ -9,7 +9,7 @@ import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { AuthenticatorEntity, StepUpChallengeEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import type { Actor } from '../elevation/actor.js';
+import type { Actor } from '../domain/actor.js';
 import { authenticationOptions, verifyAssertion } from '../webauthn/ceremonies.js';
 import type { StepUpEvidence } from '../webauthn/evidence.js';
 import { newNonce, stepUpChallenge, subjectDigest, type StepUpAction } from '../webauthn/step-up-binding.js';

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import type { UserRole, UserStatus } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import type { Actor } from '../elevation/actor.js';
+import type { Actor } from '../domain/actor.js';
 import { unlockEntitlement } from '../elevation/anti-fatigue.js';
 import { RequestsService } from '../elevation/requests.service.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';

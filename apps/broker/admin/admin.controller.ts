@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
 import { GrantsService } from '../../../libs/elevation/grants.service.js';
 import { PolicyService } from '../../../libs/elevation/policy.service.js';
 import { InvitesService } from '../../../libs/identity/invites.service.js';

@@ -21,7 +21,7 @@ import type {
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import type { AuditEventEntity } from '../../../libs/db/index.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
 import { ConnectorRegistry } from '../../../libs/elevation/connector-registry.js';
 import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.service.js';
 import { evidenceForAudit, type StepUpEvidence } from '../../../libs/webauthn/evidence.js';

@@ -2,7 +2,7 @@ import { Body, Controller, Get, Header, HttpCode, Logger, Param, Post, Query, Re
 import type { Response } from 'express';
 import { EXPORT_MEDIA_TYPES } from '../../../libs/audit/manifest.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { Public } from '../auth/public.decorator.js';
 import { UuidPipe } from '../errors/validation.js';

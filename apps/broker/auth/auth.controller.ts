@@ -1,7 +1,7 @@
 import { Body, Controller, HttpCode, Inject, Post, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
 import { PasskeysService, type SignedIn } from '../../../libs/identity/passkeys.service.js';
 import type { ClientInfo } from '../../../libs/identity/sessions.service.js';
 import { SessionsService } from '../../../libs/identity/sessions.service.js';

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { IsDefined, IsObject, IsOptional, IsString, MaxLength, ValidateNested } from 'class-validator';
 import { Type } from 'class-transformer';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
 import { AuthenticatorsService, toAuthenticatorView } from '../../../libs/identity/authenticators.service.js';
 import { PasskeysService } from '../../../libs/identity/passkeys.service.js';
 import { StepUpService } from '../../../libs/identity/step-up.service.js';

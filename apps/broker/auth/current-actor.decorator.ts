@@ -1,7 +1,7 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Request } from 'express';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
 
 /** The request as the identity guard leaves it. */
 export type AuthenticatedRequest = Request & { actor?: Actor; sessionId?: string };

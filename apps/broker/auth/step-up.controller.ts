@@ -1,6 +1,6 @@
 import { Body, Controller, Header, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
-import type { Actor } from '../../../libs/elevation/actor.js';
+import type { Actor } from '../../../libs/domain/actor.js';
 import { RequestQueries } from '../../../libs/elevation/request-queries.js';
 import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { subjectDigest } from '../../../libs/webauthn/step-up-binding.js';
