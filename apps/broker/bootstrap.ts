@@ -7,7 +7,7 @@ import { Logger } from 'nestjs-pino';
 import type { AppConfig } from '../../libs/config/config.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
-import { PolicyService } from '../../libs/elevation/policy.service.js';
+import { PolicyService } from '../../libs/policy/policy.service.js';
 import { BrokerModule } from './broker.module.js';
 import { jsonTooDeep, MAX_JSON_DEPTH } from './errors/json-depth.js';
 

@@ -2,8 +2,8 @@ import { Logger } from '@nestjs/common';
 import { loadConfigOrExit } from '../../libs/config/config.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
 import { DatabaseSetupError } from '../../libs/db/runtime-privileges.js';
-import { PolicyError } from '../../libs/domain/policy.js';
-import { PolicyService } from '../../libs/elevation/policy.service.js';
+import { PolicyError } from '../../libs/policy/policy-error.js';
+import { PolicyService } from '../../libs/policy/policy.service.js';
 import { createBroker } from './bootstrap.js';
 
 const config = loadConfigOrExit();

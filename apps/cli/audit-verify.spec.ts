@@ -74,6 +74,23 @@ describe('npm run cli -- audit verify', () => {
     },
   );
 
+  it.each(['ndjson', 'csv', 'json'] as const)(
+    'verifies a %s export signed before JWS manifests (raw Ed25519 signature), and says so',
+    async (format) => {
+      const legacy = (name: string) => new URL(`../../test/fixtures/audit-legacy/${name}`, import.meta.url);
+      const { code, out } = await run([
+        legacy(`export.${format}`).pathname,
+        '--jwks',
+        legacy('audit-jwks.json').pathname,
+      ]);
+      expect(code).toBe(0);
+      expect(out[0]).toBe('OK: 9 events, 3 approvals, 4 assertions verified');
+      expect(out.at(-1)).toBe(
+        'Manifest signed by audit key audit-legacy-1 (pinned by --jwks; legacy raw Ed25519 signature, not a JWS)',
+      );
+    },
+  );
+
   it('takes --jwks from a URL', async () => {
     const fetched: string[] = [];
     const { code } = await run(

@@ -99,12 +99,17 @@ export async function auditVerify(
   output.log(manifestSummary(manifest));
   output.log(
     result.keyPinned
-      ? `Manifest signed by audit key ${manifest.kid} (pinned by --jwks)`
+      ? `Manifest signed by audit key ${manifest.kid} (pinned by --jwks${legacyNote(manifest)})`
       : `WARNING: signing key NOT pinned (--trust-embedded-key): the manifest was checked only against the key ` +
           `it embeds (kid ${manifest.kid}), which anyone who rewrote the file could have put there; ` +
           `pass --jwks with the broker's audit JWKS to prove who signed it`,
   );
   return 0;
+}
+
+/** Exports made before issue 13 carry a raw Ed25519 signature instead of a JWS: still verified, but named. */
+function legacyNote(manifest: ExportManifest): string {
+  return manifest.jws === undefined ? '; legacy raw Ed25519 signature, not a JWS' : '';
 }
 
 /** The manifest's range, chain head, exporter and filters, in one line. */

@@ -1,8 +1,10 @@
-import { PolicyError } from '../../libs/domain/policy.js';
+import { PolicyError } from '../../libs/policy/policy-error.js';
+import { policyWarnings } from '../../libs/policy/policy-checks.js';
 import { loadPolicyDir } from '../../libs/policy/policy-loader.js';
 import { AUDIT_VERIFY_USAGE, auditVerify } from './audit-verify.js';
 import { inviteCommand } from './invite.js';
 import { KEYS_USAGE, keysCommand } from './keys.js';
+import { SSH_USAGE, sshCommand } from './ssh-krl-sync.js';
 
 const USAGE = `Usage: npm run cli -- <command>
 
@@ -16,6 +18,7 @@ Commands:
       user (roles unchanged). Needs DATABASE_URL (and PUBLIC_URL for the link); audited as actor "cli".
       Recovering an admin or approver needs --break-glass (no second admin; audited with an alert).
   ${KEYS_USAGE}
+  ${SSH_USAGE}
   help
       Show this text.`;
 
@@ -34,6 +37,7 @@ async function policyCheck(args: string[]): Promise<number> {
   }
   try {
     const { policy, hash, files } = await loadPolicyDir(dir, { hardMaxDurationSeconds });
+    for (const warning of policyWarnings(policy)) console.warn(`warning: ${warning}`);
     console.log(
       `OK ${hash}: ${files.length} file(s), ${policy.entitlements.length} entitlement(s), ` +
         `${Object.keys(policy.groups).length} group(s), ${Object.keys(policy.connectors).length} connector(s)`,
@@ -52,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'audit' && subcommand === 'verify') return auditVerify(rest);
   if (command === 'invite') return inviteCommand(argv.slice(1));
   if (command === 'keys') return keysCommand(argv.slice(1));
+  if (command === 'ssh') return sshCommand(argv.slice(1));
   if (command === undefined || command === 'help' || command === '--help') {
     console.log(USAGE);
     return command === undefined ? 2 : 0;

@@ -4,9 +4,9 @@ import type { Job } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { appendCheckpoint, type CheckpointResult } from '../../libs/audit/checkpoint-log.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
+import { GrantsService } from '../../libs/elevation/grants.service.js';
 import { RequestSweeper } from '../../libs/elevation/request-sweeper.js';
 import { purgeExpiredChallenges } from '../../libs/identity/challenge-purge.js';
-import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
 import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
 
@@ -20,7 +20,7 @@ export class MaintenanceProcessor extends WorkerHost {
   };
 
   constructor(
-    private readonly revocation: RevocationService,
+    private readonly grants: GrantsService,
     private readonly requests: RequestSweeper,
     private readonly dataSource: DataSource,
     private readonly connectors: ConnectorRegistry,
@@ -39,7 +39,7 @@ export class MaintenanceProcessor extends WorkerHost {
   private async sweep(): Promise<Record<string, number | string>> {
     // Each part on its own: a Redis timeout while re-enqueueing grants must not skip the other parts.
     const parts: Record<string, () => Promise<number>> = {
-      grants: () => this.revocation.sweep(),
+      grants: () => this.grants.sweep(),
       requests: () => this.requests.sweepLifecycle(),
       overdueReviews: () => this.requests.reportOverdueReviews(),
       expiredChallenges: () => purgeExpiredChallenges(this.dataSource),

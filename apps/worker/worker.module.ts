@@ -10,8 +10,8 @@ import {
 import type { Queue } from 'bullmq';
 import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
+import { GrantsService } from '../../libs/elevation/grants.service.js';
 import { RequestSweeper } from '../../libs/elevation/request-sweeper.js';
-import { RevocationService } from '../../libs/elevation/revocation.service.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
 import { LifecycleProcessor } from './lifecycle.processor.js';
 import { MaintenanceProcessor } from './maintenance.processor.js';
@@ -28,7 +28,7 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly revocation: RevocationService,
+    private readonly grants: GrantsService,
     private readonly requests: RequestSweeper,
     @InjectQueue(QueueName.Maintenance) private readonly maintenanceQueue: Queue,
   ) {}
@@ -43,7 +43,7 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
 
   /** Restore on boot: sweep from PostgreSQL first, then keep sweeping on a schedule. */
   async onApplicationBootstrap(): Promise<void> {
-    const scheduled = await this.revocation.sweep();
+    const scheduled = await this.grants.sweep();
     const open = await this.requests.sweepLifecycle();
     this.logger.log(`Boot sweep scheduled ${scheduled} unrevoked grant(s) and ${open} open request(s)`);
     if (this.config.checkpointIntervalSeconds === 0) {

@@ -1,17 +1,30 @@
 import type { EntityManager } from 'typeorm';
 import { AuditChainHeadEntity, AuditEventEntity } from '../db/index.js';
+import type { AuditAction, AuditPayloads } from './audit-actions.js';
 import { chainHash, type ChainedEvent } from './chain.js';
 
-/** Who did what to which subject; `at` and `seq` are assigned by the append. */
-export interface AuditInput {
+/** Who did what to which subject; `at` and `seq` are assigned by the append. `data` is the action's payload. */
+export interface AuditInput<A extends AuditAction = AuditAction> {
   /** A user id, or `system` for the worker and the broker itself. */
   actorId: string;
-  action: string;
+  action: A;
   subjectType: string;
   subjectId: string;
   requestId?: string | null;
-  data?: Record<string, unknown>;
+  data: AuditPayloads[A];
 }
+
+/** An event's fields as hashed and stored: every field present, every string storable. */
+export type StorableAuditInput = Pick<
+  ChainedEvent,
+  'actorId' | 'action' | 'subjectType' | 'subjectId' | 'requestId' | 'data'
+>;
+
+/** Any event's fields before sanitising (the sanitiser is indifferent to the contract AuditInput holds). */
+type UnsanitisedInput = Omit<StorableAuditInput, 'requestId' | 'data'> & {
+  requestId?: string | null;
+  data?: object;
+};
 
 export const SYSTEM_ACTOR = 'system';
 
@@ -68,9 +81,7 @@ function cleanJson(value: unknown, state: Sanitising): unknown {
  * `sanitised: true` added to the data when anything had to be replaced, so a reader knows the text differs
  * from what the client sent.
  */
-export function storableAuditInput(
-  input: AuditInput,
-): Required<Omit<AuditInput, 'requestId'>> & { requestId: string | null } {
+export function storableAuditInput(input: UnsanitisedInput): StorableAuditInput {
   const state: Sanitising = { replaced: false };
   const stored = {
     actorId: cleanText(input.actorId, state),
@@ -89,7 +100,10 @@ export function storableAuditInput(
  * so concurrent appends serialise and the chain stays linear; the state change and its event commit or
  * roll back together (DESIGN §4.1).
  */
-export async function appendAuditEvent(manager: EntityManager, input: AuditInput): Promise<AuditEventEntity> {
+export async function appendAuditEvent<A extends AuditAction>(
+  manager: EntityManager,
+  input: AuditInput<A>,
+): Promise<AuditEventEntity> {
   if (!manager.queryRunner?.isTransactionActive) {
     throw new Error('appendAuditEvent must run inside a transaction');
   }

@@ -1,7 +1,8 @@
 import type { DataSource } from 'typeorm';
 import { auditPrivateKey, type AuditKeySource } from './audit-key.js';
+import { AuditAction } from './audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from './audit-log.js';
-import { CHECKPOINT_ACTION, signCheckpoint, type CheckpointData } from './checkpoint.js';
+import { signCheckpoint, type CheckpointData } from './checkpoint.js';
 
 export type CheckpointResult =
   | { status: 'written'; checkpoint: CheckpointData; eventSeq: number }
@@ -31,7 +32,8 @@ export async function appendCheckpoint(
     ])) as Array<{
       action: string;
     }>;
-    if (last?.action === CHECKPOINT_ACTION) return { status: 'skipped', reason: 'head-unchanged', headSeq };
+    if (last?.action === AuditAction.AuditCheckpoint)
+      return { status: 'skipped', reason: 'head-unchanged', headSeq };
     const [{ now }] = (await manager.query('SELECT clock_timestamp() AS now')) as Array<{ now: Date }>;
     const checkpoint = signCheckpoint(
       { seq: headSeq, hash: head.hash.toString('hex'), at: new Date(now.getTime()).toISOString() },
@@ -40,7 +42,7 @@ export async function appendCheckpoint(
     );
     const event = await appendAuditEvent(manager, {
       actorId: SYSTEM_ACTOR,
-      action: CHECKPOINT_ACTION,
+      action: AuditAction.AuditCheckpoint,
       subjectType: 'audit',
       subjectId: 'audit',
       data: { ...checkpoint },

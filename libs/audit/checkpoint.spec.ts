@@ -8,8 +8,8 @@ import {
   RP_ID,
   SyntheticChain,
 } from '../../test/support/audit-chain.js';
+import { AuditAction } from './audit-actions.js';
 import {
-  CHECKPOINT_ACTION,
   checkpointSignatureValid,
   checkpointSigningInput,
   parseCheckpointData,
@@ -45,7 +45,7 @@ function chainWithCheckpoint(
   );
   chain.append({
     actorId: 'system',
-    action: CHECKPOINT_ACTION,
+    action: AuditAction.AuditCheckpoint,
     subjectType: 'audit',
     subjectId: 'audit',
     data: rewrite(data),
@@ -122,7 +122,7 @@ describe('verifyExport checks the checkpoints an export holds', () => {
   });
 
   it('accepts it in a filtered export without the event it covers (its hash is the prevHash)', async () => {
-    const text = await ndjsonOf(chainWithCheckpoint(), { action: CHECKPOINT_ACTION });
+    const text = await ndjsonOf(chainWithCheckpoint(), { action: AuditAction.AuditCheckpoint });
     expect(await verifyExport(text, { jwks: key.jwks })).toMatchObject({
       ok: true,
       counts: { events: 1, checkpoints: 1 },

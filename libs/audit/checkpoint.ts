@@ -3,9 +3,6 @@
 import { createPublicKey, sign, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { canonicalJson } from '../domain/canonical-json.js';
 
-/** The action of the event that records a checkpoint. */
-export const CHECKPOINT_ACTION = 'audit.checkpoint';
-
 /** What a checkpoint attests: the chain head (seq, hash hex) at PostgreSQL time `at` (ISO 8601). */
 export interface CheckpointStatement {
   seq: number;

@@ -2,9 +2,10 @@
 // the request subjects, the step-up evidence and the signed checkpoints. Reading the file and the manifest
 // signature are verify.ts's; this holds what every format shares once an event is parsed.
 import type { JsonWebKey } from 'node:crypto';
-import { subjectDigest } from '../webauthn/step-up-binding.js';
+import { subjectDigest, type StepUpAction } from '../webauthn/step-up-binding.js';
+import { AuditAction } from './audit-actions.js';
 import { chainHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
-import { CHECKPOINT_ACTION, checkpointSignatureValid, parseCheckpointData } from './checkpoint.js';
+import { checkpointSignatureValid, parseCheckpointData } from './checkpoint.js';
 import { checkStepUpAssertion, parseStepUpEvidence } from './evidence-check.js';
 import { EXPORT_COLUMNS, EventsDigest, type ExportedEvent, type ExportManifest } from './manifest.js';
 
@@ -30,12 +31,12 @@ export interface VerifyFailure {
 
 export const HEX_32 = /^[0-9a-f]{64}$/;
 /** Step-up actions on a stored request: their subjectId is the request id, their digest covers its subject. */
-const REQUEST_ACTIONS = new Set(['approve', 'deny', 'activate', 'revoke']);
+const REQUEST_ACTIONS: ReadonlySet<string> = new Set<StepUpAction>(['approve', 'deny', 'activate', 'revoke']);
 /** The step-up actions a decision event may carry; other events carrying evidence are checked, not matched. */
-const EVIDENCE_ACTIONS: Record<string, readonly string[]> = {
-  'approval.recorded': ['approve', 'deny'],
-  'request.activated': ['activate', 'break-glass'],
-};
+const EVIDENCE_ACTIONS: ReadonlyMap<string, readonly StepUpAction[]> = new Map([
+  [AuditAction.ApprovalRecorded, ['approve', 'deny']],
+  [AuditAction.RequestActivated, ['activate', 'break-glass']],
+]);
 
 /** Checks events one at a time, in file order, against the chain rules, the manifest's filters and the evidence rules. */
 export class ExportChecker {
@@ -154,7 +155,9 @@ export class ExportChecker {
     if (filters.entitlementId !== undefined) {
       const subject = event.requestId === null ? undefined : this.subjects.get(event.requestId);
       const created =
-        event.action === 'request.created' && isRecord(event.data.subject) ? event.data.subject : undefined;
+        event.action === AuditAction.RequestCreated && isRecord(event.data.subject)
+          ? event.data.subject
+          : undefined;
       const entitlementId = created?.entitlementId ?? subject?.entitlementId;
       if (
         event.requestId === null ||
@@ -171,7 +174,7 @@ export class ExportChecker {
    * the event's prevHash (so, when that event is in the file, its hash), and the signature is the audit key's.
    */
   private checkCheckpoint(event: ExportedEvent): string | null {
-    if (event.action !== CHECKPOINT_ACTION) return null;
+    if (event.action !== AuditAction.AuditCheckpoint) return null;
     const checkpoint = parseCheckpointData(event.data);
     if (typeof checkpoint === 'string') return checkpoint;
     if (checkpoint.seq !== event.seq - 1) {
@@ -200,7 +203,7 @@ export class ExportChecker {
 
   private checkSubjectAndEvidence(event: ExportedEvent): string | null {
     const { data } = event;
-    if (event.action === 'request.created' && data.subject !== undefined) {
+    if (event.action === AuditAction.RequestCreated && data.subject !== undefined) {
       const subject = data.subject;
       if (!isRecord(subject) || subject.id !== event.subjectId)
         return 'request.created subject.id is not the event subjectId';
@@ -214,17 +217,19 @@ export class ExportChecker {
       this.counts.requests++;
     }
     if (data.evidence === undefined) {
-      return event.action === 'approval.recorded' ? 'approval.recorded carries no step-up evidence' : null;
+      return event.action === AuditAction.ApprovalRecorded
+        ? 'approval.recorded carries no step-up evidence'
+        : null;
     }
     const evidence = parseStepUpEvidence(data.evidence);
     if (typeof evidence === 'string') return evidence;
     if (evidence.userId !== event.actorId) return "evidence.userId is not the event's actorId";
-    const fitting = EVIDENCE_ACTIONS[event.action];
+    const fitting = EVIDENCE_ACTIONS.get(event.action);
     if (fitting !== undefined && !fitting.includes(evidence.action)) {
       return `evidence.action ${JSON.stringify(evidence.action)} does not authorise ${event.action}`;
     }
     if (
-      event.action === 'approval.recorded' &&
+      event.action === AuditAction.ApprovalRecorded &&
       data.decision !== undefined &&
       data.decision !== evidence.action
     ) {
@@ -246,7 +251,7 @@ export class ExportChecker {
     if (broken) return broken;
     this.credentialKeys.set(evidence.credentialId, evidence.publicKey);
     this.counts.assertions++;
-    if (event.action === 'approval.recorded') this.counts.approvals++;
+    if (event.action === AuditAction.ApprovalRecorded) this.counts.approvals++;
     return null;
   }
 }

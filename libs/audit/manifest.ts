@@ -1,6 +1,8 @@
-import { createHash, createPublicKey, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { FlattenedSign, flattenedVerify } from 'jose';
 import { canonicalJson } from '../domain/canonical-json.js';
 import type { ChainedEvent } from './chain.js';
+import { decodeBase64Url } from './evidence-check.js';
 
 /** An audit event as exported: the hashed body plus its own hash (hex). */
 export type ExportedEvent = ChainedEvent & { hash: string };
@@ -56,7 +58,7 @@ export interface AuditPublicJwk extends JsonWebKey {
   use?: 'sig';
 }
 
-/** Everything a manifest states about the export; the signer adds kid, alg, publicJwk and signature. */
+/** Everything a manifest states about the export; the signer adds kid, alg, publicJwk and jws. */
 export interface ManifestBody {
   type: 'manifest';
   version: 1;
@@ -82,23 +84,38 @@ export interface ManifestBody {
   attachmentsDigest?: string;
 }
 
-/** What a signer returns; `signature` is base64url Ed25519 over JCS(manifest without `signature`). */
+/**
+ * A manifest's signature as a flattened JWS (RFC 7515 §7.2.2) with its payload detached (RFC 7515 appendix F):
+ * the payload is manifestSigningInput, the protected header `{ alg: 'EdDSA', kid }`. `jose.flattenedVerify`
+ * checks it with `{ ...jws, payload }` and the key from /.well-known/audit-jwks.json.
+ */
+export interface ManifestJws {
+  protected: string;
+  signature: string;
+}
+
+/** What a signer returns. */
 export interface ManifestSignature {
   kid: string;
   alg: 'EdDSA';
   /** The signer's public key, for a reader without a pinned JWKS; a verifier must say it was not pinned. */
   publicJwk?: AuditPublicJwk;
-  signature: string;
+  jws: ManifestJws;
 }
 
-export type ExportManifest = ManifestBody & ManifestSignature;
+/**
+ * A manifest as read back: exports made before issue 13 carry `signature` (base64url raw Ed25519 over the same
+ * bytes) instead of `jws`. Verifiers accept either, never both; signers write only `jws`.
+ */
+export type ExportManifest = ManifestBody &
+  Omit<ManifestSignature, 'jws'> & { jws?: ManifestJws; signature?: string };
 
-/** Signs a manifest body: must return a signature over JCS of the body plus the kid, alg and publicJwk it returns. */
+/** Signs a manifest body: must return a JWS over JCS of the body plus the kid, alg and publicJwk it returns. */
 export type ManifestSigner = (body: ManifestBody) => Promise<ManifestSignature>;
 
-/** The exact bytes a manifest signature covers: JCS of the manifest without `signature`. */
-export function manifestSigningInput(manifest: Omit<ExportManifest, 'signature'> | ExportManifest): Buffer {
-  const { signature: _signature, ...unsigned } = manifest as ExportManifest;
+/** The exact bytes a manifest signature covers (the JWS payload): JCS of the manifest without `jws` or `signature`. */
+export function manifestSigningInput(manifest: Omit<ExportManifest, 'jws' | 'signature'>): Buffer {
+  const { jws: _jws, signature: _signature, ...unsigned } = manifest as ExportManifest;
   return Buffer.from(canonicalJson(unsigned), 'utf8');
 }
 
@@ -118,9 +135,36 @@ export function manifestSignerFromKey(kid: string, privateKey: KeyObject): Manif
   };
   return async (body) => {
     const unsigned = { ...body, kid, alg: 'EdDSA' as const, publicJwk };
-    const signature = sign(null, manifestSigningInput(unsigned), privateKey).toString('base64url');
-    return { kid, alg: 'EdDSA', publicJwk, signature };
+    const signed = await new FlattenedSign(manifestSigningInput(unsigned))
+      .setProtectedHeader({ alg: 'EdDSA', kid })
+      .sign(privateKey);
+    const jws = { protected: signed.protected!, signature: signed.signature };
+    return { kid, alg: 'EdDSA', publicJwk, jws };
   };
+}
+
+/**
+ * True when the manifest's JWS verifies with the Ed25519 key `x` and names the manifest's kid; for an export
+ * made before issue 13, when its raw `signature` verifies over the same bytes.
+ */
+export async function manifestSignatureHolds(manifest: ExportManifest, x: string): Promise<boolean> {
+  const payload = manifestSigningInput(manifest);
+  try {
+    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+    if (manifest.jws === undefined) {
+      const signature = decodeBase64Url(manifest.signature ?? '');
+      return signature !== null && verify(null, payload, key, signature);
+    }
+    const { protected: header, signature } = manifest.jws;
+    // The payload travels detached: a JWS with the default b64 header takes it base64url-encoded.
+    const encoded = payload.toString('base64url');
+    const verified = await flattenedVerify({ protected: header, signature, payload: encoded }, key, {
+      algorithms: ['EdDSA'],
+    });
+    return verified.protectedHeader?.kid === manifest.kid;
+  } catch {
+    return false;
+  }
 }
 
 /** Accumulates eventsDigest: sha256 over each exported event's raw 32-byte hash, in order. */

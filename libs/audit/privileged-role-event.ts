@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import type { PrivilegedRole } from '../db/database.module.js';
+import { AuditAction } from './audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from './audit-log.js';
 
 /**
@@ -10,7 +11,7 @@ export async function auditPrivilegedRole(dataSource: DataSource, privileged: Pr
   await dataSource.transaction((manager) =>
     appendAuditEvent(manager, {
       actorId: SYSTEM_ACTOR,
-      action: 'database.privileged-role',
+      action: AuditAction.DatabasePrivilegedRole,
       subjectType: 'database-role',
       subjectId: privileged.role,
       data: { alert: true, application: privileged.application, reasons: privileged.reasons },

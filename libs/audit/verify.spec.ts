@@ -355,8 +355,8 @@ describe('verifyExport: every event and manifest is the canonical JSON (JCS) tha
       seq: null,
       reason: 'the manifest line holds a duplicate key',
     });
-    const { signature, ...unsigned } = JSON.parse(lines[last]) as { signature: string };
-    const reordered = JSON.stringify({ signature, ...unsigned });
+    const { jws, ...unsigned } = JSON.parse(lines[last]) as { jws: object };
+    const reordered = JSON.stringify({ jws, ...unsigned });
     expect(await verifyExport(withLine(last, reordered), { jwks: key.jwks })).toMatchObject({
       ok: false,
       seq: null,

@@ -3,12 +3,11 @@
 // formats and checks the manifest signature; event-checker.ts checks the events, canonical-form.ts the text.
 import { createReadStream } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
-import { createPublicKey, verify, type JsonWebKey } from 'node:crypto';
+import type { JsonWebKey } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { REQUEST_SUBJECT_FIELDS, subjectDigest } from '../webauthn/step-up-binding.js';
 import { holdsDuplicateKey, readCanonicalJson } from './canonical-form.js';
 import { CsvReader } from './csv.js';
-import { decodeBase64Url } from './evidence-check.js';
 import {
   ExportChecker,
   failure,
@@ -23,7 +22,7 @@ import {
   CSV_MANIFEST_MARKER,
   EXPORT_COLUMNS,
   EXPORT_FORMATS,
-  manifestSigningInput,
+  manifestSignatureHolds,
   type ExportFormat,
   type ExportManifest,
 } from './manifest.js';
@@ -365,12 +364,12 @@ async function verifyJsonExport(text: string, options: VerifyOptions): Promise<V
  * Last check: the manifest signature, against a pinned key when jwks are given, else the embedded one. An
  * embedded key proves nothing about who signed, so it succeeds only when the caller says to trust it.
  */
-function signed(
+async function signed(
   checker: ExportChecker,
   manifest: ExportManifest,
   format: ExportFormat | 'bundle',
   options: VerifyOptions,
-): VerifyResult {
+): Promise<VerifyResult> {
   const pinned = options.jwks !== undefined;
   const jwk = pinned ? options.jwks?.find((key) => key.kid === manifest.kid) : manifest.publicJwk;
   if (jwk === undefined) {
@@ -386,15 +385,7 @@ function signed(
   if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') {
     return failure(null, `key ${JSON.stringify(manifest.kid)} is not an Ed25519 key`);
   }
-  const signature = decodeBase64Url(manifest.signature);
-  let valid: boolean;
-  try {
-    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, format: 'jwk' });
-    valid = signature !== null && verify(null, manifestSigningInput(manifest), key, signature);
-  } catch {
-    valid = false;
-  }
-  if (!valid) {
+  if (!(await manifestSignatureHolds(manifest, jwk.x))) {
     return failure(
       null,
       `the manifest signature does not verify with ${pinned ? 'pinned' : 'embedded'} key ${JSON.stringify(manifest.kid)}`,
@@ -453,16 +444,21 @@ function parseManifest(value: unknown, format: ExportFormat | 'bundle'): ExportM
   if (!Array.isArray(manifest.origins) || manifest.origins.some((origin) => typeof origin !== 'string')) {
     return 'manifest origins are not a list of strings';
   }
-  if (
-    typeof manifest.kid !== 'string' ||
-    manifest.alg !== 'EdDSA' ||
-    typeof manifest.signature !== 'string'
-  ) {
-    return 'the manifest is not signed (kid, alg "EdDSA", signature)';
+  if (manifest.jws !== undefined && manifest.signature !== undefined)
+    return 'the manifest carries both a JWS and a legacy signature';
+  // `signature` (raw Ed25519) is how manifests were signed before issue 13: still verified, never written.
+  const signature = manifest.jws ?? manifest.signature;
+  if (typeof manifest.kid !== 'string' || manifest.alg !== 'EdDSA' || !isSignature(signature)) {
+    return 'the manifest is not signed (kid, alg "EdDSA", jws { protected, signature })';
   }
   if (manifest.publicJwk !== undefined && !isRecord(manifest.publicJwk))
     return 'manifest publicJwk is not a JWK';
   return manifest;
+}
+
+function isSignature(value: unknown): boolean {
+  if (typeof value === 'string') return true;
+  return isRecord(value) && typeof value.protected === 'string' && typeof value.signature === 'string';
 }
 
 /** The step-up subject of a request (DESIGN §4's immutable fields), picked by name from the bundle's request. */

@@ -10,6 +10,8 @@ export interface GrantSpec {
   /** The end of the window, whole seconds: the credential expires on its own at this instant. */
   notAfter: Date;
   sshPublicKey?: string | null;
+  /** When the requester's step-up that authorised this activation was verified (a JWT's `auth_time`). */
+  authenticatedAt?: Date;
 }
 
 /** The credential as shown to the requester once (`type` + connector-specific fields); never stored. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { encodeKrl } from './ssh-krl.js';
+import { decodeKrl, encodeKrl, sameRevocations } from './ssh-krl.js';
 
 // A CA made with `ssh-keygen -t ed25519`; its public key blob is the base64 of its .pub line.
 const CA_BLOB = Buffer.from('AAAAC3NzaC1lZDI1NTE5AAAAIBUpxi4HzeXkg+3DnzGdC7skK+GZ8lcX4XAKIXtGCq26', 'base64');
@@ -125,5 +125,39 @@ describe('encodeKrl', () => {
     expect(() => encode(CA_BLOB, [0n])).toThrow('Serial 0 cannot be revoked');
     expect(() => encode(CA_BLOB, [1n << 64n])).toThrow('cannot be revoked');
     expect(() => encode(Buffer.alloc(0), [1n])).toThrow('needs its CA key');
+  });
+});
+
+describe('decodeKrl', () => {
+  const krl = (serials: bigint[], version = 1n) =>
+    encodeKrl({
+      version,
+      generatedAt: new Date(1_700_000_000_000),
+      comment: 'c',
+      certificates: [{ caPublicKey: CA_BLOB, serials }],
+    });
+
+  it('reads a KRL made by ssh-keygen: header and one certificate section', () => {
+    const decoded = decodeKrl(SSH_KEYGEN_KRL);
+    expect(decoded.version).toBe(42n);
+    expect(decoded.generatedAt).toEqual(SSH_KEYGEN_GENERATED_AT);
+    expect(decoded.sections.map((section) => section.type)).toEqual([1]);
+  });
+
+  it('says two KRLs revoke the same when only version, date or comment differ', () => {
+    expect(sameRevocations(decodeKrl(krl([5n], 1n)), decodeKrl(krl([5n], 2n)))).toBe(true);
+    expect(sameRevocations(decodeKrl(krl([5n])), decodeKrl(krl([5n, 6n])))).toBe(false);
+    expect(sameRevocations(decodeKrl(krl([])), decodeKrl(krl([5n])))).toBe(false);
+  });
+
+  it('refuses what is not a whole KRL: another format, a truncated or padded one', () => {
+    const good = krl([5n]);
+    expect(() => decodeKrl(Buffer.from('<html>502 Bad Gateway</html>'))).toThrow('Not a KRL');
+    expect(() => decodeKrl(Buffer.alloc(0))).toThrow('Not a KRL');
+    expect(() => decodeKrl(good.subarray(0, -1))).toThrow('truncated');
+    expect(() => decodeKrl(Buffer.concat([good, Buffer.from([1])]))).toThrow('truncated');
+    const otherFormat = Buffer.from(good);
+    otherFormat.writeUInt32BE(2, 8);
+    expect(() => decodeKrl(otherFormat)).toThrow('Unsupported KRL format 2');
   });
 });

@@ -72,3 +72,47 @@ function uint64(value: bigint): Buffer {
 function sshString(bytes: Buffer): Buffer {
   return Buffer.concat([uint32(bytes.length), bytes]);
 }
+
+/** A KRL read back: its header and its sections, each as type and raw data (PROTOCOL.krl §1). */
+export interface DecodedKrl {
+  version: bigint;
+  generatedAt: Date;
+  comment: string;
+  sections: Array<{ type: number; data: Buffer }>;
+}
+
+/**
+ * Reads a binary KRL's structure: magic, format version 1, header fields, then sections (byte type, string
+ * data) that end exactly at the end of the buffer. Throws on anything else. It checks the framing only, not
+ * what each section holds: enough to refuse an error page or a truncated download before sshd reads it.
+ */
+export function decodeKrl(krl: Buffer): DecodedKrl {
+  let offset = 0;
+  const take = (length: number): Buffer => {
+    if (offset + length > krl.length) throw new Error(`Not a KRL: truncated at byte ${offset}`);
+    return krl.subarray(offset, (offset += length));
+  };
+  const takeString = () => take(take(4).readUInt32BE());
+  if (!take(KRL_MAGIC.length).equals(KRL_MAGIC)) throw new Error('Not a KRL: no "SSHKRL" magic');
+  const formatVersion = take(4).readUInt32BE();
+  if (formatVersion !== KRL_FORMAT_VERSION) throw new Error(`Unsupported KRL format ${formatVersion}`);
+  const version = take(8).readBigUInt64BE();
+  const generatedAt = new Date(Number(take(8).readBigUInt64BE()) * 1000);
+  take(8); // flags
+  takeString(); // reserved
+  const comment = takeString().toString('utf8');
+  const sections: DecodedKrl['sections'] = [];
+  while (offset < krl.length) sections.push({ type: take(1)[0], data: takeString() });
+  return { version, generatedAt, comment, sections };
+}
+
+/** Whether two KRLs revoke the same things: the same sections, whatever their version, date and comment. */
+export function sameRevocations(a: DecodedKrl, b: DecodedKrl): boolean {
+  return (
+    a.sections.length === b.sections.length &&
+    a.sections.every(
+      (section, index) =>
+        section.type === b.sections[index].type && section.data.equals(b.sections[index].data),
+    )
+  );
+}

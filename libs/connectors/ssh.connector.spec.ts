@@ -1,44 +1,18 @@
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
 import sshpk from 'sshpk';
 import type { DataSource } from 'typeorm';
-import { DomainError, ErrorCode } from '../domain/errors.js';
+import { ErrorCode } from '../domain/errors.js';
 import type { SigningKeyStore } from '../keys/signing-key-store.js';
+import { publicKeyLine } from '../../test/support/ssh-keys.js';
 import type { GrantSpec } from './connector.js';
 import {
   certificateOptions,
   formatSshCertificateRef,
   parseSshCertificateRef,
-  parseUserPublicKey,
   SSH_CLOCK_SKEW_SECONDS,
   SshConnector,
 } from './ssh.connector.js';
-
-/** An OpenSSH public key line for a fresh key made by Node (ed25519, ec, rsa or dsa). */
-function publicKeyLine(type: 'ed25519' | 'ec' | 'rsa' | 'dsa', bits?: number): string {
-  const { publicKey } =
-    type === 'rsa'
-      ? generateKeyPairSync('rsa', { modulusLength: bits ?? 2048 })
-      : type === 'dsa'
-        ? generateKeyPairSync('dsa', { modulusLength: 1024, divisorLength: 160 })
-        : type === 'ec'
-          ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-          : generateKeyPairSync('ed25519');
-  const key = sshpk.parseKey(publicKey.export({ type: 'spki', format: 'pem' }), 'pem');
-  key.comment = 'carol@laptop';
-  return key.toString('ssh');
-}
-
-function validationError(run: () => unknown): DomainError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(DomainError);
-    expect((error as DomainError).code).toBe(ErrorCode.VALIDATION_FAILED);
-    return error as DomainError;
-  }
-  throw new Error('expected a VALIDATION_FAILED DomainError');
-}
 
 function grantSpec(overrides: Partial<GrantSpec> = {}): GrantSpec {
   return {
@@ -52,49 +26,6 @@ function grantSpec(overrides: Partial<GrantSpec> = {}): GrantSpec {
     ...overrides,
   };
 }
-
-describe('parseUserPublicKey', () => {
-  it('accepts Ed25519, ECDSA and RSA ≥ 2048 keys, with or without a comment', () => {
-    expect(parseUserPublicKey(publicKeyLine('ed25519')).type).toBe('ed25519');
-    expect(parseUserPublicKey(publicKeyLine('ec')).type).toBe('ecdsa');
-    expect(parseUserPublicKey(`  ${publicKeyLine('rsa', 2048)}\n`).size).toBe(2048);
-    const [algorithm, base64] = publicKeyLine('ed25519').split(' ');
-    expect(parseUserPublicKey(`${algorithm} ${base64}`).type).toBe('ed25519');
-  });
-
-  it('refuses a missing key', () => {
-    expect(validationError(() => parseUserPublicKey(undefined)).message).toContain('required');
-    expect(validationError(() => parseUserPublicKey(null)).message).toContain('required');
-    expect(validationError(() => parseUserPublicKey('  ')).message).toContain('required');
-  });
-
-  it('refuses RSA keys under 2048 bits and DSA keys', () => {
-    expect(validationError(() => parseUserPublicKey(publicKeyLine('rsa', 1024))).message).toContain(
-      'RSA key of 1024 bits',
-    );
-    expect(publicKeyLine('dsa')).toMatch(/^ssh-dss /);
-    validationError(() => parseUserPublicKey(publicKeyLine('dsa')));
-  });
-
-  it('refuses text that is not exactly one valid public key', () => {
-    const line = publicKeyLine('ed25519');
-    const [algorithm, base64, comment] = line.split(' ');
-    const blob = Buffer.from(base64, 'base64');
-    const bad = [
-      'not a key',
-      `${algorithm} !!!!`,
-      `ssh-rsa ${base64}`, // the blob says ed25519
-      `${algorithm} ${Buffer.concat([blob, Buffer.from([0])]).toString('base64')}`, // trailing bytes
-      `${algorithm} ${blob.subarray(0, -1).toString('base64')}`, // truncated
-      `${line}\n${line}`,
-      `${algorithm}\n${base64} ${comment}`,
-      `ssh-ed25519-cert-v01@openssh.com ${base64}`,
-      '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----',
-      `${algorithm} ${base64} ${'x'.repeat(20_000)}`,
-    ];
-    for (const text of bad) validationError(() => parseUserPublicKey(text));
-  });
-});
 
 describe('certificateOptions', () => {
   it('takes principals from scope and defaults to a terminal without forwarding', () => {

@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, randomBytes, type JsonWebKey } from 'node:crypto';
 import sshpk from 'sshpk';
 import type { DataSource } from 'typeorm';
-import { DomainError, ErrorCode } from '../domain/errors.js';
+import { parseUserPublicKey } from '../domain/ssh-public-key.js';
 import type { SigningKeyStore } from '../keys/signing-key-store.js';
 import type { Connector, GrantSpec, Minted } from './connector.js';
 import { encodeKrl, type KrlCertificateSection } from './ssh-krl.js';
@@ -10,13 +10,8 @@ import { encodeKrl, type KrlCertificateSection } from './ssh-krl.js';
 export const SSH_CLOCK_SKEW_SECONDS = 60;
 /** How long after a revoked certificate's own expiry the KRL keeps listing it, for hosts whose clock lags. */
 export const KRL_RETENTION_AFTER_EXPIRY_SECONDS = 24 * 3600;
-const MIN_RSA_BITS = 2048;
-const MAX_PUBLIC_KEY_LENGTH = 16 * 1024;
 const CA_COMMENT = 'jit-broker-ssh-user-ca';
 const KRL_COMMENT = 'jit-broker: revoked SSH user certificates';
-// The key types sshd accepts for user certificates that sshpk can carry; ssh-dss is obsolete, sk-* unsupported.
-const USER_KEY_LINE =
-  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) ([A-Za-z0-9+/]+={0,2})(?: [^\r\n]*)?$/;
 // A login name or an AuthorizedPrincipalsFile label: no spaces, commas or wildcards.
 const PRINCIPAL = /^[A-Za-z0-9._@+-]{1,64}$/;
 // The standard user-certificate extensions (OpenSSH PROTOCOL.certkeys); anything else would be ignored by sshd.
@@ -32,36 +27,6 @@ const DEFAULT_EXTENSIONS = ['permit-pty'];
 const EXTERNAL_REF =
   /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):([1-9][0-9]{0,18}):([1-9][0-9]{0,11})$/;
 const SERIAL_MAX = (1n << 63n) - 1n;
-
-/** The requester's OpenSSH public key, parsed; a missing, malformed, DSA or RSA<2048 key is VALIDATION_FAILED. */
-export function parseUserPublicKey(text: string | null | undefined): sshpk.Key {
-  const refuse = (reason: string) =>
-    new DomainError(ErrorCode.VALIDATION_FAILED, `sshPublicKey ${reason}`, { field: 'sshPublicKey' });
-  if (typeof text !== 'string' || text.trim() === '') throw refuse('is required for an SSH entitlement');
-  const line = text.trim();
-  if (line.length > MAX_PUBLIC_KEY_LENGTH) throw refuse('is too long');
-  const match = USER_KEY_LINE.exec(line);
-  if (!match) {
-    throw refuse(
-      'must be one OpenSSH public key line: ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa, then base64',
-    );
-  }
-  const [, algorithm, base64] = match;
-  let key: sshpk.Key;
-  try {
-    key = sshpk.parseKey(`${algorithm} ${base64}`, 'ssh');
-  } catch {
-    throw refuse('is not a valid OpenSSH public key');
-  }
-  // sshpk tolerates trailing bytes and mangled padding; accept only a blob that re-encodes to itself.
-  if (!key.toBuffer('rfc4253').equals(Buffer.from(base64, 'base64'))) {
-    throw refuse('is not a valid OpenSSH public key');
-  }
-  if (key.type === 'rsa' && key.size < MIN_RSA_BITS) {
-    throw refuse(`is an RSA key of ${key.size} bits; at least ${MIN_RSA_BITS} are required`);
-  }
-  return key;
-}
 
 /** What revoke() needs: the CA that signed, the serial, and when the certificate expires on its own. */
 export interface SshCertificateRef {

@@ -17,6 +17,7 @@ import { SshConnector1764100000000 } from './migrations/1764100000000-ssh-connec
 import { OverlapKeys1764300000000 } from './migrations/1764300000000-overlap-keys.js';
 import { assertSchemaCurrent, grantRuntimePrivileges } from './runtime-privileges.js';
 import { RecoveryApproval1764450000000 } from './migrations/1764450000000-recovery-approval.js';
+import { WindowOpened1764500000000 } from './migrations/1764500000000-window-opened.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -43,6 +44,7 @@ export const MIGRATIONS = [
   Lifecycle1764200000000,
   OverlapKeys1764300000000,
   RecoveryApproval1764450000000,
+  WindowOpened1764500000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import { stopperOf } from './child-stop.js';
 import { freePort } from './free-port.js';
 
 /** Where to run redis-server; `dir` is its working directory (nothing is persisted there). */
@@ -59,22 +60,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   }
 
   // If this process ends without calling stop(), redis must not outlive it.
-  const killOnExit = (): void => {
-    child.kill('SIGKILL');
-  };
-  process.on('exit', killOnExit);
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-        child.kill('SIGTERM');
-        await exited;
-        clearTimeout(kill);
-      }
-      process.off('exit', killOnExit);
-    })());
+  const stop = stopperOf(child, exited, STOP_GRACE_MS);
 
   let death: string | undefined;
   void exited.then((how) => {

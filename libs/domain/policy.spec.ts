@@ -1,695 +1,127 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
-import { DomainError, ErrorCode } from './errors.js';
 import {
   approvesAnything,
   BREAK_GLASS_MAX_SECONDS,
   DEFAULT_RECOVERY_COOLDOWN_SECONDS,
   findEntitlement,
-  formatDuration,
   groupsOf,
   isApprover,
   isEligible,
-  parseDuration,
-  parsePolicy,
-  PolicyError,
+  membersOf,
   policyHash,
   recoveryCooldownSeconds,
-  type PolicyFile,
-  type PolicyProblem,
   SELF_SERVICE_MAX_SECONDS,
+  type Entitlement,
+  type Policy,
 } from './policy.js';
 
-const LIMITS = { hardMaxDurationSeconds: 8 * 60 * 60 };
-const EXAMPLE = readFileSync(new URL('../../policies/example.yaml', import.meta.url), 'utf8');
+// The normalised model as libs/policy loads it (the YAML side is tested there).
+const entitlement = (id: string, fields: Partial<Entitlement>): Entitlement => ({
+  id,
+  title: id,
+  connector: 'db',
+  scope: { grantRoles: ['app_write'] },
+  eligible: ['engineers'],
+  maxDurationSeconds: 3600,
+  requires: { justification: true, ticketPattern: null },
+  approval: null,
+  breakGlass: null,
+  selfService: false,
+  authenticator: { deviceBound: false, aaguids: null },
+  ...fields,
+});
+const approval = {
+  approvals: 2,
+  approverGroups: ['approvers'],
+  pendingTtlSeconds: 3600,
+  activationWindowSeconds: 900,
+};
+const POLICY: Policy = {
+  groups: {
+    approvers: ['admin', 'bob', 'dave'],
+    engineers: ['admin', 'alice', 'carol'],
+    oncall: ['admin', 'alice'],
+  },
+  connectors: { db: { type: 'postgres', urlEnv: 'DB_URL' } },
+  entitlements: [
+    entitlement('db-write', { approval }),
+    entitlement('db-breakglass', {
+      eligible: ['oncall'],
+      breakGlass: { notify: ['approvers'], postReviewWithinSeconds: 86_400 },
+    }),
+  ],
+};
+const write = findEntitlement(POLICY, 'db-write')!;
+const breakGlass = findEntitlement(POLICY, 'db-breakglass')!;
 
-function problemsOf(files: PolicyFile[]): PolicyProblem[] {
-  try {
-    parsePolicy(files, LIMITS);
-  } catch (error) {
-    if (error instanceof PolicyError) return error.problems;
-    throw error;
-  }
-  throw new Error('the policy was accepted');
-}
-
-// Seven lines, so the entitlement of every fixture below starts on line 8.
-const HEADER = `groups:
-  devs: [alice, bob]
-  leads: [carol, dave]
-  solo: [erin]
-connectors:
-  db: { type: postgres, urlEnv: DB_URL }
-entitlements:
-`;
-const USERNAME_RULE =
-  'lowercase letters, digits, ".", "_" and "-", starting with a letter or digit, at most 64 characters';
-const ID_RULE = 'lowercase letters, digits and "-", starting with a letter or digit, at most 64 characters';
-
-describe('parsePolicy: the example policy', () => {
-  const policy = parsePolicy([{ name: 'policies/example.yaml', text: EXAMPLE }], LIMITS);
-
-  it('loads with its groups, connectors and entitlements', () => {
-    expect(policy.groups).toEqual({
-      approvers: ['admin', 'bob', 'dave'],
-      engineers: ['admin', 'alice', 'carol'],
-      oncall: ['admin', 'alice'],
-    });
-    expect(policy.connectors).toEqual({
-      'api-token': { type: 'jwt', audience: 'https://api.example.com' },
-      'demo-db': { type: 'postgres', urlEnv: 'DEMO_TARGET_DB_URL' },
-    });
-    expect(policy.entitlements.map((entitlement) => entitlement.id)).toEqual([
-      'api-admin-token',
-      'demo-db-read',
-      'demo-db-write',
-      'api-read-token',
-      'demo-db-breakglass',
-    ]);
+describe('policy lookups', () => {
+  it('findEntitlement finds by id, and nothing for an unknown id', () => {
+    expect(write.approval).toEqual(approval);
+    expect(findEntitlement(POLICY, 'no-such-thing')).toBeUndefined();
   });
 
-  it('applies the defaults and turns durations into seconds', () => {
-    expect(findEntitlement(policy, 'demo-db-read')).toEqual({
-      id: 'demo-db-read',
-      title: 'Demo database, read-only',
-      connector: 'demo-db',
-      scope: { grantRoles: ['app_read'] },
-      eligible: ['engineers'],
-      maxDurationSeconds: 3600,
-      requires: { justification: true, ticketPattern: '^(INC|CHG)-[0-9]+$' },
-      approval: {
-        approvals: 1,
-        approverGroups: ['approvers'],
-        pendingTtlSeconds: 3600,
-        activationWindowSeconds: 900,
-      },
-      breakGlass: null,
-      selfService: false,
-      authenticator: { deviceBound: false, aaguids: null },
-    });
-    const breakGlass = findEntitlement(policy, 'demo-db-breakglass');
-    expect(breakGlass?.approval).toBeNull();
-    expect(breakGlass?.breakGlass).toEqual({ notify: ['approvers'], postReviewWithinSeconds: 86_400 });
-    expect(breakGlass?.maxDurationSeconds).toBe(1800);
-    expect(findEntitlement(policy, 'api-admin-token')?.scope).toEqual({
-      scopes: ['admin:read', 'admin:write'],
-    });
-    expect(findEntitlement(policy, 'demo-db-write')?.approval?.approvals).toBe(2);
-    expect(findEntitlement(policy, 'no-such-thing')).toBeUndefined();
+  it('groupsOf lists a user’s groups, sorted', () => {
+    expect(groupsOf(POLICY, 'admin')).toEqual(['approvers', 'engineers', 'oncall']);
+    expect(groupsOf(POLICY, 'alice')).toEqual(['engineers', 'oncall']);
+    expect(groupsOf(POLICY, 'bob')).toEqual(['approvers']);
+    expect(groupsOf(POLICY, 'mallory')).toEqual([]);
   });
 
-  it('hashes to 64 hex characters, the same across key order, member order and comments', () => {
-    const hash = policyHash(policy);
-    expect(hash).toMatch(/^[0-9a-f]{64}$/);
-    const reordered = `
-# the same policy, written differently
-entitlements:
-  - maxDuration: 1h
-    approval: { approverGroups: [approvers], approvals: 1 }
-    eligible: [engineers]
-    scope: { scopes: ['admin:read', 'admin:write'] }
-    connector: api-token
-    title: Admin API, read/write token
-    id: api-admin-token
-  - { id: demo-db-read, title: 'Demo database, read-only', connector: demo-db, scope: { grantRoles: [app_read] },
-      eligible: [engineers], maxDuration: 60m, approval: { approvals: 1, approverGroups: [approvers] },
-      requires: { ticketPattern: '^(INC|CHG)-[0-9]+$' } }
-  - id: demo-db-write
-    title: Demo database, read/write
-    connector: demo-db
-    scope: { grantRoles: [app_write] }
-    eligible: [engineers]
-    maxDuration: 1h
-    approval: { approvals: 2, approverGroups: [approvers], activationWindow: 15m, pendingTtl: 1h }
-  - { selfService: true, maxDuration: 900s, eligible: [engineers], scope: { scopes: ['admin:read'] },
-      connector: api-token, title: 'Admin API, read-only token', id: api-read-token }
-  - id: demo-db-breakglass
-    title: Demo database, read/write (break-glass)
-    breakGlass: { postReviewWithin: 1d, notify: [approvers] }
-    connector: demo-db
-    scope: { grantRoles: [app_write] }
-    eligible: [oncall]
-    maxDuration: 30m
-connectors:
-  demo-db: { urlEnv: DEMO_TARGET_DB_URL, type: postgres }
-  api-token: { audience: https://api.example.com, type: jwt }
-groups:
-  oncall: [admin, alice]
-  approvers: [dave, bob, admin]
-  engineers: [carol, alice, admin]
-`;
-    expect(policyHash(parsePolicy([{ name: 'reordered.yaml', text: reordered }], LIMITS))).toBe(hash);
+  it('membersOf knows only the policy’s own groups, not Object.prototype’s', () => {
+    expect(membersOf(POLICY, 'oncall')).toEqual(['admin', 'alice']);
+    expect(membersOf(POLICY, 'constructor')).toEqual([]);
+    expect(membersOf(POLICY, 'nobody')).toEqual([]);
   });
 
-  it('hashes to the same value after a JSON round trip (how a stored version is read back)', () => {
-    expect(policyHash(JSON.parse(JSON.stringify(policy)))).toBe(policyHash(policy));
+  it('isEligible follows the eligible groups', () => {
+    expect(isEligible(POLICY, write, 'alice')).toBe(true);
+    expect(isEligible(POLICY, write, 'carol')).toBe(true);
+    expect(isEligible(POLICY, write, 'bob')).toBe(false);
+    expect(isEligible(POLICY, breakGlass, 'alice')).toBe(true);
+    expect(isEligible(POLICY, breakGlass, 'carol')).toBe(false);
   });
 
-  it('hashes differently when anything that matters changes', () => {
-    const changed = parsePolicy(
-      [{ name: 'p.yaml', text: EXAMPLE.replace('maxDuration: 30m', 'maxDuration: 20m') }],
-      LIMITS,
-    );
-    expect(policyHash(changed)).not.toBe(policyHash(policy));
+  it('isApprover follows the approver groups, and nobody approves break-glass', () => {
+    expect(isApprover(POLICY, write, 'bob')).toBe(true);
+    expect(isApprover(POLICY, write, 'admin')).toBe(true);
+    expect(isApprover(POLICY, write, 'alice')).toBe(false);
+    expect(isApprover(POLICY, breakGlass, 'bob')).toBe(false);
+  });
+
+  it('approvesAnything: a member of any approver group of any entitlement', () => {
+    expect(approvesAnything(POLICY, 'dave')).toBe(true);
+    expect(approvesAnything(POLICY, 'alice')).toBe(false);
+    expect(approvesAnything(POLICY, 'mallory')).toBe(false);
   });
 });
 
-describe('parseDuration', () => {
-  it.each([
-    ['90s', 90],
-    ['15m', 900],
-    ['1h', 3600],
-    ['1h30m', 5400],
-    ['2d', 172_800],
-    ['1d2h3m4s', 93_784],
-    ['0h5m', 300],
-    ['120m', 7200],
-  ])('%s is %i seconds', (text, seconds) => {
-    expect(parseDuration(text)).toBe(seconds);
+describe('policy settings and caps', () => {
+  it('recoveryCooldownSeconds: the setting, else 24 h', () => {
+    expect(recoveryCooldownSeconds(POLICY)).toBe(DEFAULT_RECOVERY_COOLDOWN_SECONDS);
+    expect(DEFAULT_RECOVERY_COOLDOWN_SECONDS).toBe(24 * 3600);
+    expect(recoveryCooldownSeconds({ ...POLICY, settings: { recoveryCooldownSeconds: 7200 } })).toBe(7200);
   });
 
-  it.each([
-    '',
-    '0s',
-    '0h0m',
-    '1',
-    '1H',
-    '1 h',
-    ' 1h',
-    '1h ',
-    '30m1h',
-    '1h1h',
-    '1.5h',
-    '-1h',
-    '1w',
-    'h',
-    'PT1H',
-  ])('refuses %p', (text) => {
-    expect(() => parseDuration(text)).toThrow(DomainError);
-    expect(() => parseDuration(text)).toThrow(
-      `${JSON.stringify(text)} is not a positive duration like "90s", "15m", "1h30m" or "2d"`,
-    );
-  });
-
-  it('uses the VALIDATION_FAILED code', () => {
-    expect(() => parseDuration('soon')).toThrow(
-      expect.objectContaining({ code: ErrorCode.VALIDATION_FAILED }),
-    );
-  });
-
-  it('formats back to the shortest text', () => {
-    expect([90, 900, 3600, 5400, 172_800, 93_784].map(formatDuration)).toEqual([
-      '1m30s',
-      '15m',
-      '1h',
-      '1h30m',
-      '2d',
-      '1d2h3m4s',
-    ]);
+  it('caps self-service and break-glass grants at one hour', () => {
     expect(SELF_SERVICE_MAX_SECONDS).toBe(3600);
     expect(BREAK_GLASS_MAX_SECONDS).toBe(3600);
   });
 });
 
-describe('parsePolicy: invalid policies are refused with file, line and reason', () => {
-  // [what, YAML, line, reason]: each fixture has exactly one problem.
-  const fixtures: [string, string, number | null, string][] = [
-    [
-      'YAML syntax error',
-      'groups:\n  devs: [alice]\n  devs: [bob]\n',
-      3,
-      'YAML syntax error: Map keys must be unique',
-    ],
-    [
-      'unclosed flow sequence',
-      'groups:\n  devs: [alice, bob\nconnectors: {}\n',
-      3,
-      'YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]',
-    ],
-    [
-      'empty file',
-      '# nothing but a comment\n',
-      null,
-      'the file is empty; expected a mapping with groups, connectors and/or entitlements',
-    ],
-    ['top level is a list', '- alice\n- bob\n', 1, 'the document must be a mapping, not a list'],
-    [
-      'unknown top-level key',
-      'groups:\n  devs: [alice]\nworkloads: {}\n',
-      3,
-      'unknown top-level key "workloads"',
-    ],
-    [
-      'invalid username',
-      'groups:\n  devs:\n    - alice\n    - Bob\n',
-      4,
-      `groups.devs[1] "Bob" is not a valid username (${USERNAME_RULE})`,
-    ],
-    [
-      'invalid group name',
-      'groups:\n  devs: [alice]\n  Dev_Team: [bob]\n',
-      3,
-      `groups key "Dev_Team" is not a valid name (${ID_RULE})`,
-    ],
-    ['group is not a list', 'groups:\n  devs: alice\n', 2, 'groups.devs must be a list, not a string'],
-    [
-      'unknown connector type',
-      'connectors:\n  db: { type: mysql, urlEnv: DB_URL }\n',
-      2,
-      'connectors.db.type must be one of jwt, postgres, ssh, webhook',
-    ],
-    [
-      'connector without a type',
-      'connectors:\n  db: { urlEnv: DB_URL }\n',
-      2,
-      'connectors.db.type is required, one of jwt, postgres, ssh, webhook',
-    ],
-    [
-      'unresolved alias (found only when building values, so no line)',
-      'groups:\n  devs: &devs [alice]\n  leads: *lead\n',
-      null,
-      'YAML error: Unresolved alias (the anchor must be set before the alias): lead',
-    ],
-    [
-      'unknown connector key',
-      'connectors:\n  db:\n    type: postgres\n    urlEnv: DB_URL\n    password: hunter2\n',
-      5,
-      'unknown key "password" in connectors.db',
-    ],
-    [
-      'invalid environment variable name',
-      'connectors:\n  db: { type: postgres, urlEnv: postgres://admin@db/app }\n',
-      2,
-      'connectors.db.urlEnv "postgres://admin@db/app" is not a valid environment variable name (A-Z, 0-9 and "_")',
-    ],
-    [
-      'webhook url',
-      'connectors:\n  hook:\n    type: webhook\n    url: ftp://example.com/hook\n    secretEnv: HOOK_SECRET\n',
-      4,
-      'connectors.hook.url must be an http(s) URL',
-    ],
-    [
-      'missing required key',
-      `${HEADER}  - id: e1\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      8,
-      'entitlements[0].connector is required',
-    ],
-    [
-      'invalid entitlement id',
-      `${HEADER}  - id: Prod_DB\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      8,
-      `entitlements[0].id "Prod_DB" is not a valid id (${ID_RULE})`,
-    ],
-    [
-      'unknown entitlement key',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads], ttl: 1h }\n`,
-      13,
-      'unknown key "ttl" in entitlements[0].approval',
-    ],
-    [
-      'malformed duration',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1x\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      12,
-      'entitlements[0].maxDuration "1x" is not a positive duration like "90s", "15m", "1h30m" or "2d"',
-    ],
-    [
-      'duration as a number',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 3600\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      12,
-      'entitlements[0].maxDuration must be a duration string like "1h"',
-    ],
-    [
-      'approvals not a number',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval:\n      approvals: two\n      approverGroups: [leads]\n`,
-      14,
-      'entitlements[0].approval.approvals must be a whole number, not a string',
-    ],
-    [
-      'empty eligible list',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: []\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      11,
-      'entitlements[0].eligible must list at least one group',
-    ],
-    [
-      'scope with .inf',
-      `${HEADER}  - id: e1\n    connector: db\n    scope:\n      grantRoles: [app]\n      limit: .inf\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      12,
-      'entitlements[0].scope.limit must be a finite number',
-    ],
-    [
-      'scope with a __proto__ key',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: { __proto__: { admin: true } }\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      10,
-      'entitlements[0].scope.__proto__ is a reserved key',
-    ],
-    [
-      'scope missing',
-      `${HEADER}  - id: e1\n    connector: db\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      8,
-      'entitlements[0].scope is required',
-    ],
-    [
-      'group names are looked up as own properties only',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [constructor]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      11,
-      'entitlement "e1" lists unknown group "constructor" in eligible',
-    ],
-    [
-      'unknown connector',
-      `${HEADER}  - id: e1\n    connector: nope\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      9,
-      'entitlement "e1" uses connector "nope", which is not defined under connectors',
-    ],
-    [
-      'unknown eligible group',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible:\n      - devs\n      - ops\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      13,
-      'entitlement "e1" lists unknown group "ops" in eligible',
-    ],
-    [
-      'unknown approver group',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval:\n      approvals: 1\n      approverGroups: [dbas]\n`,
-      15,
-      'entitlement "e1" lists unknown group "dbas" in approval.approverGroups',
-    ],
-    [
-      'unknown notify group',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 30m\n    breakGlass:\n      notify: [security]\n      postReviewWithin: 24h\n`,
-      14,
-      'entitlement "e1" lists unknown group "security" in breakGlass.notify',
-    ],
-    [
-      'no approval',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n`,
-      8,
-      'entitlement "e1" needs at least 1 approval unless it declares breakGlass or selfService: true',
-    ],
-    [
-      'zero approvals',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval:\n      approvals: 0\n      approverGroups: [leads]\n`,
-      14,
-      'entitlement "e1" needs at least 1 approval unless it declares breakGlass or selfService: true',
-    ],
-    [
-      'self-service and break-glass',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    breakGlass: { notify: [leads], postReviewWithin: 24h }\n    selfService: true\n`,
-      14,
-      'entitlement "e1" cannot be both selfService and breakGlass',
-    ],
-    [
-      'approval and break-glass',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n    breakGlass: { notify: [leads], postReviewWithin: 24h }\n`,
-      13,
-      'entitlement "e1" declares both approval and breakGlass; break-glass activates without approval',
-    ],
-    [
-      'approval and self-service',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n    selfService: true\n`,
-      13,
-      'entitlement "e1" declares both approval and selfService; self-service activates without approval',
-    ],
-    [
-      'fewer approvers than approvals',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 4, approverGroups: [leads, solo] }\n`,
-      13,
-      'entitlement "e1" requires 4 approvals but group(s) leads, solo have only 3 approvers',
-    ],
-    [
-      'quorum lost when the requester is an approver',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs, leads]\n    maxDuration: 1h\n    approval:\n      approvals: 2\n      approverGroups: [leads]\n`,
-      14,
-      'entitlement "e1" requires 2 approvals but group(s) leads have only 1 approver other than requester "carol"',
-    ],
-    [
-      'above the hard cap',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 9h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      12,
-      'entitlement "e1" maxDuration 9h exceeds the hard cap of 8h',
-    ],
-    [
-      'self-service above its cap',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h30m\n    selfService: true\n`,
-      12,
-      'self-service entitlement "e1" maxDuration 1h30m exceeds the self-service cap of 1h',
-    ],
-    [
-      'break-glass above its cap',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 2h\n    breakGlass: { notify: [leads], postReviewWithin: 24h }\n`,
-      12,
-      'break-glass entitlement "e1" maxDuration 2h exceeds the break-glass cap of 1h',
-    ],
-    [
-      'invalid ticket pattern',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    requires: { ticketPattern: '^(INC-[0-9]+$' }\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      13,
-      'entitlement "e1" ticketPattern "^(INC-[0-9]+$" is not a valid regular expression',
-    ],
-    [
-      'a title with a bidirectional override (shown to approvers)',
-      `${HEADER}  - id: e1\n    title: "Read-only \\u202Eexe.txt"\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      9,
-      'entitlements[0].title must be plain text: it contains a bidirectional control character (U+202E)',
-    ],
-    [
-      'a title with a C1 control',
-      `${HEADER}  - id: e1\n    title: "Read\\x9bonly"\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      9,
-      'entitlements[0].title must be plain text: it contains a control character (U+009B)',
-    ],
-    [
-      'a title with a line break',
-      `${HEADER}  - id: e1\n    title: "Read\\nonly"\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      9,
-      'entitlements[0].title must be plain text: it contains a line break or tab (U+000A), which this single-line field does not take',
-    ],
-    [
-      'a ticket pattern with U+0000',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    requires: { ticketPattern: "^INC\\0" }\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      13,
-      'entitlements[0].requires.ticketPattern must be plain text: it contains NUL (U+0000)',
-    ],
-    [
-      'a scope value with a bidirectional isolate',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: { grantRoles: ["app\\u2066_admin"] }\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      10,
-      'entitlements[0].scope.grantRoles[0] must be plain text: it contains a bidirectional control character (U+2066)',
-    ],
-    [
-      'a jwt audience with a C1 control',
-      'connectors:\n  api: { type: jwt, audience: "https://api\\x85.example" }\n',
-      2,
-      'connectors.api.audience must be plain text: it contains a control character (U+0085)',
-    ],
-    [
-      'duplicate entitlement id',
-      `${HEADER}  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`,
-      14,
-      'entitlement "e1" is defined twice: p.yaml:8 and p.yaml:14',
-    ],
-  ];
-
-  it.each(fixtures)('%s', (_what, text, line, reason) => {
-    const problems = problemsOf([{ name: 'p.yaml', text }]);
-    expect(
-      problems.map((problem) => ({ file: problem.file, line: problem.line, reason: problem.reason })),
-    ).toEqual([{ file: 'p.yaml', line, reason }]);
+describe('policyHash', () => {
+  it('is 64 hex characters, the same after a JSON round trip (how a stored version is read back)', () => {
+    expect(policyHash(POLICY)).toMatch(/^[0-9a-f]{64}$/);
+    expect(policyHash(JSON.parse(JSON.stringify(POLICY)) as Policy)).toBe(policyHash(POLICY));
   });
 
-  it('names the YAML path of the node', () => {
-    const [problem] = problemsOf([
-      { name: 'p.yaml', text: fixtures.find(([what]) => what === 'approvals not a number')![1] },
-    ]);
-    expect(problem.path).toBe('entitlements[0].approval.approvals');
-  });
-
-  it('reports every problem at once, and the message lists each as file:line: reason', () => {
-    const text = `${HEADER}  - id: e1\n    connector: nope\n    scope: {}\n    eligible: [devs]\n    maxDuration: 9h\n    approval: { approvals: 1, approverGroups: [leads] }\n`;
-    let caught: unknown;
-    try {
-      parsePolicy([{ name: 'policies/p.yaml', text }], LIMITS);
-    } catch (error) {
-      caught = error;
-    }
-    expect(caught).toBeInstanceOf(PolicyError);
-    expect(caught).toBeInstanceOf(DomainError);
-    expect((caught as PolicyError).code).toBe(ErrorCode.POLICY_INVALID);
-    expect((caught as PolicyError).details).toEqual((caught as PolicyError).problems);
-    expect((caught as PolicyError).message).toBe(
-      [
-        'invalid policy:',
-        'policies/p.yaml:9: entitlement "e1" uses connector "nope", which is not defined under connectors',
-        'policies/p.yaml:12: entitlement "e1" maxDuration 9h exceeds the hard cap of 8h',
-      ].join('\n'),
-    );
-  });
-
-  it('honours a lower configured hard cap', () => {
-    const text = EXAMPLE;
-    expect(() => parsePolicy([{ name: 'p.yaml', text }], { hardMaxDurationSeconds: 45 * 60 })).toThrow(
-      'entitlement "api-admin-token" maxDuration 1h exceeds the hard cap of 45m',
-    );
-  });
-
-  it('reads the YAML 1.2 core schema even under a %YAML 1.1 directive', () => {
-    const text = `%YAML 1.1\n---\n${HEADER}  - id: e1\n    connector: db\n    scope: { on: yes }\n    eligible: [devs]\n    maxDuration: 1h\n    approval: { approvals: 1, approverGroups: [leads] }\n`;
-    const [entitlement] = parsePolicy([{ name: 'p.yaml', text }], LIMITS).entitlements;
-    expect(entitlement.id).toBe('e1');
-    expect(entitlement.scope).toEqual({ on: 'yes' });
-  });
-
-  it('refuses an empty list of files', () => {
-    expect(() => parsePolicy([], LIMITS)).toThrow('no policy files');
-  });
-});
-
-describe('parsePolicy: several files', () => {
-  const people = {
-    name: 'policies/10-people.yaml',
-    text: 'groups:\n  devs: [alice, bob]\n  leads: [carol, dave]\n',
-  };
-  const access = {
-    name: 'policies/20-access.yaml',
-    text: [
-      'connectors:',
-      '  db: { type: postgres, urlEnv: DB_URL }',
-      'entitlements:',
-      '  - id: db-read',
-      '    connector: db',
-      '    scope: { grantRoles: [app_read] }',
-      '    eligible: [devs]',
-      '    maxDuration: 1h',
-      '    approval: { approvals: 2, approverGroups: [leads] }',
-      '',
-    ].join('\n'),
-  };
-
-  it('merges into one policy', () => {
-    const policy = parsePolicy([people, access], LIMITS);
-    expect(Object.keys(policy.groups)).toEqual(['devs', 'leads']);
-    expect(Object.keys(policy.connectors)).toEqual(['db']);
-    expect(policy.entitlements.map((entitlement) => entitlement.id)).toEqual(['db-read']);
-  });
-
-  it('refuses a group, connector or entitlement defined in two files, naming both', () => {
-    const again = {
-      name: 'policies/30-again.yaml',
-      text: [
-        'groups:',
-        '  leads: [erin]',
-        'connectors:',
-        '  db: { type: jwt, audience: x }',
-        'entitlements:',
-        '  - id: db-read',
-        '    connector: db',
-        '    scope: {}',
-        '    eligible: [devs]',
-        '    maxDuration: 1h',
-        '    approval: { approvals: 1, approverGroups: [devs] }',
-        '',
-      ].join('\n'),
+  it('ignores key order but not values', () => {
+    const reordered: Policy = {
+      entitlements: POLICY.entitlements,
+      connectors: POLICY.connectors,
+      groups: POLICY.groups,
     };
-    expect(problemsOf([people, access, again])).toEqual([
-      {
-        file: 'policies/30-again.yaml',
-        line: 2,
-        path: 'groups.leads',
-        reason: 'group "leads" is defined twice: policies/10-people.yaml:3 and policies/30-again.yaml:2',
-      },
-      {
-        file: 'policies/30-again.yaml',
-        line: 4,
-        path: 'connectors.db',
-        reason: 'connector "db" is defined twice: policies/20-access.yaml:2 and policies/30-again.yaml:4',
-      },
-      {
-        file: 'policies/30-again.yaml',
-        line: 6,
-        path: 'entitlements[0].id',
-        reason:
-          'entitlement "db-read" is defined twice: policies/20-access.yaml:4 and policies/30-again.yaml:6',
-      },
-    ]);
-  });
-
-  it('checks references across files only once every file is well-formed', () => {
-    const broken = { name: 'policies/10-people.yaml', text: 'groups:\n  devs: [alice, bob\n' };
-    const problems = problemsOf([broken, access]);
-    expect(problems.map((problem) => problem.file)).toEqual(['policies/10-people.yaml']);
-  });
-});
-
-describe('policy lookups', () => {
-  const policy = parsePolicy([{ name: 'policies/example.yaml', text: EXAMPLE }], LIMITS);
-  const write = findEntitlement(policy, 'demo-db-write')!;
-  const breakGlass = findEntitlement(policy, 'demo-db-breakglass')!;
-
-  it('groupsOf lists a user’s groups, sorted', () => {
-    expect(groupsOf(policy, 'admin')).toEqual(['approvers', 'engineers', 'oncall']);
-    expect(groupsOf(policy, 'alice')).toEqual(['engineers', 'oncall']);
-    expect(groupsOf(policy, 'bob')).toEqual(['approvers']);
-    expect(groupsOf(policy, 'mallory')).toEqual([]);
-  });
-
-  it('isEligible follows the eligible groups', () => {
-    expect(isEligible(policy, write, 'alice')).toBe(true);
-    expect(isEligible(policy, write, 'carol')).toBe(true);
-    expect(isEligible(policy, write, 'bob')).toBe(false);
-    expect(isEligible(policy, breakGlass, 'alice')).toBe(true);
-    expect(isEligible(policy, breakGlass, 'carol')).toBe(false);
-  });
-
-  it('isApprover follows the approver groups, and nobody approves break-glass', () => {
-    expect(isApprover(policy, write, 'bob')).toBe(true);
-    expect(isApprover(policy, write, 'admin')).toBe(true);
-    expect(isApprover(policy, write, 'alice')).toBe(false);
-    expect(isApprover(policy, breakGlass, 'bob')).toBe(false);
-  });
-});
-
-describe('policy settings', () => {
-  const ENTITLEMENT = `  - id: db-read
-    connector: db
-    scope: {}
-    eligible: [devs]
-    maxDuration: 1h
-    approval: { approvals: 1, approverGroups: [leads] }
-`;
-
-  it('leaves settings out when no file declares them (so existing hashes hold), with a 24 h cool-down', () => {
-    const policy = parsePolicy([{ name: 'p.yaml', text: HEADER + ENTITLEMENT }], LIMITS);
-    expect(policy).not.toHaveProperty('settings');
-    expect(recoveryCooldownSeconds(policy)).toBe(DEFAULT_RECOVERY_COOLDOWN_SECONDS);
-    expect(DEFAULT_RECOVERY_COOLDOWN_SECONDS).toBe(24 * 3600);
-  });
-
-  it('reads settings.recoveryCooldown as a duration', () => {
-    const text = `${HEADER}${ENTITLEMENT}settings:\n  recoveryCooldown: 2h\n`;
-    const policy = parsePolicy([{ name: 'p.yaml', text }], LIMITS);
-    expect(policy.settings).toEqual({ recoveryCooldownSeconds: 7200 });
-    expect(recoveryCooldownSeconds(policy)).toBe(7200);
-  });
-
-  it('refuses an unknown setting, a bad duration and settings declared in two files', () => {
-    expect(
-      problemsOf([{ name: 'p.yaml', text: `${HEADER}${ENTITLEMENT}settings: { cooldown: 2h }\n` }]),
-    ).toEqual([expect.objectContaining({ reason: 'unknown key "cooldown" in settings' })]);
-    expect(
-      problemsOf([{ name: 'p.yaml', text: `${HEADER}${ENTITLEMENT}settings: { recoveryCooldown: 0s }\n` }]),
-    ).toEqual([expect.objectContaining({ path: 'settings.recoveryCooldown' })]);
-    expect(
-      problemsOf([
-        { name: 'a.yaml', text: `${HEADER}${ENTITLEMENT}settings: { recoveryCooldown: 1h }\n` },
-        { name: 'b.yaml', text: `settings: { recoveryCooldown: 2h }\n` },
-      ]),
-    ).toEqual([
-      expect.objectContaining({ file: 'b.yaml', reason: expect.stringMatching(/settings is defined twice/) }),
-    ]);
-  });
-
-  it('approvesAnything: a member of any approver group of any entitlement', () => {
-    const policy = parsePolicy([{ name: 'p.yaml', text: HEADER + ENTITLEMENT }], LIMITS);
-    expect(approvesAnything(policy, 'carol')).toBe(true);
-    expect(approvesAnything(policy, 'alice')).toBe(false);
-    expect(approvesAnything(policy, 'erin')).toBe(false);
+    expect(policyHash(reordered)).toBe(policyHash(POLICY));
+    const shorter = { ...POLICY, entitlements: [{ ...write, maxDurationSeconds: 1800 }, breakGlass] };
+    expect(policyHash(shorter)).not.toBe(policyHash(POLICY));
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { ErrorCode } from './errors.js';
-import { parsePolicy } from './policy.js';
+import type { Policy } from './policy.js';
 import {
   anotherAdminCanApprove,
   isIndependentOf,
@@ -11,35 +11,54 @@ import {
   type SecondAdminFacts,
 } from './recovery-rules.js';
 
-const POLICY_TEXT = `groups:
-  devs: [alice]
-  readers: [rita]
-  leads: [bob, dave]
-  oncall: [olga]
-  nobody-asks: [zed]
-connectors:
-  db: { type: postgres, urlEnv: DB_URL }
-entitlements:
-  - id: db-write
-    connector: db
-    scope: {}
-    eligible: [devs]
-    maxDuration: 1h
-    approval: { approvals: 1, approverGroups: [leads] }
-  - id: db-read
-    connector: db
-    scope: {}
-    eligible: [readers]
-    maxDuration: 15m
-    selfService: true
-  - id: db-breakglass
-    connector: db
-    scope: {}
-    eligible: [oncall]
-    maxDuration: 30m
-    breakGlass: { notify: [nobody-asks], postReviewWithin: 24h }
-`;
-const policy = parsePolicy([{ name: 'p.yaml', text: POLICY_TEXT }], { hardMaxDurationSeconds: 8 * 3600 });
+/** An approval-gated, a self-service and a break-glass entitlement, as libs/policy loads them. */
+function policyWith(oncall: string[]): Policy {
+  const common = {
+    connector: 'db',
+    scope: {},
+    requires: { justification: true, ticketPattern: null },
+    approval: null,
+    breakGlass: null,
+    selfService: false,
+    authenticator: { deviceBound: false, aaguids: null },
+  };
+  return {
+    groups: { devs: ['alice'], leads: ['bob', 'dave'], 'nobody-asks': ['zed'], oncall, readers: ['rita'] },
+    connectors: { db: { type: 'postgres', urlEnv: 'DB_URL' } },
+    entitlements: [
+      {
+        ...common,
+        id: 'db-write',
+        title: 'db-write',
+        eligible: ['devs'],
+        maxDurationSeconds: 3600,
+        approval: {
+          approvals: 1,
+          approverGroups: ['leads'],
+          pendingTtlSeconds: 3600,
+          activationWindowSeconds: 900,
+        },
+      },
+      {
+        ...common,
+        id: 'db-read',
+        title: 'db-read',
+        eligible: ['readers'],
+        maxDurationSeconds: 900,
+        selfService: true,
+      },
+      {
+        ...common,
+        id: 'db-breakglass',
+        title: 'db-breakglass',
+        eligible: ['oncall'],
+        maxDurationSeconds: 1800,
+        breakGlass: { notify: ['nobody-asks'], postReviewWithinSeconds: 86_400 },
+      },
+    ],
+  };
+}
+const policy = policyWith(['olga']);
 
 const HOUR = 3600 * 1000;
 const NOW = new Date('2030-01-01T12:00:00.000Z');
@@ -67,10 +86,7 @@ describe('recoveryNeedsSecondAdmin: whose identity alone yields access', () => {
   });
 
   it('lists every reason, and none under an empty policy but the admin role', () => {
-    const both = parsePolicy(
-      [{ name: 'p.yaml', text: POLICY_TEXT.replace('oncall: [olga]', 'oncall: [olga, bob, rita]') }],
-      { hardMaxDurationSeconds: 8 * 3600 },
-    );
+    const both = policyWith(['bob', 'olga', 'rita']);
     expect(privilegeReasons({ username: 'bob', roles: ['admin'] }, both)).toEqual([
       'admin',
       'approver',

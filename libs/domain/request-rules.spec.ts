@@ -4,7 +4,7 @@ import { DomainError, ErrorCode } from './errors.js';
 import {
   DEFAULT_ACTIVATION_WINDOW_SECONDS,
   DEFAULT_RECOVERY_COOLDOWN_SECONDS,
-  parsePolicy,
+  type Policy,
 } from './policy.js';
 import {
   activationDeadline,
@@ -28,35 +28,44 @@ import {
 } from './request-rules.js';
 import { EndReason, RequestState } from './request-state.js';
 
-const POLICY_TEXT = `groups:
-  devs: [alice, frank]
-  leads: [bob, dave, erin]
-  oncall: [olga]
-connectors:
-  db: { type: postgres, urlEnv: DB_URL }
-entitlements:
-  - id: db-write
-    connector: db
-    scope: {}
-    eligible: [devs]
-    maxDuration: 1h
-    requires: { justification: true, ticketPattern: '^INC-[0-9]+$' }
-    approval: { approvals: 2, approverGroups: [leads], activationWindow: 10m }
-  - id: db-read
-    connector: db
-    scope: {}
-    eligible: [devs]
-    maxDuration: 15m
-    selfService: true
-  - id: db-breakglass
-    connector: db
-    scope: {}
-    eligible: [devs]
-    maxDuration: 30m
-    breakGlass: { notify: [oncall], postReviewWithin: 24h }
-`;
-const LIMITS = { hardMaxDurationSeconds: 8 * 3600 };
-const policy = parsePolicy([{ name: 'p.yaml', text: POLICY_TEXT }], LIMITS);
+// The normalised model libs/policy loads from YAML: an approval-gated, a self-service and a break-glass entitlement.
+const common = {
+  connector: 'db',
+  scope: {},
+  eligible: ['devs'],
+  requires: { justification: true, ticketPattern: null },
+  approval: null,
+  breakGlass: null,
+  selfService: false,
+  authenticator: { deviceBound: false, aaguids: null },
+};
+const policy: Policy = {
+  groups: { devs: ['alice', 'frank'], leads: ['bob', 'dave', 'erin'], oncall: ['olga'] },
+  connectors: { db: { type: 'postgres', urlEnv: 'DB_URL' } },
+  entitlements: [
+    {
+      ...common,
+      id: 'db-write',
+      title: 'db-write',
+      maxDurationSeconds: 3600,
+      requires: { justification: true, ticketPattern: '^INC-[0-9]+$' },
+      approval: {
+        approvals: 2,
+        approverGroups: ['leads'],
+        pendingTtlSeconds: 3600,
+        activationWindowSeconds: 600,
+      },
+    },
+    { ...common, id: 'db-read', title: 'db-read', maxDurationSeconds: 900, selfService: true },
+    {
+      ...common,
+      id: 'db-breakglass',
+      title: 'db-breakglass',
+      maxDurationSeconds: 1800,
+      breakGlass: { notify: ['oncall'], postReviewWithinSeconds: 86_400 },
+    },
+  ],
+};
 const dbWrite = policy.entitlements.find((entitlement) => entitlement.id === 'db-write')!;
 const dbRead = policy.entitlements.find((entitlement) => entitlement.id === 'db-read')!;
 
@@ -121,11 +130,7 @@ describe('whyNotCounted', () => {
   });
 
   it('follows the policy setting settings.recoveryCooldown', () => {
-    const short = parsePolicy(
-      [{ name: 'p.yaml', text: `${POLICY_TEXT}settings: { recoveryCooldown: 1h }\n` }],
-      LIMITS,
-    );
-    expect(short.settings).toEqual({ recoveryCooldownSeconds: 3600 });
+    const short: Policy = { ...policy, settings: { recoveryCooldownSeconds: 3600 } };
     const entitlement = short.entitlements[0];
     expect(whyNotCounted(vote('bob', at(HOUR - 1), recovered), entitlement, short)).toBe('recovery-cooldown');
     expect(whyNotCounted(vote('bob', at(HOUR), recovered), entitlement, short)).toBeNull();

@@ -12,6 +12,7 @@ import {
 } from './policy.js';
 import { Decision, RequestState } from './request-enums.js';
 import { transition, type Transition } from './request-state.js';
+import { checkUserPublicKey } from './ssh-public-key.js';
 
 // The decision rules around a request, pure like request-state.ts: the caller gathers the facts (from
 // PostgreSQL, on its clock) and acts on the answer. Refusals are returned, not thrown.
@@ -239,8 +240,8 @@ export function checkConfirmation(evidence: Confirmation, expected: Confirmation
 
 /**
  * The entitlement a new request is for, or why it may not be filed: the entitlement exists, the requester
- * is eligible, break-glass goes through its own door (starting now, justified), and the duration,
- * justification and ticket meet the entitlement's requirements.
+ * is eligible, break-glass goes through its own door (starting now, justified), the duration,
+ * justification and ticket meet the entitlement's requirements, and an ssh entitlement has a usable key.
  */
 export function checkNewRequest(
   policy: Policy,
@@ -256,7 +257,26 @@ export function checkNewRequest(
     return new DomainError(ErrorCode.NOT_ELIGIBLE, `You are not eligible for "${entitlement.id}"`);
   }
   const door = kind.breakGlass ? checkBreakGlassDoor(entitlement, input) : checkOrdinaryDoor(entitlement);
-  return door ?? checkRequirements(entitlement, input) ?? entitlement;
+  return (
+    door ??
+    checkRequirements(entitlement, input) ??
+    checkCredentialInput(policy, entitlement, input) ??
+    entitlement
+  );
+}
+
+/**
+ * What the entitlement's connector needs from the requester, checked as the connector will check it at
+ * activation, so approvers never spend a step-up on a request that cannot be activated: an ssh entitlement
+ * needs a public key the CA will certify (type, size, encoding).
+ */
+function checkCredentialInput(
+  policy: Policy,
+  entitlement: Entitlement,
+  input: NewRequest,
+): DomainError | null {
+  if (policy.connectors[entitlement.connector]?.type !== 'ssh') return null;
+  return checkUserPublicKey(input.sshPublicKey);
 }
 
 function checkOrdinaryDoor(entitlement: Entitlement): DomainError | null {

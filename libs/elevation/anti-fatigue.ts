@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import type { AppConfig } from '../config/config.js';
 import type { Actor } from '../domain/actor.js';
@@ -7,6 +8,16 @@ import { DomainError, ErrorCode } from '../domain/errors.js';
 import { RequestState, WAITING_STATES } from '../domain/request-state.js';
 
 type Limits = AppConfig['antiFatigue'];
+
+/** What the limits on filing are checked against: the requester's requests, counted by PostgreSQL. */
+export interface FilingCounts {
+  open: number;
+  openHere: number;
+  openExtensionsHere: number;
+  recent: number;
+  lastDenial: Date | null;
+  now: Date;
+}
 
 /**
  * What stops a flood of requests from wearing approvers down, checked inside the creating transaction
@@ -20,10 +31,18 @@ export async function assertMayRequest(
   entitlementId: string,
   options: { extension: boolean },
 ): Promise<void> {
+  await assertNotLockedOut(manager, actor.id, entitlementId);
+  const counts = await filingCounts(manager, limits, actor.id, entitlementId);
+  const refusal = checkFilingLimits(counts, limits, entitlementId, options);
+  if (refusal) throw refusal;
+}
+
+/** Refuses a requester whom repeated denials locked out of the entitlement (until an admin unlocks). */
+async function assertNotLockedOut(manager: EntityManager, userId: string, entitlementId: string) {
   const [lockout] = (await manager.query(
     `SELECT locked_at AS "lockedAt" FROM entitlement_lockouts
       WHERE user_id = $1 AND entitlement_id = $2 AND unlocked_at IS NULL`,
-    [actor.id, entitlementId],
+    [userId, entitlementId],
   )) as Array<{ lockedAt: Date }>;
   if (lockout) {
     throw new DomainError(
@@ -31,6 +50,15 @@ export async function assertMayRequest(
       `Repeated denials locked you out of "${entitlementId}" on ${lockout.lockedAt.toISOString()}; an admin must unlock it`,
     );
   }
+}
+
+/** The requester's open, recent and recently denied requests, as the filing limits count them. */
+async function filingCounts(
+  manager: EntityManager,
+  limits: Limits,
+  requesterId: string,
+  entitlementId: string,
+): Promise<FilingCounts> {
   const [counts] = (await manager.query(
     `SELECT
        count(*) FILTER (WHERE state = ANY($5) AND extends_request_id IS NULL)::int AS "open",
@@ -48,23 +76,29 @@ export async function assertMayRequest(
        now() AS now
      FROM elevation_requests WHERE requester_id = $1`,
     [
-      actor.id,
+      requesterId,
       entitlementId,
       limits.requestWindowSeconds,
       limits.denialCooldownSeconds,
       WAITING_STATES,
       RequestState.DENIED,
     ],
-  )) as Array<{
-    open: number;
-    openHere: number;
-    openExtensionsHere: number;
-    recent: number;
-    lastDenial: Date | null;
-    now: Date;
-  }>;
+  )) as FilingCounts[];
+  return counts;
+}
+
+/**
+ * The filing limits, in order: the rate of new requests, the cool-down after a denial, then one open
+ * extension per request, or the open requests per entitlement and in all. The refusal, or null.
+ */
+export function checkFilingLimits(
+  counts: FilingCounts,
+  limits: Limits,
+  entitlementId: string,
+  options: { extension: boolean },
+): DomainError | null {
   if (counts.recent >= limits.requestLimit) {
-    throw new DomainError(
+    return new DomainError(
       ErrorCode.REQUEST_RATE_LIMITED,
       `You filed ${counts.recent} requests in the last ${limits.requestWindowSeconds} seconds; wait before filing more`,
       { limit: limits.requestLimit, windowSeconds: limits.requestWindowSeconds },
@@ -74,30 +108,46 @@ export async function assertMayRequest(
     const retryAfterSeconds = Math.ceil(
       (counts.lastDenial.getTime() + limits.denialCooldownSeconds * 1000 - counts.now.getTime()) / 1000,
     );
-    throw new DomainError(
+    return new DomainError(
       ErrorCode.DENIAL_COOLDOWN,
       `Your last request for "${entitlementId}" was denied; wait ${retryAfterSeconds} s before asking again`,
       { retryAfterSeconds },
     );
   }
   if (options.extension) {
-    if (counts.openExtensionsHere > 0) {
-      throw new DomainError(ErrorCode.OPEN_REQUEST_EXISTS, 'An extension of this request is already open');
-    }
-    return;
+    if (counts.openExtensionsHere === 0) return null;
+    return new DomainError(ErrorCode.OPEN_REQUEST_EXISTS, 'An extension of this request is already open');
   }
   if (counts.openHere >= limits.maxOpenPerEntitlement) {
-    throw new DomainError(
+    return new DomainError(
       ErrorCode.OPEN_REQUEST_EXISTS,
       `You already have an open request for "${entitlementId}"; cancel it or wait for a decision`,
     );
   }
   if (counts.open >= limits.maxOpen) {
-    throw new DomainError(
+    return new DomainError(
       ErrorCode.TOO_MANY_OPEN_REQUESTS,
       `You already have ${counts.open} open requests (at most ${limits.maxOpen})`,
     );
   }
+  return null;
+}
+
+/**
+ * The rubber-stamp signal: the approver approves without having opened the request, or within
+ * `rubberStampSeconds` of first opening it.
+ */
+export async function isRubberStamp(
+  manager: EntityManager,
+  limits: Limits,
+  approval: { requestId: string; approverId: string; at: Date },
+): Promise<boolean> {
+  const [view] = (await manager.query(
+    `SELECT first_viewed_at AS "firstViewedAt" FROM request_views WHERE request_id = $1 AND user_id = $2`,
+    [approval.requestId, approval.approverId],
+  )) as Array<{ firstViewedAt: Date }>;
+  if (!view) return true;
+  return approval.at.getTime() - view.firstViewedAt.getTime() < limits.rubberStampSeconds * 1000;
 }
 
 /**
@@ -133,7 +183,7 @@ export async function lockOutAfterRepeatedDenials(
   if (!inserted) return false;
   await appendAuditEvent(manager, {
     actorId,
-    action: 'entitlement.locked',
+    action: AuditAction.EntitlementLocked,
     subjectType: 'user',
     subjectId: requesterId,
     data: { alert: true, entitlementId, denials, windowSeconds: limits.denialLockoutWindowSeconds },
@@ -156,7 +206,7 @@ export async function unlockEntitlement(
   if (!row) throw new DomainError(ErrorCode.NOT_FOUND, `No lockout of that user from "${entitlementId}"`);
   await appendAuditEvent(manager, {
     actorId: admin.id,
-    action: 'entitlement.unlocked',
+    action: AuditAction.EntitlementUnlocked,
     subjectType: 'user',
     subjectId: userId,
     data: { entitlementId, lockoutId: row.id },

@@ -76,4 +76,13 @@ describe('ConnectorRegistry: ssh and webhook', () => {
     expect(short.message).toContain('HOOK_SECRET must be at least 16 characters');
     expect(short.message).not.toContain('tiny-secret');
   });
+
+  it('names the missing postgres admin URL variable (CONNECTOR_FAILED)', () => {
+    const settings = policy({ db: { type: 'postgres', urlEnv: 'DB_ADMIN_URL' } } as Policy['connectors']);
+    const missing = failure(() => registry().get(settings, 'db'));
+    expect(missing.code).toBe(ErrorCode.CONNECTOR_FAILED);
+    expect(missing.message).toBe(
+      'Connector "db" needs the environment variable DB_ADMIN_URL, which is not set',
+    );
+  });
 });

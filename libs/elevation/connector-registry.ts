@@ -50,15 +50,10 @@ export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationS
         return new JwtConnector(this.signingKeys, {
           issuer: this.config.http.publicUrl,
           audience: settings.audience,
+          clientId: name,
         });
       case 'postgres': {
-        const adminUrl = this.config.connectorSecret(settings.urlEnv);
-        if (!adminUrl) {
-          throw new DomainError(
-            ErrorCode.CONNECTOR_FAILED,
-            `Connector "${name}" needs the environment variable ${settings.urlEnv}, which is not set`,
-          );
-        }
+        const adminUrl = this.requiredSecret(name, settings.urlEnv);
         return new PostgresConnector({ adminUrl, connectorName: name });
       }
       case 'ssh':
@@ -71,13 +66,7 @@ export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationS
         }
         return this.ssh;
       case 'webhook': {
-        const secret = this.config.connectorSecret(settings.secretEnv);
-        if (!secret) {
-          throw new DomainError(
-            ErrorCode.CONNECTOR_FAILED,
-            `Connector "${name}" needs the environment variable ${settings.secretEnv}, which is not set`,
-          );
-        }
+        const secret = this.requiredSecret(name, settings.secretEnv);
         // The HMAC key is all that authenticates the broker to the receiver: refuse a guessable one.
         if (secret.length < MIN_WEBHOOK_SECRET_LENGTH) {
           throw new DomainError(
@@ -96,6 +85,18 @@ export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationS
         );
       }
     }
+  }
+
+  /** A connector's secret from the environment; refuses when the variable the policy names is not set. */
+  private requiredSecret(name: string, envName: string): string {
+    const secret = this.config.connectorSecret(envName);
+    if (!secret) {
+      throw new DomainError(
+        ErrorCode.CONNECTOR_FAILED,
+        `Connector "${name}" needs the environment variable ${envName}, which is not set`,
+      );
+    }
+    return secret;
   }
 
   /**

@@ -8,11 +8,10 @@ import { KeysModule } from '../keys/keys.module.js';
 import { loggerModule } from '../logging/logger.module.js';
 import { ConnectorRegistry } from './connector-registry.js';
 import { GrantsService } from './grants.service.js';
-import { PolicyService } from './policy.service.js';
+import { PolicyService } from '../policy/policy.service.js';
 import { RequestQueries } from './request-queries.js';
 import { RequestSweeper } from './request-sweeper.js';
 import { RequestsService } from './requests.service.js';
-import { RevocationService } from './revocation.service.js';
 
 const SERVICES = [
   PolicyService,
@@ -20,7 +19,6 @@ const SERVICES = [
   RequestsService,
   RequestQueries,
   RequestSweeper,
-  RevocationService,
   GrantsService,
 ];
 

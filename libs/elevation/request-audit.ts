@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
-import { appendAuditEvent } from '../audit/audit-log.js';
+import { AuditAction, type AuditPayloads } from '../audit/audit-actions.js';
+import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import type { ElevationRequestEntity } from '../db/index.js';
 import type { Actor } from '../domain/actor.js';
 import { Decision } from '../domain/request-state.js';
@@ -12,12 +13,12 @@ import type { RequestRow } from './request-store.js';
 // Imported as a namespace: `audit.created(…)`, `audit.revoked(…)`.
 
 /** Appends an event about a request (subject and request id both the request). */
-export async function event(
+export async function event<A extends AuditAction>(
   manager: EntityManager,
   actorId: string,
-  action: string,
+  action: A,
   requestId: string,
-  data: Record<string, unknown>,
+  data: AuditPayloads[A],
 ): Promise<void> {
   await appendAuditEvent(manager, {
     actorId,
@@ -37,7 +38,7 @@ export async function created(
   row: RequestRow,
   selfService: boolean,
 ): Promise<void> {
-  await event(manager, actor.id, 'request.created', row.id, {
+  await event(manager, actor.id, AuditAction.RequestCreated, row.id, {
     // The immutable fields every step-up on this request commits to (DESIGN §5), for offline checks.
     subject: requestSubject(request),
     requester: actor.username,
@@ -64,7 +65,7 @@ export async function breakGlassActivated(
   notify: { groups: string[]; users: string[] },
   evidence: StepUpEvidence,
 ): Promise<void> {
-  await event(manager, actor.id, 'break-glass.activated', request.id, {
+  await event(manager, actor.id, AuditAction.BreakGlassActivated, request.id, {
     alert: true,
     entitlementId: request.entitlementId,
     justification: request.justification,
@@ -89,7 +90,7 @@ export async function approvalRecorded(
   },
   evidence: StepUpEvidence,
 ): Promise<void> {
-  await event(manager, actor.id, 'approval.recorded', request.id, {
+  await event(manager, actor.id, AuditAction.ApprovalRecorded, request.id, {
     approver: actor.username,
     decision: vote.decision,
     comment: vote.comment,
@@ -109,7 +110,7 @@ export async function activated(
   request: ElevationRequestEntity,
   evidence: StepUpEvidence,
 ): Promise<void> {
-  await event(manager, actor.id, 'request.activated', request.id, {
+  await event(manager, actor.id, AuditAction.RequestActivated, request.id, {
     activatedAt: request.activatedAt!.toISOString(),
     notAfter: request.endsAt!.toISOString(),
     ...(request.extendsRequestId ? { extendsRequestId: request.extendsRequestId } : {}),
@@ -124,9 +125,32 @@ export async function revoked(
   request: ElevationRequestEntity,
   revocation: { reason: string; grantIds: string[]; evidence: StepUpEvidence | null },
 ): Promise<void> {
-  await event(manager, actorId, 'request.revoked', request.id, {
+  await event(manager, actorId, AuditAction.RequestRevoked, request.id, {
     reason: revocation.reason,
     grantIds: revocation.grantIds,
     ...(revocation.evidence ? { evidence: evidenceForAudit(revocation.evidence) } : {}),
+  });
+}
+
+/** request.window-opened: the activation window of a scheduled request opened (at notBefore). */
+export async function windowOpened(manager: EntityManager, request: ElevationRequestEntity): Promise<void> {
+  await event(manager, SYSTEM_ACTOR, AuditAction.RequestWindowOpened, request.id, {
+    notBefore: request.notBefore!.toISOString(),
+    activateBy: request.activateBy?.toISOString() ?? null,
+  });
+}
+
+/** break-glass.reviewed: the post-review's comment, and whether it came after its due time. */
+export async function reviewed(
+  manager: EntityManager,
+  actor: Actor,
+  request: ElevationRequestEntity,
+  comment: string,
+): Promise<void> {
+  const dueAt = request.reviewDueAt;
+  await event(manager, actor.id, AuditAction.BreakGlassReviewed, request.id, {
+    comment,
+    reviewDueAt: dueAt?.toISOString() ?? null,
+    late: dueAt !== null && request.reviewedAt! > dueAt,
   });
 }

@@ -7,7 +7,7 @@ import { findEntitlement, isApprover, type Entitlement, type Policy } from '../d
 import { approvableBy, canSee, checkReview, requestNotFound } from '../domain/request-rules.js';
 import { RequestState } from '../domain/request-state.js';
 import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
-import { PolicyService } from './policy.service.js';
+import { PolicyService } from '../policy/policy.service.js';
 
 export interface RequestListQuery {
   limit: number;

@@ -122,17 +122,19 @@ export async function windowFrom(
   return { now, notAfter };
 }
 
-/** Whether the requester holds or awaits the entitlement already. */
-export async function hasOpenRequest(
+/** Refuses when the requester holds or awaits the entitlement already. */
+export async function assertNoOpenRequest(
   manager: EntityManager,
-  of: { requesterId: string; entitlementId: string },
-): Promise<boolean> {
+  requesterId: string,
+  entitlementId: string,
+): Promise<void> {
   const [{ open }] = (await manager.query(
     `SELECT EXISTS (SELECT 1 FROM elevation_requests
                      WHERE requester_id = $1 AND entitlement_id = $2 AND state = ANY($3)) AS open`,
-    [of.requesterId, of.entitlementId, OPEN_STATES],
+    [requesterId, entitlementId, OPEN_STATES],
   )) as Array<{ open: boolean }>;
-  return open;
+  if (open)
+    throw new DomainError(ErrorCode.OPEN_REQUEST_EXISTS, `You already hold or await "${entitlementId}"`);
 }
 
 /**
@@ -161,28 +163,6 @@ export async function votesOn(
   };
 }
 
-/** When the user first opened the request, or null if they never did (the rubber-stamp signal). */
-export async function firstViewedAt(
-  manager: EntityManager,
-  requestId: string,
-  userId: string,
-): Promise<Date | null> {
-  const [view] = (await manager.query(
-    `SELECT first_viewed_at AS "firstViewedAt" FROM request_views WHERE request_id = $1 AND user_id = $2`,
-    [requestId, userId],
-  )) as Array<{ firstViewedAt: Date }>;
-  return view?.firstViewedAt ?? null;
-}
-
-/** Whether the scheduled window of the request has been opened already (once per request). */
-export async function windowOpened(manager: EntityManager, requestId: string): Promise<boolean> {
-  const rows = (await manager.query(
-    `SELECT 1 FROM audit_events WHERE request_id = $1 AND action = 'request.window-opened' LIMIT 1`,
-    [requestId],
-  )) as unknown[];
-  return rows.length > 0;
-}
-
 /** The waiting requests with their deadlines, for the sweeper. */
 export async function waitingRequests(manager: EntityManager): Promise<
   Array<{
@@ -196,9 +176,7 @@ export async function waitingRequests(manager: EntityManager): Promise<
 > {
   return (await manager.query(
     `SELECT r.id, r.state, r.pending_until AS "pendingUntil", r.activate_by AS "activateBy",
-            r.not_before AS "notBefore",
-            NOT EXISTS (SELECT 1 FROM audit_events e
-                         WHERE e.request_id = r.id AND e.action = 'request.window-opened') AS "awaitsStart"
+            r.not_before AS "notBefore", r.window_opened_at IS NULL AS "awaitsStart"
        FROM elevation_requests r WHERE r.state = ANY($1)`,
     [WAITING_STATES],
   )) as Awaited<ReturnType<typeof waitingRequests>>;
@@ -322,6 +300,11 @@ export async function markReviewed(
     [requestId, reviewerId, comment],
   )) as [Array<{ reviewedAt: Date }>, number];
   return reviewed.reviewedAt;
+}
+
+/** Records that the activation window of a scheduled request opened (once per request). */
+export async function markWindowOpened(manager: EntityManager, requestId: string, at: Date): Promise<void> {
+  await manager.update(ElevationRequestEntity, { id: requestId }, { windowOpenedAt: at });
 }
 
 /** Marks every break-glass review that became overdue (once each) and returns them. */

@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../audit/audit-actions.js';
 import { SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { RequestState } from '../domain/request-state.js';
 import { JobProducer } from '../jobs/job-producer.js';
@@ -39,7 +40,7 @@ export class RequestSweeper {
       const overdue = await store.markOverdueReviews(manager);
       for (const request of overdue) {
         this.logger.warn(`Break-glass request ${request.id} is overdue for post-review`);
-        await audit.event(manager, SYSTEM_ACTOR, 'break-glass.review-overdue', request.id, {
+        await audit.event(manager, SYSTEM_ACTOR, AuditAction.BreakGlassReviewOverdue, request.id, {
           alert: true,
           entitlementId: request.entitlementId,
           reviewDueAt: request.reviewDueAt.toISOString(),

@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
+import { AuditAction } from '../audit/audit-actions.js';
 import { SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import { databaseNow } from '../db/clock.js';
@@ -20,14 +21,12 @@ import { JobProducer } from '../jobs/job-producer.js';
 import type { StepUpEvidence } from '../webauthn/evidence.js';
 import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
 import { afterCommit, enqueue, transactWithJobs, type AfterCommit } from './after-commit.js';
-import { assertMayRequest, lockOutAfterRepeatedDenials } from './anti-fatigue.js';
-import { ConnectorRegistry } from './connector-registry.js';
-import { PolicyService } from './policy.service.js';
+import { assertMayRequest, isRubberStamp, lockOutAfterRepeatedDenials } from './anti-fatigue.js';
+import { GrantsService, type Activation } from './grants.service.js';
+import { PolicyService } from '../policy/policy.service.js';
 import * as audit from './request-audit.js';
-import * as grants from './request-grants.js';
 import * as store from './request-store.js';
 
-export type { Activation } from './request-grants.js';
 /** What a requester asks for; an extension names the ACTIVE request whose end it moves. */
 export type CreateRequestInput = rules.NewRequest;
 
@@ -66,7 +65,7 @@ export class RequestsService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly policies: PolicyService,
-    private readonly connectors: ConnectorRegistry,
+    private readonly grants: GrantsService,
     private readonly jobs: JobProducer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -106,8 +105,8 @@ export class RequestsService {
         return request;
       }
       const activateBy = request.activateBy!;
-      const data = { selfService: true, activateBy: activateBy.toISOString() };
-      await audit.event(manager, actor.id, 'request.approved', request.id, data);
+      const data = { selfService: true as const, activateBy: activateBy.toISOString() };
+      await audit.event(manager, actor.id, AuditAction.RequestApproved, request.id, data);
       jobs.expireAt.push({ requestId: request.id, deadline: activateBy });
       if (notBefore) jobs.startAt.push({ requestId: request.id, notBefore });
       return request;
@@ -118,11 +117,7 @@ export class RequestsService {
    * Break-glass (DESIGN §3): pre-approved by policy, ACTIVE at once with the requester's step-up, capped in
    * duration, loud (an alert event naming who to notify) and queued for post-review.
    */
-  async breakGlass(
-    actor: Actor,
-    input: CreateRequestInput,
-    evidence: StepUpEvidence,
-  ): Promise<grants.Activation> {
+  async breakGlass(actor: Actor, input: CreateRequestInput, evidence: StepUpEvidence): Promise<Activation> {
     const { hash, policy } = await this.policies.inForce();
     const entitlement = checked(rules.checkNewRequest(policy, actor, input, { breakGlass: true }));
     // The step-up service checked the digest of the call's parameters; here, that it was made for this call.
@@ -130,16 +125,11 @@ export class RequestsService {
     checked(rules.checkConfirmation(evidence, expected));
     const { notify, postReviewWithinSeconds } = entitlement.breakGlass!;
     const notifyUsers = [...new Set(notify.flatMap((group) => membersOf(policy, group)))].sort();
-    return grants.withMintUndo((issued) =>
+    return this.grants.withMintUndo((issued) =>
       this.transactWithJobs(async (manager, jobs) => {
         await store.lockUser(manager, actor.id);
         const { now, notAfter } = await store.windowFrom(manager, input.durationSeconds);
-        if (await store.hasOpenRequest(manager, { requesterId: actor.id, entitlementId: entitlement.id })) {
-          throw new DomainError(
-            ErrorCode.OPEN_REQUEST_EXISTS,
-            `You already hold or await "${entitlement.id}"`,
-          );
-        }
+        await store.assertNoOpenRequest(manager, actor.id, entitlement.id);
         const row = store.requestRow(actor, entitlement, hash, input, {
           state: initialState({ breakGlass: true, selfService: false }),
           createdAt: now,
@@ -153,20 +143,16 @@ export class RequestsService {
         const request = await store.insertRequestRow(manager, row);
         // Mint before the first audit append: the append locks the chain head until commit, and every
         // audited write in the system would wait for the connector's network call.
-        const mint = { actor, request, policy, entitlement, now, notAfter };
-        const activation = await this.mint(manager, mint, issued, jobs);
+        const authenticatedAt = evidence.verifiedAt;
+        const mint = { actor, request, policy, entitlement, now, notAfter, authenticatedAt };
+        const activation = await this.grants.mint(manager, mint, issued, jobs);
         this.logger.warn(
           `BREAK-GLASS: ${actor.username} activated "${entitlement.id}" until ${notAfter.toISOString()}; notify ${notifyUsers.join(', ')}`,
         );
         await audit.created(manager, actor, request, row, entitlement.selfService);
-        await audit.breakGlassActivated(
-          manager,
-          actor,
-          request,
-          { groups: notify, users: notifyUsers },
-          evidence,
-        );
-        await grants.auditGrantIssued(manager, actor, activation.grant);
+        const notified = { groups: notify, users: notifyUsers };
+        await audit.breakGlassActivated(manager, actor, request, notified, evidence);
+        await this.grants.auditIssued(manager, actor, activation.grant);
         return activation;
       }),
     );
@@ -188,13 +174,10 @@ export class RequestsService {
       const voter = { approverId: actor.id, username: actor.username, decision, at: now };
       const votes = await store.votesOn(manager, requestId, voter);
       const outcome = checked(rules.applyDecision(request, votes.mine, votes.recorded, policy));
-      const rubberStamp =
-        decision === Decision.APPROVE && (await this.rubberStamped(manager, requestId, actor.id, now));
-      await store.insertApproval(
-        manager,
-        { requestId, approverId: actor.id, decision, comment, at: now },
-        evidence,
-      );
+      const approval = { requestId, approverId: actor.id, decision, comment, at: now };
+      const limits = this.config.antiFatigue;
+      const rubberStamp = decision === Decision.APPROVE && (await isRubberStamp(manager, limits, approval));
+      await store.insertApproval(manager, approval, evidence);
       if (rubberStamp) {
         this.logger.warn(`Rubber-stamp signal: ${actor.username} approved ${requestId} within seconds`);
       }
@@ -213,13 +196,13 @@ export class RequestsService {
    * credential that expires on its own at notAfter, and the revocation job is scheduled after commit.
    * An extension's credential runs to its original's end plus its own duration, never longer than the cap.
    */
-  async activate(actor: Actor, requestId: string, evidence: StepUpEvidence): Promise<grants.Activation> {
+  async activate(actor: Actor, requestId: string, evidence: StepUpEvidence): Promise<Activation> {
     const current = (await this.policies.inForce()).policy;
     // Load the request's policy version before the row lock: inside it, a cache miss would need a second
     // pooled connection while this one holds the lock, and enough parallel activations exhaust the pool.
     const filed = await this.dataSource.getRepository(ElevationRequestEntity).findOneBy({ id: requestId });
     if (filed) await this.policies.byHash(filed.policyHash);
-    return grants.withMintUndo((issued) =>
+    return this.grants.withMintUndo((issued) =>
       this.transactWithJobs(async (manager, jobs) => {
         // An extension's original is locked first, as suspension and revocation lock them (older id first).
         if (filed?.extendsRequestId) await store.shareLockRequest(manager, filed.extendsRequestId);
@@ -245,10 +228,11 @@ export class RequestsService {
         }
         await store.compareAndSet(manager, request, next, { endsAt: notAfter });
         // Mint before the first audit append (see breakGlass).
-        const mint = { actor, request, policy, entitlement, now, notAfter };
-        const activation = await this.mint(manager, mint, issued, jobs);
+        const authenticatedAt = evidence.verifiedAt;
+        const mint = { actor, request, policy, entitlement, now, notAfter, authenticatedAt };
+        const activation = await this.grants.mint(manager, mint, issued, jobs);
         await audit.activated(manager, actor, request, evidence);
-        await grants.auditGrantIssued(manager, actor, activation.grant);
+        await this.grants.auditIssued(manager, actor, activation.grant);
         return activation;
       }),
     );
@@ -270,7 +254,7 @@ export class RequestsService {
         }),
       );
       await store.compareAndSet(manager, request, next);
-      await audit.event(manager, actor.id, 'request.cancelled', request.id, { reason });
+      await audit.event(manager, actor.id, AuditAction.RequestCancelled, request.id, { reason });
       return request;
     });
   }
@@ -292,7 +276,7 @@ export class RequestsService {
       const entitlement = findEntitlement(policy, request.entitlementId);
       // Its extensions end with it: an active one would otherwise keep the access running.
       const extensions = await store.lockOpenRequests(manager, { extendsRequestId: requestId });
-      await grants.lockGrantsOf(manager, [requestId, ...extensions.map(({ id }) => id)]);
+      await this.grants.lockGrantsOf(manager, [requestId, ...extensions.map(({ id }) => id)]);
       const revoker: Revoker = {
         actorId: actor.id,
         actorIsApprover: entitlement !== undefined && isApprover(policy, entitlement, actor.username),
@@ -326,10 +310,8 @@ export class RequestsService {
     reason: string,
   ): Promise<string[]> {
     const open = await store.lockOpenRequests(manager, { requesterId: userId });
-    await grants.lockGrantsOf(
-      manager,
-      open.map(({ id }) => id),
-    );
+    const requestIds = open.map(({ id }) => id);
+    await this.grants.lockGrantsOf(manager, requestIds);
     const jobs = afterCommit();
     const system = { actorId: null, actorIsApprover: false, actorIsAdmin: false, evidence: null };
     for (const request of open) {
@@ -354,7 +336,7 @@ export class RequestsService {
     const next = checked(transition(RequestState.ACTIVE, 'end', { now, notAfter: request.endsAt }));
     await store.compareAndSet(manager, request, next);
     const data = { reason: next.changes.endReason, endedAt: now.toISOString() };
-    await audit.event(manager, SYSTEM_ACTOR, 'request.ended', requestId, data);
+    await audit.event(manager, SYSTEM_ACTOR, AuditAction.RequestEnded, requestId, data);
   }
 
   /**
@@ -378,7 +360,7 @@ export class RequestsService {
       }
       await store.compareAndSet(manager, request, outcome);
       const data = { reason: outcome.changes.endReason, deadline: deadline.toISOString() };
-      await audit.event(manager, SYSTEM_ACTOR, 'request.expired', requestId, data);
+      await audit.event(manager, SYSTEM_ACTOR, AuditAction.RequestExpired, requestId, data);
       return { status: 'expired' } as const;
     });
   }
@@ -392,18 +374,13 @@ export class RequestsService {
       const request = await store.lockRequest(manager, requestId);
       const scheduled = request?.notBefore && request.state === RequestState.APPROVED;
       // Once per request: the sweeper may enqueue the job again after it ran.
-      if (!scheduled || (await store.windowOpened(manager, requestId))) {
-        return { status: 'not-applicable' } as const;
-      }
+      if (!scheduled || request.windowOpenedAt) return { status: 'not-applicable' } as const;
       const notBefore = request.notBefore!;
       const now = await databaseNow(manager);
       if (now < notBefore)
         return { status: 'not-due', remainingMs: notBefore.getTime() - now.getTime() } as const;
-      const data = {
-        notBefore: notBefore.toISOString(),
-        activateBy: request.activateBy?.toISOString() ?? null,
-      };
-      await audit.event(manager, SYSTEM_ACTOR, 'request.window-opened', requestId, data);
+      await store.markWindowOpened(manager, requestId, now);
+      await audit.windowOpened(manager, request);
       return { status: 'opened' } as const;
     });
   }
@@ -417,13 +394,7 @@ export class RequestsService {
       if (refusal) throw refusal;
       const reviewedAt = await store.markReviewed(manager, requestId, actor.id, comment);
       Object.assign(request, { reviewedAt, reviewedBy: actor.id, reviewComment: comment });
-      const dueAt = request.reviewDueAt;
-      const data = {
-        comment,
-        reviewDueAt: dueAt?.toISOString() ?? null,
-        late: dueAt !== null && reviewedAt > dueAt,
-      };
-      await audit.event(manager, actor.id, 'break-glass.reviewed', requestId, data);
+      await audit.reviewed(manager, actor, request, comment);
       return request;
     });
   }
@@ -440,19 +411,14 @@ export class RequestsService {
     const now = next.changes.decidedAt!;
     await store.compareAndSet(manager, request, next);
     if (next.state === RequestState.DENIED) {
-      await audit.event(manager, actor.id, 'request.denied', request.id, { reason: comment });
+      await audit.event(manager, actor.id, AuditAction.RequestDenied, request.id, { reason: comment });
+      const { requesterId, entitlementId } = request;
       const limits = this.config.antiFatigue;
-      await lockOutAfterRepeatedDenials(
-        manager,
-        limits,
-        request.requesterId,
-        request.entitlementId,
-        actor.id,
-      );
+      await lockOutAfterRepeatedDenials(manager, limits, requesterId, entitlementId, actor.id);
       return;
     }
     const data = { activateBy: request.activateBy?.toISOString() };
-    await audit.event(manager, actor.id, 'request.approved', request.id, data);
+    await audit.event(manager, actor.id, AuditAction.RequestApproved, request.id, data);
     jobs.expireAt.push({ requestId: request.id, deadline: request.activateBy! });
     if (request.notBefore && request.notBefore > now) {
       jobs.startAt.push({ requestId: request.id, notBefore: request.notBefore });
@@ -476,18 +442,6 @@ export class RequestsService {
     return { policy, entitlement };
   }
 
-  /** Mints the grant and schedules its revocation at notAfter, once the transaction commits. */
-  private async mint(
-    manager: EntityManager,
-    input: grants.MintInput,
-    issued: grants.MintUndo,
-    jobs: AfterCommit,
-  ): Promise<grants.Activation> {
-    const activation = await grants.mintGrant(manager, this.connectors, input, issued);
-    jobs.revokeAt.push({ grantId: activation.grant.id, notAfter: input.notAfter });
-    return activation;
-  }
-
   /** Ends a locked PENDING or APPROVED request as CANCELLED on the system's behalf, with its audit event. */
   private async cancelBySystem(
     manager: EntityManager,
@@ -500,7 +454,7 @@ export class RequestsService {
     const context = { actorId: null, requesterId: request.requesterId, actorIsAdmin: false, now, endReason };
     const next = checked(transition(request.state as RequestState, 'cancel', context));
     await store.compareAndSet(manager, request, next);
-    await audit.event(manager, auditActorId, 'request.cancelled', request.id, { reason });
+    await audit.event(manager, auditActorId, AuditAction.RequestCancelled, request.id, { reason });
   }
 
   /** Revokes a locked ACTIVE request: its grants become due now, revoked once the transaction commits. */
@@ -516,21 +470,10 @@ export class RequestsService {
       }),
     );
     await store.compareAndSet(manager, request, next);
-    const grantIds = await grants.requestGrantRevocation(manager, request.id, who.reason);
+    const grantIds = await this.grants.requestRevoke(manager, request.id, who.reason, who.jobs);
     const auditActorId = who.auditActorId ?? who.actorId ?? SYSTEM_ACTOR;
-    await audit.revoked(manager, auditActorId, request, {
-      reason: who.reason,
-      grantIds,
-      evidence: who.evidence,
-    });
-    who.jobs.revokeNow.push(...grantIds);
-  }
-
-  /** True when the approver had not opened the request, or approves within seconds of first opening it. */
-  private async rubberStamped(manager: EntityManager, requestId: string, userId: string, now: Date) {
-    const viewedAt = await store.firstViewedAt(manager, requestId, userId);
-    if (!viewedAt) return true;
-    return now.getTime() - viewedAt.getTime() < this.config.antiFatigue.rubberStampSeconds * MILLISECONDS;
+    const revocation = { reason: who.reason, grantIds, evidence: who.evidence };
+    await audit.revoked(manager, auditActorId, request, revocation);
   }
 
   private transactWithJobs<T>(work: (manager: EntityManager, jobs: AfterCommit) => Promise<T>): Promise<T> {

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import type { AuthenticatorEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -79,7 +80,7 @@ export class AuthenticatorsService {
       );
       await appendAuditEvent(manager, {
         actorId: actor.id,
-        action: 'authenticator.removed',
+        action: AuditAction.AuthenticatorRemoved,
         subjectType: 'authenticator',
         subjectId: authenticatorId,
         data: { userId: actor.id, credentialId: target.credentialId, evidence: evidenceForAudit(evidence) },

@@ -1,5 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
-import { ceremonyFailureReason, MAX_FAILURE_REASON_BYTES } from './ceremony-failures.js';
+import {
+  CEREMONY_FAILURE_ACTIONS,
+  ceremonyFailureReason,
+  MAX_FAILURE_REASON_BYTES,
+} from './ceremony-failures.js';
 
 describe('ceremonyFailureReason', () => {
   it('keeps a reason up to 1 KB as it is', () => {
@@ -21,5 +25,14 @@ describe('ceremonyFailureReason', () => {
     expect(reason).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
     expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(MAX_FAILURE_REASON_BYTES);
     expect(reason.startsWith('😀😀')).toBe(true);
+  });
+});
+
+describe('CEREMONY_FAILURE_ACTIONS', () => {
+  it('audits a refused ceremony as `<kind>.failed`, the action stored before the enum', () => {
+    for (const [kind, action] of Object.entries(CEREMONY_FAILURE_ACTIONS)) {
+      expect(action).toBe(`${kind}.failed`);
+    }
+    expect(Object.keys(CEREMONY_FAILURE_ACTIONS).sort()).toEqual(['enroll', 'login', 'register', 'step-up']);
   });
 });

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { AuditAction, type StepUpFailureContext } from '../audit/audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 
@@ -47,6 +48,14 @@ export function ceremonyFailureReason(message: string): string {
   return `${kept}${CUT_MARK}`;
 }
 
+/** The `<kind>.failed` action of each ceremony kind. */
+export const CEREMONY_FAILURE_ACTIONS = {
+  login: AuditAction.LoginFailed,
+  enroll: AuditAction.EnrollFailed,
+  register: AuditAction.RegisterFailed,
+  'step-up': AuditAction.StepUpFailed,
+} as const;
+
 /**
  * Writes what a refused ceremony leaves behind, in its own transaction (the ceremony's rolled back): the
  * `<kind>.failed` audit event, and for a sign-count regression the disabled authenticator with an alert.
@@ -54,12 +63,13 @@ export function ceremonyFailureReason(message: string): string {
 export async function recordCeremonyFailure(
   manager: EntityManager,
   failure: {
-    kind: 'login' | 'enroll' | 'register' | 'step-up';
+    kind: keyof typeof CEREMONY_FAILURE_ACTIONS;
     actorId: string | null;
     error: DomainError;
     subjectType: string;
     subjectId: string;
-    data?: Record<string, unknown>;
+    /** A refused step-up's binding. */
+    data?: StepUpFailureContext;
   },
 ): Promise<void> {
   const { error } = failure;
@@ -67,7 +77,7 @@ export async function recordCeremonyFailure(
   const credentialId = error instanceof CeremonyError ? error.credentialId : null;
   await appendAuditEvent(manager, {
     actorId: failure.actorId ?? SYSTEM_ACTOR,
-    action: `${failure.kind}.failed`,
+    action: CEREMONY_FAILURE_ACTIONS[failure.kind],
     subjectType: failure.subjectType,
     subjectId: failure.subjectId,
     data: { code: error.code, reason: ceremonyFailureReason(error.message), credentialId, ...failure.data },
@@ -87,7 +97,7 @@ export async function recordCeremonyFailure(
       );
       await appendAuditEvent(manager, {
         actorId: SYSTEM_ACTOR,
-        action: 'authenticator.disabled',
+        action: AuditAction.AuthenticatorDisabled,
         subjectType: 'authenticator',
         subjectId: authenticatorId,
         data: {

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -76,7 +77,7 @@ export class InvitesService {
         await this.dataSource.transaction((manager) =>
           appendAuditEvent(manager, {
             actorId: actor.id,
-            action: 'invite.approval-refused',
+            action: AuditAction.InviteApprovalRefused,
             subjectType: 'invite',
             subjectId: inviteId,
             data: { code: error.code, alert: true, evidence: evidenceForAudit(evidence) },
@@ -132,7 +133,7 @@ export class InvitesService {
       if (!row) return;
       await appendAuditEvent(manager, {
         actorId: actor.id,
-        action: 'recovery.acknowledged',
+        action: AuditAction.RecoveryAcknowledged,
         subjectType: 'user',
         subjectId: actor.id,
         data: { inviteId, authenticatorId: row.authenticatorId },

@@ -1,5 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { databaseNow } from '../db/clock.js';
 import type { EnrollmentInviteEntity, UserRole } from '../db/index.js';
@@ -13,6 +14,7 @@ import {
   type EnrolledFrom,
 } from '../domain/recovery-rules.js';
 import type { Actor } from '../domain/actor.js';
+import type { AuditedEvidence } from '../webauthn/evidence.js';
 import { newSecretToken, tokenHash } from './tokens.js';
 
 /** What invite creation needs from config; the CLI builds it without the broker's whole config. */
@@ -62,7 +64,7 @@ export type PrivilegedEnrollment = 'second-admin-if-any' | 'allow';
 
 export interface InviteOptions {
   /** The admin's `invite.create` step-up, kept in the audit event (none from the CLI or bootstrap). */
-  evidence?: Record<string, string> | null;
+  evidence?: AuditedEvidence | null;
   privilegedRecovery?: PrivilegedRecovery;
   privilegedEnrollment?: PrivilegedEnrollment;
 }
@@ -144,7 +146,7 @@ export async function createInvite(
     ]);
     await appendAuditEvent(manager, {
       actorId: createdBy,
-      action: 'user.created',
+      action: AuditAction.UserCreated,
       subjectType: 'user',
       subjectId: userId,
       data: { username: input.username, roles },
@@ -180,7 +182,7 @@ export async function createInvite(
   );
   await appendAuditEvent(manager, {
     actorId: createdBy,
-    action: 'invite.created',
+    action: AuditAction.InviteCreated,
     subjectType: 'user',
     subjectId: userId,
     data: {
@@ -281,7 +283,7 @@ export async function approveInvite(
   manager: EntityManager,
   actor: Actor,
   inviteId: string,
-  evidence: Record<string, string>,
+  evidence: AuditedEvidence,
 ): Promise<{ id: string; username: string; state: 'active'; expiresAt: Date }> {
   const [invite] = (await manager.query(
     `SELECT i.id, i.user_id AS "userId", u.username, i.created_by AS "createdBy",
@@ -336,7 +338,7 @@ export async function approveInvite(
   ]);
   await appendAuditEvent(manager, {
     actorId: actor.id,
-    action: 'invite.approved',
+    action: AuditAction.InviteApproved,
     subjectType: 'user',
     subjectId: invite.userId,
     data: {

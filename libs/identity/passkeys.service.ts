@@ -7,6 +7,7 @@ import type {
 } from '@simplewebauthn/server';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type {
@@ -120,7 +121,7 @@ export class PasskeysService {
         await manager.query(`UPDATE enrollment_invites SET used_at = now() WHERE id = $1`, [invite.id]);
         await appendAuditEvent(manager, {
           actorId: user.id,
-          action: 'invite.used',
+          action: AuditAction.InviteUsed,
           subjectType: 'user',
           subjectId: user.id,
           data: {
@@ -246,7 +247,7 @@ export class PasskeysService {
     credential: RegisteredCredential,
     enrolledVia: EnrolledVia,
     name: string,
-    extra: Record<string, unknown>,
+    extra: { inviteId?: string },
   ): Promise<string> {
     const id = uuidv7();
     const [existing] = (await manager.query(`SELECT 1 FROM authenticators WHERE credential_id = $1`, [
@@ -275,7 +276,7 @@ export class PasskeysService {
     );
     await appendAuditEvent(manager, {
       actorId: user.id,
-      action: 'authenticator.registered',
+      action: AuditAction.AuthenticatorRegistered,
       subjectType: 'authenticator',
       subjectId: id,
       data: {

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { UserRole } from '../db/index.js';
@@ -55,7 +56,7 @@ export class SessionsService {
     )) as Array<{ expires_at: Date }>;
     await appendAuditEvent(manager, {
       actorId: userId,
-      action: 'session.started',
+      action: AuditAction.SessionStarted,
       subjectType: 'session',
       subjectId: sessionId,
       data: { authenticatorId, ip: client.ip, expiresAt: expiresAt.toISOString() },
@@ -110,7 +111,7 @@ export class SessionsService {
       );
       await appendAuditEvent(manager, {
         actorId: actor.id,
-        action: 'session.ended',
+        action: AuditAction.SessionEnded,
         subjectType: 'session',
         subjectId: sessionId,
         data: { reason: 'logout' },
@@ -131,7 +132,7 @@ export class SessionsService {
     )) as [Array<{ id: string }>, number];
     await appendAuditEvent(manager, {
       actorId,
-      action: 'sessions.ended',
+      action: AuditAction.SessionsEnded,
       subjectType: 'user',
       subjectId: userId,
       data: { reason, count: rows.length },

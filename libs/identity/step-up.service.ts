@@ -5,6 +5,7 @@ import type {
 } from '@simplewebauthn/server';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { AuthenticatorEntity, StepUpChallengeEntity } from '../db/index.js';
@@ -187,7 +188,10 @@ export class StepUpService {
       });
       assertUsable(authenticator);
       await recordUse(manager, authenticator, assertion, { table: 'step_up_challenges', id: challenge.id });
-      await manager.query(`UPDATE step_up_challenges SET used_at = now() WHERE id = $1`, [challenge.id]);
+      const [[spent]] = (await manager.query(
+        `UPDATE step_up_challenges SET used_at = now() WHERE id = $1 RETURNING used_at AS "usedAt"`,
+        [challenge.id],
+      )) as [Array<{ usedAt: Date }>, number];
       return {
         challengeId: challenge.id,
         userId: actor.id,
@@ -201,6 +205,7 @@ export class StepUpService {
         authenticatorData: assertion.authenticatorData,
         clientDataJson: assertion.clientDataJson,
         signature: assertion.signature,
+        verifiedAt: spent.usedAt,
       };
     } catch (error) {
       throw attributed(error, authenticator.id, authenticator.credentialId);
@@ -264,11 +269,17 @@ export class StepUpService {
     if (UNCOUNTED_FAILURES.includes(error.code)) return;
     const [{ failures }] = (await manager.query(
       `SELECT count(*)::int AS failures FROM audit_events
-        WHERE actor_id = $1 AND action = 'step-up.failed' AND at > now() - make_interval(secs => $2)
+        WHERE actor_id = $1 AND action = $4 AND at > now() - make_interval(secs => $2)
           AND coalesce(data->>'code', '') <> ALL ($3)
           AND at > coalesce((SELECT max(at) FROM audit_events
-                              WHERE actor_id = $1 AND action = 'step-up.locked'), '-infinity')`,
-      [actor.id, failureWindowSeconds, UNCOUNTED_FAILURES],
+                              WHERE actor_id = $1 AND action = $5), '-infinity')`,
+      [
+        actor.id,
+        failureWindowSeconds,
+        UNCOUNTED_FAILURES,
+        AuditAction.StepUpFailed,
+        AuditAction.StepUpLocked,
+      ],
     )) as Array<{ failures: number }>;
     if (failures < maxFailures) return;
     const [[locked]] = (await manager.query(
@@ -278,7 +289,7 @@ export class StepUpService {
     )) as [Array<{ lockedUntil: Date }>, number];
     await appendAuditEvent(manager, {
       actorId: actor.id,
-      action: 'step-up.locked',
+      action: AuditAction.StepUpLocked,
       subjectType: 'user',
       subjectId: actor.id,
       data: {

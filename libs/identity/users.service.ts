@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import type { UserRole, UserStatus } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -55,7 +56,7 @@ export class UsersService {
       const audited = () =>
         appendAuditEvent(manager, {
           actorId: admin.id,
-          action: status === 'suspended' ? 'user.suspended' : 'user.reinstated',
+          action: status === 'suspended' ? AuditAction.UserSuspended : AuditAction.UserReinstated,
           subjectType: 'user',
           subjectId: user.id,
           data: { username, reason, evidence: evidenceForAudit(evidence) },

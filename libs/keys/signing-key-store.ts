@@ -2,6 +2,7 @@ import type { OnApplicationShutdown } from '@nestjs/common';
 import { exportJWK, exportPKCS8, generateKeyPair, importPKCS8, type JWK } from 'jose';
 import { IsNull, type DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import { SigningKeyEntity } from '../db/index.js';
 import { openWithMasterKey, sealWithMasterKey } from './master-key.js';
@@ -123,7 +124,7 @@ export class SigningKeyStore implements OnApplicationShutdown {
       );
       await appendAuditEvent(manager, {
         actorId,
-        action: 'signing-key.rotated',
+        action: AuditAction.SigningKeyRotated,
         subjectType: 'signing-key',
         subjectId: fresh.kid,
         data: { purpose, alg: fresh.alg, kid: fresh.kid, retiredKid: current?.kid ?? null },

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import { PolicyError, type PolicyProblem } from '../domain/policy.js';
+import { PolicyError, type PolicyProblem } from './policy-error.js';
 import { loadPolicyDir } from './policy-loader.js';
 
 const LIMITS = { hardMaxDurationSeconds: 8 * 60 * 60 };

@@ -1,13 +1,10 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  parsePolicy,
-  policyHash,
-  PolicyError,
-  type Policy,
-  type PolicyFile,
-  type PolicyLimits,
-} from '../domain/policy.js';
+import { policyHash, type Policy } from '../domain/policy.js';
+import type { PolicyLimits } from './policy-checks.js';
+import { PolicyError } from './policy-error.js';
+import { parsePolicy } from './policy-parser.js';
+import type { PolicyFile } from './yaml-lines.js';
 
 /**
  * Reads every `*.yaml` / `*.yml` in `dir` (sorted by name, not recursive) and parses them as one policy;

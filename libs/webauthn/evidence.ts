@@ -14,6 +14,8 @@ export interface StepUpEvidence {
   authenticatorData: Buffer;
   clientDataJson: Buffer;
   signature: Buffer;
+  /** When the broker verified the assertion (the challenge's used_at): a token's `auth_time`. */
+  verifiedAt: Date;
 }
 
 /**

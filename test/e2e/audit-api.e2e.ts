@@ -3,6 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import canonicalize from 'canonicalize';
+import { createRemoteJWKSet, flattenedVerify } from 'jose';
 import { DataSource } from 'typeorm';
 import { auditVerify } from '../../apps/cli/audit-verify.js';
 import { chainHash } from '../../libs/audit/chain.js';
@@ -336,7 +338,7 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
         manifest: {
           count: result.manifest.count,
           lastSeq: result.manifest.lastSeq,
-          signature: result.manifest.signature,
+          jws: result.manifest.jws,
         },
         evidence: { action: 'audit.export', subjectId: 'audit', userId: auditor.userId },
       });
@@ -380,6 +382,30 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
     const approval = records.find((record) => record[3] === 'approval.recorded')!;
     expect(JSON.parse(approval[7]).comment).toBe('ok, "go" ahead');
     expect(await verifyExport(text, { jwks })).toMatchObject({ ok: true, format: 'csv' });
+  });
+
+  it("an export's and a bundle's manifest pass jose.flattenedVerify against /.well-known/audit-jwks.json", async () => {
+    // What an auditor without this code does: jose, canonicalize and the broker's published keys.
+    const keys = createRemoteJWKSet(new URL(`${stack.baseUrl}/.well-known/audit-jwks.json`));
+    const verifyManifest = async (manifest: ExportManifest) => {
+      const { jws, ...unsigned } = manifest;
+      expect(unsigned).not.toHaveProperty('signature');
+      const payload = Buffer.from(canonicalize(unsigned)!, 'utf8').toString('base64url');
+      return flattenedVerify({ ...jws!, payload }, keys, { algorithms: ['EdDSA'] });
+    };
+    const { manifest } = ndjsonParts(
+      (await exportAs(stack, auditor, { format: 'ndjson', filters: {} })).text,
+    );
+    const verified = await verifyManifest(manifest);
+    expect(verified.protectedHeader).toEqual({ alg: 'EdDSA', kid: jwks[0].kid });
+    const bundle = await auditor.get(`/api/audit/requests/${requestIds.approved}/bundle`);
+    await expect(verifyManifest(bundle.body.manifest)).resolves.toMatchObject({
+      protectedHeader: { kid: jwks[0].kid },
+    });
+    // The signature covers the manifest: one changed field and jose refuses it.
+    await expect(verifyManifest({ ...manifest, exporter: admin.userId })).rejects.toThrow(
+      'signature verification failed',
+    );
   });
 
   it('bundles each request so that verifyBundle accepts it, and refuses others', async () => {
@@ -560,7 +586,7 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
     // the broker's checkpoint signature gives it away even unpinned, at that checkpoint's seq.
     const attacker = generateKeyPairSync('ed25519').privateKey;
     const forge = async (kept: ExportedEvent[]) => {
-      const { signature: _signature, kid: _kid, alg: _alg, publicJwk: _publicJwk, ...body } = manifest;
+      const { jws: _jws, kid: _kid, alg: _alg, publicJwk: _publicJwk, ...body } = manifest;
       const last = kept.at(-1)!;
       const forgedBody = {
         ...body,

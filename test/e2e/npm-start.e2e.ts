@@ -3,7 +3,7 @@
 // of them and exits 0. Built into a temp outDir (never the shared dist/) and run against a temp JIT_DATA_DIR.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,6 +13,7 @@ import pg from 'pg';
 import { freePort } from '../../libs/devstack/free-port.js';
 import { SoftAuthenticator } from '../support/soft-authenticator.js';
 import { PROJECT_ROOT, sessionCookieFrom, waitFor } from '../support/stack.js';
+import { buildToTempDir } from '../support/temp-build.js';
 
 jest.setTimeout(180_000);
 
@@ -180,25 +181,9 @@ describe('npm start (apps/dev/start.ts)', () => {
     });
 
   beforeAll(async () => {
-    buildDir = await mkdtemp(path.join(tmpdir(), 'jit-npm-start-build-'));
+    buildDir = await buildToTempDir('jit-npm-start-build-', 'tsconfig.build.json', BUILD_TIMEOUT_MS);
     // Directly under the temp root: as root, PostgreSQL runs as `postgres` and must traverse its parent.
     dataDir = await mkdtemp(path.join(tmpdir(), 'jit-npm-start-data-'));
-
-    await execFileAsync(
-      process.execPath,
-      [
-        path.join('node_modules', 'typescript', 'bin', 'tsc'),
-        '-p',
-        'tsconfig.build.json',
-        '--outDir',
-        path.join(buildDir, 'dist'),
-      ],
-      { cwd: PROJECT_ROOT, timeout: BUILD_TIMEOUT_MS },
-    );
-    // Node finds packages and the module type in the directories above a file: give the temp outDir what
-    // <root>/dist has above it.
-    await symlink(path.join(PROJECT_ROOT, 'node_modules'), path.join(buildDir, 'node_modules'), 'dir');
-    await writeFile(path.join(buildDir, 'package.json'), '{ "type": "module" }\n');
 
     port = await freePort();
     const child = spawn(process.execPath, [path.join(buildDir, 'dist', 'apps', 'dev', 'start.js')], {

@@ -2,7 +2,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { PolicyService } from '../../libs/elevation/policy.service.js';
+import { PolicyService } from '../../libs/policy/policy.service.js';
 import { clientAs, enrollAll, PROJECT_ROOT, startStack, type TestStack } from '../support/stack.js';
 
 // Decisions follow the policy in force when they are made, not the one a request was filed under.

@@ -30,9 +30,16 @@ export interface Approver {
   publicKey: string;
 }
 
-/** Registers a passkey and reads its COSE public key out of the attestation's authenticator data. */
-export function enrolApprover(username: string, userId: string = randomUUID()): Approver {
-  const authenticator = new SoftAuthenticator({ origin: ORIGIN });
+/**
+ * Registers a passkey and reads its COSE public key out of the attestation's authenticator data. `origin`
+ * (rpId localhost) is where its assertions claim to come from: a live broker's PUBLIC_URL, for the bench.
+ */
+export function enrolApprover(
+  username: string,
+  userId: string = randomUUID(),
+  origin: string = ORIGIN,
+): Approver {
+  const authenticator = new SoftAuthenticator({ origin });
   const options: PublicKeyCredentialCreationOptionsJSON = {
     rp: { id: RP_ID, name: 'JIT broker' },
     user: { id: Buffer.from(userId).toString('base64url'), name: username, displayName: username },

@@ -3,7 +3,7 @@ import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
 import type { Actor } from '../../../libs/domain/actor.js';
 import { GrantsService } from '../../../libs/elevation/grants.service.js';
-import { PolicyService } from '../../../libs/elevation/policy.service.js';
+import { PolicyService } from '../../../libs/policy/policy.service.js';
 import { InvitesService } from '../../../libs/identity/invites.service.js';
 import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { UsersService } from '../../../libs/identity/users.service.js';

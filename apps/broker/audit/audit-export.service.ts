@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Writable } from 'node:stream';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../../../libs/audit/audit-actions.js';
 import { appendAuditEvent, toChainedEvent } from '../../../libs/audit/audit-log.js';
 import { buildRequestBundle, type BundleSigning, type RequestBundle } from '../../../libs/audit/bundle.js';
 import {
@@ -144,28 +145,27 @@ export class AuditExportService {
     request: ExportCallRecord,
     outcome: { manifest: ExportManifest } | { error: unknown },
   ): Promise<void> {
-    const data: Record<string, unknown> = {
+    const data = {
       format: request.format,
       filters: request.filters,
       // The step-up digest covers these exact parameters, so a reader can recompute it.
       params: JSON.parse(JSON.stringify(request.params)) as unknown,
+      evidence: evidenceForAudit(evidence),
     };
-    if ('manifest' in outcome) {
-      const { count, firstSeq, lastSeq, lastHash, eventsDigest, chainHead, kid, signature } =
-        outcome.manifest;
-      data.manifest = { count, firstSeq, lastSeq, lastHash, eventsDigest, chainHead, kid, signature };
-    } else {
-      data.error = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
-    }
-    data.evidence = evidenceForAudit(evidence);
-    await this.dataSource.transaction((manager) =>
-      appendAuditEvent(manager, {
-        actorId: actor.id,
-        action: 'manifest' in outcome ? 'audit.exported' : 'audit.export-failed',
-        subjectType: 'audit',
-        subjectId: 'audit',
-        data,
-      }),
-    );
+    const subject = { actorId: actor.id, subjectType: 'audit', subjectId: 'audit' };
+    await this.dataSource.transaction((manager) => {
+      if (!('manifest' in outcome)) {
+        const error = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
+        const failed = { ...data, error };
+        return appendAuditEvent(manager, { ...subject, action: AuditAction.AuditExportFailed, data: failed });
+      }
+      const { count, firstSeq, lastSeq, lastHash, eventsDigest, chainHead, kid, jws } = outcome.manifest;
+      const manifest = { count, firstSeq, lastSeq, lastHash, eventsDigest, chainHead, kid, jws };
+      return appendAuditEvent(manager, {
+        ...subject,
+        action: AuditAction.AuditExported,
+        data: { ...data, manifest },
+      });
+    });
   }
 }

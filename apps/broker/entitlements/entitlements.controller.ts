@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { groupsOf, isApprover, isEligible } from '../../../libs/domain/policy.js';
 import type { Actor } from '../../../libs/domain/actor.js';
-import { PolicyService } from '../../../libs/elevation/policy.service.js';
+import { PolicyService } from '../../../libs/policy/policy.service.js';
 import { InvitesService } from '../../../libs/identity/invites.service.js';
 import { CurrentActor, CurrentSessionId } from '../auth/current-actor.decorator.js';
 import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../../../libs/audit/audit-actions.js';
 
 /**
  * Prometheus metrics read from PostgreSQL at scrape time: brokers are stateless and revocations happen in
@@ -12,7 +13,8 @@ export class MetricsService {
 
   constructor(private readonly dataSource: DataSource) {
     collectDefaultMetrics({ register: this.registry, prefix: 'jit_broker_' });
-    const query = <T>(sql: string) => this.dataSource.query(sql) as Promise<T[]>;
+    const query = <T>(sql: string, parameters: unknown[] = []) =>
+      this.dataSource.query(sql, parameters) as Promise<T[]>;
     const registers = [this.registry];
 
     new Gauge({
@@ -72,7 +74,8 @@ export class MetricsService {
       async collect() {
         const [row] = await query<{ count: number }>(
           `SELECT count(*)::int AS count FROM audit_events
-            WHERE action = 'approval.recorded' AND (data ->> 'rubberStamp')::boolean`,
+            WHERE action = $1 AND (data ->> 'rubberStamp')::boolean`,
+          [AuditAction.ApprovalRecorded],
         );
         this.set(row.count);
       },
@@ -84,7 +87,8 @@ export class MetricsService {
       async collect() {
         const [row] = await query<{ count: number }>(
           `SELECT count(*)::int AS count FROM audit_events
-            WHERE action = 'step-up.failed' AND at > now() - interval '15 minutes'`,
+            WHERE action = $1 AND at > now() - interval '15 minutes'`,
+          [AuditAction.StepUpFailed],
         );
         this.set(row.count);
       },

@@ -8,11 +8,12 @@ import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.
 import type { StepUpEvidence } from '../../../libs/webauthn/evidence.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { StepUpOnlyDto } from '../auth/webauthn.dto.js';
-import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
+import { UuidPipe } from '../errors/validation.js';
 import {
   ApproveDto,
   CancelDto,
   CreateRequestDto,
+  DEFAULT_PAGE_SIZE,
   DenyDto,
   ExtendRequestDto,
   ListRequestsQuery,
@@ -20,8 +21,6 @@ import {
   RevokeDto,
   toRequestView,
 } from './requests.dto.js';
-
-const DEFAULT_PAGE_SIZE = 50;
 
 /** Elevation requests (DESIGN §10): thin; RequestsService decides and the step-up service confirms. */
 @Controller('api/requests')
@@ -169,33 +168,5 @@ export class RequestsController {
 
   private async view(request: ElevationRequestEntity) {
     return toRequestView(request, await this.queries.usernames([request.requesterId]));
-  }
-}
-
-/** What approvers act on: their inbox and the break-glass post-review queue. */
-@Controller('api')
-export class ApprovalsController {
-  constructor(private readonly queries: RequestQueries) {}
-
-  /** Pending requests the caller may decide now, newest first. */
-  @Get('approvals/inbox')
-  async inbox(@CurrentActor() actor: Actor, @Query() query: ListRequestsQuery) {
-    const page = await this.queries.inbox(actor, {
-      limit: query.limit ?? DEFAULT_PAGE_SIZE,
-      cursor: query.cursor ?? null,
-    });
-    const usernames = await this.queries.usernames(page.items.map((item) => item.requesterId));
-    return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
-  }
-
-  /** Break-glass requests awaiting post-review by the caller, most overdue first, with an `overdue` flag. */
-  @Get('reviews')
-  async reviews(@CurrentActor() actor: Actor, @Query(EmptyBodyPipe) _query: unknown) {
-    const queue = await this.queries.reviewQueue(actor);
-    const usernames = await this.queries.usernames(queue.map((item) => item.requesterId));
-    return {
-      items: queue.map((item) => ({ ...toRequestView(item, usernames), overdue: item.overdue })),
-      nextCursor: null,
-    };
   }
 }

@@ -118,6 +118,9 @@ export class DenyDto {
   reason: string;
 }
 
+/** The page size of a list when the query sets no `limit`. */
+export const DEFAULT_PAGE_SIZE = 50;
+
 export class ListRequestsQuery {
   @IsOptional()
   @Type(() => Number)

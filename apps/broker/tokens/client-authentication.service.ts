@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../../../libs/audit/audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../../../libs/audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
@@ -128,7 +129,7 @@ export class ClientAuthenticationService {
       .transaction((manager) =>
         appendAuditEvent(manager, {
           actorId: SYSTEM_ACTOR,
-          action: 'introspection.locked',
+          action: AuditAction.IntrospectionLocked,
           subjectType: limit.subjectType,
           subjectId: limit.subjectId,
           data: {

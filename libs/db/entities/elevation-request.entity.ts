@@ -60,6 +60,10 @@ export class ElevationRequestEntity {
   @Column('timestamptz', { name: 'activate_by', nullable: true })
   activateBy: Date | null;
 
+  /** When the activation window of a scheduled request opened (the start job at notBefore), once. */
+  @Column('timestamptz', { name: 'window_opened_at', nullable: true })
+  windowOpenedAt: Date | null;
+
   @Column('timestamptz', { name: 'activated_at', nullable: true })
   activatedAt: Date | null;
 

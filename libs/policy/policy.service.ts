@@ -1,12 +1,14 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import { PolicyVersionEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Policy } from '../domain/policy.js';
-import { loadPolicyDir } from '../policy/policy-loader.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
+import { policyWarnings } from './policy-checks.js';
+import { loadPolicyDir } from './policy-loader.js';
 
 /** A policy together with the hash every request records. */
 export interface PolicyVersion {
@@ -49,6 +51,7 @@ export class PolicyService {
     const { policy, hash } = await loadPolicyDir(this.config.policy.dir, {
       hardMaxDurationSeconds: this.config.policy.hardMaxDurationSeconds,
     });
+    for (const warning of policyWarnings(policy)) this.logger.warn(`Policy ${hash.slice(0, 12)}: ${warning}`);
     const replaced = await this.dataSource.transaction(async (manager) => {
       await manager
         .createQueryBuilder()
@@ -69,7 +72,7 @@ export class PolicyService {
       ]);
       await appendAuditEvent(manager, {
         actorId,
-        action: 'policy.activated',
+        action: AuditAction.PolicyActivated,
         subjectType: 'policy',
         subjectId: hash,
         data: {
