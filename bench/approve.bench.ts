@@ -7,6 +7,8 @@ import type { Benchmark, BenchContext } from './lib/registry.js';
 import type { Comparison } from './lib/report.js';
 import { enrollAll, expectOk, type Person } from './lib/people.js';
 import { startBenchStack, withClient, type BenchStack } from './lib/stack.js';
+import { statementCounter } from './lib/statements.js';
+import { waitSampler } from './lib/wait-sampler.js';
 import { latencySummary, round, type Measurement } from './lib/stats.js';
 
 const ENTITLEMENT = 'bench-approved-token';
@@ -115,9 +117,13 @@ async function measure(stack: BenchStack, size: ApproveSize, context: BenchConte
   context.log(`${approvers.length} approvers enrolled, ${requests} requests filed; floors, then approvals`);
 
   const before = await floors(stack, size.floorSeconds);
+  const statements = await statementCounter(stack, context);
+  const waits = await waitSampler(stack, context);
   const cpuBefore = await stack.broker.cpuMs();
   const run = await approveAll(approvers, requestIds);
   const brokerCpuMs = (await stack.broker.cpuMs()) - cpuBefore;
+  await waits?.stop();
+  await statements?.report(run.latencies.length);
   const after = await floors(stack, size.floorSeconds);
   await assertApproved(stack, requests);
 

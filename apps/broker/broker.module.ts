@@ -14,6 +14,8 @@ import { RateLimitStore } from './auth/rate-limit-store.js';
 import { SessionGuard } from './auth/session.guard.js';
 import { StepUpController } from './auth/step-up.controller.js';
 import { EntitlementsController } from './entitlements/entitlements.controller.js';
+import { EventsController } from './events/events.controller.js';
+import { LiveUpdates } from './events/live-updates.js';
 import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
 import { createValidationPipe } from './errors/validation.js';
 import { HealthController } from './health/health.controller.js';
@@ -45,6 +47,7 @@ export class BrokerModule {
         SshKrlController,
         MetricsController,
         AuditController,
+        EventsController,
       ],
       providers: [
         AuditExportService,
@@ -53,6 +56,7 @@ export class BrokerModule {
         RateLimitStore,
         IpRateLimitGuard,
         MetricsService,
+        LiveUpdates,
         { provide: APP_GUARD, useClass: SessionGuard },
         { provide: APP_FILTER, useClass: ErrorEnvelopeFilter },
         { provide: APP_PIPE, useFactory: createValidationPipe },

@@ -40,6 +40,7 @@ export class MaintenanceProcessor extends WorkerHost {
     // Each part on its own: a Redis timeout while re-enqueueing grants must not skip the other parts.
     const parts: Record<string, () => Promise<number>> = {
       grants: () => this.grants.sweep(),
+      mintUndos: () => this.grants.retryMintUndos(),
       requests: () => this.requests.sweepLifecycle(),
       overdueReviews: () => this.requests.reportOverdueReviews(),
       expiredChallenges: () => purgeExpiredChallenges(this.dataSource),

@@ -1,15 +1,39 @@
 import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Logger } from '@nestjs/common';
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, type Job, type MinimalJob } from 'bullmq';
 import { GrantsService } from '../../libs/elevation/grants.service.js';
 import { RequestsService } from '../../libs/elevation/requests.service.js';
-import { JobName, QueueName, type JobPayloads } from '../../libs/jobs/jobs.js';
+import { JobName, QueueName, revokeRetryDelayMs, type JobPayloads } from '../../libs/jobs/jobs.js';
 import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
+
+// The retry delay each failed attempt chose and recorded as the grant's nextRetryAt, keyed by the error
+// BullMQ hands to the backoff strategy, so BullMQ waits exactly what the grant says.
+const chosenDelays = new WeakMap<Error, number>();
+
+function baseDelayOf(job?: MinimalJob): number {
+  const backoff = job?.opts.backoff;
+  return (typeof backoff === 'number' ? backoff : backoff?.delay) ?? 0;
+}
+
+/** BullMQ's backoff strategy for revocation jobs (REVOKE_BACKOFF_TYPE): the delay the attempt recorded. */
+export function revocationBackoff(
+  attemptsMade: number,
+  _type?: string,
+  error?: Error,
+  job?: MinimalJob,
+): number {
+  return (error && chosenDelays.get(error)) ?? revokeRetryDelayMs(attemptsMade, baseDelayOf(job));
+}
 
 /** Revokes grants at notAfter. Thin: GrantsService decides from PostgreSQL; RequestsService ends the request. */
 // A job that was running in a killed worker is handed to another after ~15 s instead of ~60 s; the
 // handlers are idempotent, so running one twice is harmless.
-@Processor(QueueName.Revocation, { concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000 })
+@Processor(QueueName.Revocation, {
+  concurrency: 8,
+  lockDuration: 10_000,
+  stalledInterval: 5_000,
+  settings: { backoffStrategy: revocationBackoff },
+})
 export class RevocationProcessor extends WorkerHost {
   private readonly logger = new Logger(RevocationProcessor.name);
   private readonly handlers: JobHandlers = {
@@ -34,9 +58,14 @@ export class RevocationProcessor extends WorkerHost {
     return dispatch(QueueName.Revocation, this.handlers, job)
       .catch(async (error: unknown) => {
         if (error instanceof DelayedError) throw error;
-        const finalAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-        await this.grants.recordFailure((job.data as { grantId: string }).grantId, error, finalAttempt);
-        throw error;
+        const failure = error instanceof Error ? error : new Error(String(error));
+        const attemptsMade = job.attemptsMade + 1;
+        const finalAttempt = attemptsMade >= (job.opts.attempts ?? 1);
+        const delayMs = finalAttempt ? null : revokeRetryDelayMs(attemptsMade, baseDelayOf(job));
+        const nextRetryAt = delayMs === null ? null : new Date(Date.now() + delayMs);
+        await this.grants.recordFailure((job.data as { grantId: string }).grantId, failure, nextRetryAt);
+        if (delayMs !== null) chosenDelays.set(failure, delayMs);
+        throw failure;
       })
       .then((outcome) => this.rescheduleIfEarly(job, outcome, token));
   }

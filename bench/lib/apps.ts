@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { stopperOf } from '../../libs/devstack/child-stop.js';
 import { cpuTimeMs } from './process-stats.js';
@@ -21,16 +22,20 @@ export interface AppProcess {
   stop(): Promise<void>;
 }
 
-/** Runs `node <script> ...args` from the checkout with `env`, stdout and stderr appended to `logFile`. */
+/**
+ * Runs `node ...nodeArgs <script> ...args` from the checkout with `env`, stdout and stderr appended to
+ * `logFile`.
+ */
 export async function spawnNode(
   name: string,
   script: string,
   env: NodeJS.ProcessEnv,
   logFile: string,
   args: string[] = [],
+  nodeArgs: string[] = [],
 ): Promise<AppProcess> {
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, [script, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     cwd: ROOT_DIR,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -53,13 +58,23 @@ export async function spawnNode(
   };
 }
 
-/** Starts dist/apps/<name>/main.js (the built broker or worker) as `npm run start:<name>` does. */
+/**
+ * Starts dist/apps/<name>/main.js (the built broker or worker) as `npm run start:<name>` does. With
+ * BENCH_<NAME>_CPU_PROFILE=<file.cpuprofile> (BENCH_WORKER_CPU_PROFILE, BENCH_BROKER_CPU_PROFILE), the app
+ * writes a V8 CPU profile of its whole run there when stopped (cpu-profile.ts).
+ */
 export function startApp(
   name: 'broker' | 'worker',
   env: NodeJS.ProcessEnv,
   logDir: string,
 ): Promise<AppProcess> {
-  return spawnNode(name, path.join(DIST_DIR, 'apps', name, 'main.js'), env, path.join(logDir, `${name}.log`));
+  const profile = process.env[`BENCH_${name.toUpperCase()}_CPU_PROFILE`];
+  const preload = path.join(DIST_DIR, 'bench', 'lib', 'cpu-profile.js');
+  const script = path.join(DIST_DIR, 'apps', name, 'main.js');
+  const logFile = path.join(logDir, `${name}.log`);
+  if (!profile) return spawnNode(name, script, env, logFile);
+  const withProfile = { ...env, CPU_PROFILE_OUT: path.resolve(profile) };
+  return spawnNode(name, script, withProfile, logFile, [], ['--import', pathToFileURL(preload).href]);
 }
 
 /** Polls `probe` every 100 ms until it is true; throws naming `what` after the deadline or if `app` exits. */

@@ -131,19 +131,18 @@ export async function revocationLateness(
   const client = new pg.Client({ connectionString: stack.brokerAdminUrl });
   await client.connect();
   try {
+    // The ids go to the server once: binding 10,000 of them every poll loads the machine being measured.
+    await client.query(`CREATE TEMP TABLE bench_copies AS SELECT unnest($1::uuid[]) AS id`, [ids]);
+    await client.query('ANALYZE bench_copies');
+    const revokedCopies = `FROM grants g JOIN bench_copies c ON c.id = g.id WHERE g.state = 'REVOKED'`;
     for (;;) {
-      const { rows } = await client.query<{ revoked: string }>(
-        `SELECT count(*) AS revoked FROM grants WHERE id = ANY($1::uuid[]) AND state = 'REVOKED'`,
-        [ids],
-      );
+      const { rows } = await client.query<{ revoked: string }>(`SELECT count(*) AS revoked ${revokedCopies}`);
       if (Number(rows[0].revoked) === ids.length || Date.now() > deadline) break;
-      await delay(100);
+      await delay(200);
     }
     const doneAt = Date.now();
     const { rows } = await client.query<{ ms: number }>(
-      `SELECT (extract(epoch FROM revoked_at - not_after) * 1000)::float8 AS ms
-         FROM grants WHERE id = ANY($1::uuid[]) AND state = 'REVOKED'`,
-      [ids],
+      `SELECT (extract(epoch FROM g.revoked_at - g.not_after) * 1000)::float8 AS ms ${revokedCopies}`,
     );
     return { lateness: rows.map((row) => row.ms), missing: ids.length - rows.length, doneAt };
   } finally {

@@ -5,6 +5,7 @@ import type { BenchContext } from './registry.js';
 import type { Comparison } from './report.js';
 import { bullmqFloor, type RevocationRun, type RevocationWindow } from './revocation-floor.js';
 import type { BenchStack } from './stack.js';
+import { statementCounter } from './statements.js';
 import { latencySummary, round, type Measurement } from './stats.js';
 
 /** Lateness p50/p99/max and worker CPU per revocation; `missing` counts what was not revoked in time. */
@@ -39,8 +40,10 @@ export async function projectRevocations(
   context.log(`worker ready ${slack} ms before the first grant is due`);
   if (slack < 0) throw new Error(`the worker's boot sweep ended ${-slack} ms after the first grant was due`);
   await delay(slack);
+  const statements = await statementCounter(stack, context);
   const cpuAtStart = await worker.cpuMs();
   const result = await revocationLateness(stack, copies, start.getTime() + window.spreadMs + 120_000);
+  await statements?.report(copies.length);
   return { lateness: result.lateness, missing: result.missing, cpuMs: (await worker.cpuMs()) - cpuAtStart };
 }
 

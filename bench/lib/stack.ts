@@ -74,10 +74,15 @@ export async function startServices(options: { maxConnections?: number } = {}): 
     // persistent: true keeps initdb's and the server's default durability; the temp dir goes on stop.
     const dataDir = path.join(workDir, 'pg');
     let postgres = await startEmbeddedPostgres({ dataDir, persistent: true });
-    if (options.maxConnections !== undefined) {
-      await withClient(postgres.adminUrl, (client) =>
-        client.query(`ALTER SYSTEM SET max_connections = ${Math.trunc(options.maxConnections!)}`),
-      );
+    // BENCH_PG_STAT_STATEMENTS=1 loads pg_stat_statements (bench/lib/statements.ts counts per operation).
+    const statements = process.env.BENCH_PG_STAT_STATEMENTS === '1';
+    if (options.maxConnections !== undefined || statements) {
+      await withClient(postgres.adminUrl, async (client) => {
+        if (options.maxConnections !== undefined)
+          await client.query(`ALTER SYSTEM SET max_connections = ${Math.trunc(options.maxConnections)}`);
+        if (statements)
+          await client.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+      });
       await postgres.stop();
       postgres = await startEmbeddedPostgres({ dataDir, persistent: true, port: postgres.port });
     }

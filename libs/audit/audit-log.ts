@@ -1,7 +1,10 @@
 import type { EntityManager } from 'typeorm';
-import { AuditChainHeadEntity, AuditEventEntity } from '../db/index.js';
+import type { AuditEventEntity } from '../db/index.js';
 import type { AuditAction, AuditPayloads } from './audit-actions.js';
-import { chainHash, type ChainedEvent } from './chain.js';
+import { deferAuditEvent } from './audit-flush.js';
+import type { ChainedEvent } from './chain.js';
+
+export { flushAuditEvents } from './audit-flush.js';
 
 /** Who did what to which subject; `at` and `seq` are assigned by the append. `data` is the action's payload. */
 export interface AuditInput<A extends AuditAction = AuditAction> {
@@ -96,66 +99,18 @@ export function storableAuditInput(input: UnsanitisedInput): StorableAuditInput 
 }
 
 /**
- * Appends one event to the chain inside the caller's transaction. The chain head row is locked FOR UPDATE,
- * so concurrent appends serialise and the chain stays linear; the state change and its event commit or
- * roll back together (DESIGN §4.1).
+ * Appends one event to the chain as part of the caller's transaction: the state change and its event commit
+ * or roll back together (DESIGN §4.1). The event is chained and written just before COMMIT, with the
+ * transaction's other events, under the chain head lock (libs/audit/audit-flush.ts), so concurrent
+ * transactions hold the head only for their last round trips. Client text (a WebAuthn library's error, a
+ * hostile clientDataJSON) is made storable now, so a refusal is still recorded and the stored event is
+ * exactly the hashed one. A caller that reads the event back in the same transaction calls flushAuditEvents.
  */
 export async function appendAuditEvent<A extends AuditAction>(
   manager: EntityManager,
   input: AuditInput<A>,
-): Promise<AuditEventEntity> {
-  if (!manager.queryRunner?.isTransactionActive) {
-    throw new Error('appendAuditEvent must run inside a transaction');
-  }
-  const [head] = (await manager.query(
-    'SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE',
-  )) as Array<{
-    seq: string;
-    hash: Buffer;
-  }>;
-  // Read the clock once the head is locked, so `at` follows `seq` (now() would be the transaction's start).
-  const [{ now }] = (await manager.query('SELECT clock_timestamp() AS now')) as Array<{ now: Date }>;
-  const seq = Number(head.seq) + 1;
-  // Millisecond precision: what the driver reads back must be what was hashed.
-  const at = new Date(now.getTime());
-  // Client text (a WebAuthn library's error, a hostile clientDataJSON) reaches events: made storable before
-  // hashing, so a refusal is still recorded and the stored event is exactly the hashed one.
-  const body: ChainedEvent = {
-    seq,
-    at: at.toISOString(),
-    ...storableAuditInput(input),
-    prevHash: head.hash.toString('hex'),
-  };
-  const hash = chainHash(head.hash, body);
-  await manager.query(
-    `INSERT INTO audit_events (seq, at, actor_id, action, subject_type, subject_id, request_id, data, prev_hash, hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [
-      seq,
-      at,
-      body.actorId,
-      body.action,
-      body.subjectType,
-      body.subjectId,
-      body.requestId,
-      body.data,
-      head.hash,
-      hash,
-    ],
-  );
-  await manager.update(AuditChainHeadEntity, { id: 1 }, { seq: String(seq), hash });
-  return Object.assign(new AuditEventEntity(), {
-    seq: String(seq),
-    at,
-    actorId: body.actorId,
-    action: body.action,
-    subjectType: body.subjectType,
-    subjectId: body.subjectId,
-    requestId: body.requestId,
-    data: body.data,
-    prevHash: head.hash,
-    hash,
-  });
+): Promise<void> {
+  deferAuditEvent(manager, storableAuditInput(input));
 }
 
 /** The exported, hash-checkable form of a stored event. */

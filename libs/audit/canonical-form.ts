@@ -1,7 +1,7 @@
 // The verifier's rule for the JSON text in an export: each event and the manifest must be byte for byte the
 // JCS (RFC 8785) text its hash or signature covers. Otherwise two readers can see two different events in
 // the same bytes: JSON.parse keeps the last of two `actorId` keys, grep and most eyes see the first.
-import { canonicalJson } from '../domain/canonical-json.js';
+import { jcs } from './jcs.js';
 
 /** The parsed value (undefined when the text is not JSON) and why it is refused, or null when it is not. */
 export interface CanonicalRead {
@@ -15,8 +15,8 @@ export const NOT_CANONICAL =
 
 /**
  * Parses JSON text that must equal canonicalJson(JSON.parse(text)). That comparison alone also refuses a
- * duplicate key at any depth (the re-serialised value holds only one of them); duplicates are counted first
- * only so that the reason names them.
+ * duplicate key at any depth (the re-serialised value holds only one of them); duplicates are counted, for
+ * text that is not canonical, only so that the reason names them.
  */
 export function readCanonicalJson(text: string): CanonicalRead {
   let value: unknown;
@@ -25,15 +25,15 @@ export function readCanonicalJson(text: string): CanonicalRead {
   } catch {
     return { value: undefined, problem: 'is not JSON' };
   }
-  if (holdsDuplicateKey(text, value)) return { value, problem: 'holds a duplicate key' };
   let canonical: string | undefined;
   try {
-    canonical = canonicalJson(value);
+    canonical = jcs(value);
   } catch {
     // A lone surrogate has no canonical form (and could not have been hashed).
     canonical = undefined;
   }
-  return { value, problem: canonical === text ? null : NOT_CANONICAL };
+  if (canonical === text) return { value, problem: null };
+  return { value, problem: holdsDuplicateKey(text, value) ? 'holds a duplicate key' : NOT_CANONICAL };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { auditPrivateKey, type AuditKeySource } from './audit-key.js';
 import { AuditAction } from './audit-actions.js';
-import { appendAuditEvent, SYSTEM_ACTOR } from './audit-log.js';
+import { appendAuditEvent, flushAuditEvents, SYSTEM_ACTOR } from './audit-log.js';
 import { signCheckpoint, type CheckpointData } from './checkpoint.js';
 
 export type CheckpointResult =
@@ -40,13 +40,14 @@ export async function appendCheckpoint(
       key.kid,
       privateKey,
     );
-    const event = await appendAuditEvent(manager, {
+    await appendAuditEvent(manager, {
       actorId: SYSTEM_ACTOR,
       action: AuditAction.AuditCheckpoint,
       subjectType: 'audit',
       subjectId: 'audit',
       data: { ...checkpoint },
     });
+    const [event] = await flushAuditEvents(manager);
     return { status: 'written', checkpoint, eventSeq: Number(event.seq) };
   });
 }

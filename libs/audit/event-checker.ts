@@ -1,12 +1,18 @@
 // Checks the events of an export or bundle one at a time, in file order: the hash chain, the manifest's filters,
 // the request subjects, the step-up evidence and the signed checkpoints. Reading the file and the manifest
 // signature are verify.ts's; this holds what every format shares once an event is parsed.
-import type { JsonWebKey } from 'node:crypto';
+import { createHash, type JsonWebKey } from 'node:crypto';
 import { subjectDigest, type StepUpAction } from '../webauthn/step-up-binding.js';
 import { AuditAction } from './audit-actions.js';
+import { DeferredAssertions } from './assertion-pool.js';
 import { chainHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
 import { checkpointSignatureValid, parseCheckpointData } from './checkpoint.js';
-import { checkStepUpAssertion, parseStepUpEvidence } from './evidence-check.js';
+import {
+  assertionSignatureFailure,
+  assertionSignatureHolds,
+  parseStepUpEvidence,
+  prepareStepUpAssertion,
+} from './evidence-check.js';
 import { EXPORT_COLUMNS, EventsDigest, type ExportedEvent, type ExportManifest } from './manifest.js';
 
 /** What a successful verification covered. */
@@ -38,7 +44,18 @@ const EVIDENCE_ACTIONS: ReadonlyMap<string, readonly StepUpAction[]> = new Map([
   [AuditAction.RequestActivated, ['activate', 'break-glass']],
 ]);
 
-/** Checks events one at a time, in file order, against the chain rules, the manifest's filters and the evidence rules. */
+/** How assertion signatures are checked: on `threads` worker threads in batches of `batch`, or inline (0). */
+export interface AssertionThreads {
+  threads: number;
+  batch: number;
+}
+
+/**
+ * Checks events one at a time, in file order, against the chain rules, the manifest's filters and the evidence
+ * rules. With threads, assertion signatures are checked in batches on worker threads while reading goes on:
+ * event() then answers only the other checks, and a caller reports a failure through firstFailure(), which
+ * waits for the signatures before it and names the earliest failing event, exactly as checking inline would.
+ */
 export class ExportChecker {
   readonly counts: VerifyCounts = { events: 0, approvals: 0, assertions: 0, requests: 0, checkpoints: 0 };
   private previous: { seq: number; hash: Buffer } | null = null;
@@ -51,20 +68,56 @@ export class ExportChecker {
   /** An unfiltered export holds the whole chain: seq 1 to the chain head, nothing missing. */
   private readonly complete: boolean;
 
+  /** Null when signatures are checked inline. */
+  private readonly deferred: DeferredAssertions | null;
+
   constructor(
     private readonly manifest: ExportManifest,
     /** The pinned audit keys, when given: checkpoints are checked against them like the manifest. */
     private readonly jwks?: readonly JsonWebKey[],
+    threads: AssertionThreads = { threads: 0, batch: 1 },
   ) {
     this.complete = Object.keys(manifest.filters).length === 0;
+    this.deferred =
+      threads.threads > 0
+        ? new DeferredAssertions(threads.threads, threads.batch, (prepared) =>
+            assertionSignatureFailure(prepared.alg),
+          )
+        : null;
+  }
+
+  /** Signature checks are running behind: wait for relieve() before reading on. */
+  get backlogged(): boolean {
+    return this.deferred?.backlogged ?? false;
+  }
+
+  /** Waits for the oldest signature checks; a failure among them is the verification's answer. */
+  async relieve(): Promise<VerifyFailure | null> {
+    const failed = await this.deferred?.relieve();
+    return failed ? failure(failed.seq, failed.reason) : null;
+  }
+
+  /** The answer when `broken` was found: an earlier event's failed signature check, else `broken`. */
+  async firstFailure(broken: VerifyFailure): Promise<VerifyFailure> {
+    const failed = await this.deferred?.settle();
+    return failed ? failure(failed.seq, failed.reason) : broken;
+  }
+
+  /** Stops the signature threads, if any were started. */
+  async close(): Promise<void> {
+    await this.deferred?.close();
   }
 
   subjectOf(requestId: string): { digest: string; seq: number } | undefined {
     return this.subjects.get(requestId);
   }
 
-  /** Checks the next event in file order; null when it holds. */
-  event(value: unknown, where: string): VerifyFailure | null {
+  /**
+   * Checks the next event in file order; null when it holds (its signature, with threads, may still fail).
+   * `canonicalText`, when given, is the JCS text of `value` as the caller has already verified it: the hash
+   * input is then cut from it instead of being serialised again.
+   */
+  event(value: unknown, where: string, canonicalText?: string): VerifyFailure | null {
     const event = parseEvent(value);
     if (typeof event === 'string') {
       const seq = isRecord(value) && Number.isSafeInteger(value.seq) ? (value.seq as number) : null;
@@ -92,8 +145,8 @@ export class ExportChecker {
     if (previous !== null && seq === previous.seq + 1 && !prevHash.equals(previous.hash)) {
       return failure(seq, 'prevHash does not match the previous event');
     }
-    const { hash, ...body } = event;
-    const recomputed = chainHash(prevHash, body);
+    const { hash } = event;
+    const recomputed = recomputeHash(prevHash, event, canonicalText);
     if (recomputed.toString('hex') !== hash) return failure(seq, 'hash does not match the event content');
     const outside = this.outsideFilters(event);
     if (outside) return failure(seq, `the event does not match the export's filter ${outside}`);
@@ -107,8 +160,10 @@ export class ExportChecker {
     return null;
   }
 
-  /** After the last event: the manifest's totals against what the file held. */
-  finish(): VerifyFailure | null {
+  /** After the last event: every signature checked, then the manifest's totals against what the file held. */
+  async finish(): Promise<VerifyFailure | null> {
+    const failed = await this.deferred?.settle();
+    if (failed) return failure(failed.seq, failed.reason);
     const { manifest, counts } = this;
     const lastSeq = this.previous?.seq ?? null;
     const lastHash = this.previous?.hash.toString('hex') ?? null;
@@ -247,13 +302,36 @@ export class ExportChecker {
     if (knownKey !== undefined && knownKey !== evidence.publicKey) {
       return 'evidence.publicKey differs from the key this credential signed with earlier in the file';
     }
-    const broken = checkStepUpAssertion(evidence, this.manifest);
-    if (broken) return broken;
+    const prepared = prepareStepUpAssertion(evidence, this.manifest);
+    if (typeof prepared === 'string') return prepared;
+    // Deferred: the state below is updated as if it held; if it does not, firstFailure() names this event
+    // before anything found later, so nothing that state decided is ever reported.
+    if (this.deferred !== null) this.deferred.add(event.seq, prepared);
+    else if (!assertionSignatureHolds(prepared)) return assertionSignatureFailure(prepared.alg);
     this.credentialKeys.set(evidence.credentialId, evidence.publicKey);
     this.counts.assertions++;
     if (event.action === AuditAction.ApprovalRecorded) this.counts.approvals++;
     return null;
   }
+}
+
+/**
+ * sha256(prevHash ‖ JCS(event without hash)). From the event's verified JCS text when given: the top-level
+ * `,"hash":"…"` member is its last occurrence (a string value holds `"` only escaped, so no `,"hash":"` inside
+ * one; data's members come before it), and the text without it is the JCS of the rest.
+ */
+function recomputeHash(prevHash: Buffer, event: ExportedEvent, canonicalText: string | undefined): Buffer {
+  const member = `,"hash":"${event.hash}"`;
+  const at = canonicalText === undefined ? -1 : canonicalText.lastIndexOf(member);
+  if (canonicalText === undefined || at === -1) {
+    const { hash: _hash, ...body } = event;
+    return chainHash(prevHash, body);
+  }
+  return createHash('sha256')
+    .update(prevHash)
+    .update(canonicalText.slice(0, at), 'utf8')
+    .update(canonicalText.slice(at + member.length), 'utf8')
+    .digest();
 }
 
 function parseEvent(value: unknown): ExportedEvent | string {

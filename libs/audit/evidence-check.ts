@@ -3,6 +3,9 @@ import { decodeCBOR } from '@levischuck/tiny-cbor';
 import type { AuditedEvidence } from '../webauthn/evidence.js';
 import { stepUpChallenge } from '../webauthn/step-up-binding.js';
 
+/** The signature algorithms of the COSE keys a verifier accepts. */
+export type CoseAlgorithm = 'ES256' | 'EdDSA' | 'RS256';
+
 /** Where the assertions of an export must come from: the broker's rpID and allowed origins. */
 export interface RelyingParty {
   rpId: string;
@@ -57,6 +60,33 @@ export function parseStepUpEvidence(value: unknown): AuditedEvidence | string {
  * holds, else the first reason it does not. Binding the evidence to its event and subject is the caller's.
  */
 export function checkStepUpAssertion(evidence: AuditedEvidence, relyingParty: RelyingParty): string | null {
+  const prepared = prepareStepUpAssertion(evidence, relyingParty);
+  if (typeof prepared === 'string') return prepared;
+  return assertionSignatureHolds(prepared) ? null : assertionSignatureFailure(prepared.alg);
+}
+
+/** An assertion whose every check but the signature held: what the signature check needs, nothing else. */
+export interface PreparedAssertion {
+  alg: CoseAlgorithm;
+  key: KeyObject;
+  /** authenticatorData ‖ sha256(clientDataJSON). */
+  signedData: Buffer;
+  signature: Buffer;
+}
+
+/** The reason checkStepUpAssertion gives for a signature that does not verify. */
+export function assertionSignatureFailure(alg: CoseAlgorithm): string {
+  return `assertion signature does not verify with the ${alg} public key`;
+}
+
+/**
+ * checkStepUpAssertion up to the signature: the first reason the assertion does not hold, or what its
+ * signature check needs (run it with assertionSignatureHolds, here or on another thread).
+ */
+export function prepareStepUpAssertion(
+  evidence: AuditedEvidence,
+  relyingParty: RelyingParty,
+): PreparedAssertion | string {
   let expectedChallenge: string;
   try {
     expectedChallenge = stepUpChallenge(evidence).toString('base64url');
@@ -83,31 +113,57 @@ export function checkStepUpAssertion(evidence: AuditedEvidence, relyingParty: Re
   }
   const authenticatorData = decodeBase64Url(evidence.authenticatorData) as Buffer;
   if (authenticatorData.length < AUTH_DATA_MIN_BYTES) return 'authenticatorData is too short';
-  const rpIdHash = createHash('sha256').update(relyingParty.rpId, 'utf8').digest();
-  if (!authenticatorData.subarray(0, 32).equals(rpIdHash)) {
+  if (!authenticatorData.subarray(0, 32).equals(rpIdHash(relyingParty.rpId))) {
     return `authenticatorData is not for rpId ${JSON.stringify(relyingParty.rpId)}`;
   }
   const flags = authenticatorData[32];
   if ((flags & FLAG_USER_PRESENT) === 0) return 'authenticatorData does not have user presence (UP)';
   if ((flags & FLAG_USER_VERIFIED) === 0) return 'authenticatorData does not have user verification (UV)';
 
-  const publicKey = coseToPublicKey(decodeBase64Url(evidence.publicKey) as Buffer);
+  const publicKey = cachedPublicKey(evidence.publicKey);
   if (typeof publicKey === 'string') return publicKey;
   const signedData = Buffer.concat([
     authenticatorData,
     createHash('sha256').update(clientDataBytes).digest(),
   ]);
   const signature = decodeBase64Url(evidence.signature) as Buffer;
-  let valid: boolean;
+  return { alg: publicKey.alg, key: publicKey.key, signedData, signature };
+}
+
+/** The signature check of a prepared assertion (EdDSA signs the data itself, ES256 and RS256 its sha256). */
+export function assertionSignatureHolds(prepared: PreparedAssertion): boolean {
+  const { alg, key, signedData, signature } = prepared;
   try {
-    valid =
-      publicKey.alg === 'EdDSA'
-        ? verify(null, signedData, publicKey.key, signature)
-        : verify('sha256', signedData, publicKey.key, signature);
+    return verify(alg === 'EdDSA' ? null : 'sha256', signedData, key, signature);
   } catch {
-    valid = false;
+    return false;
   }
-  return valid ? null : `assertion signature does not verify with the ${publicKey.alg} public key`;
+}
+
+/** Keys built from COSE, by the base64url text they came from: a verifier meets the same few passkeys often. */
+const publicKeys = new Map<string, ReturnType<typeof coseToPublicKey>>();
+const MAX_CACHED_KEYS = 10_000;
+const rpIdHashes = new Map<string, Buffer>();
+
+/** coseToPublicKey of base64url text (already checked to be base64url), built once per distinct key. */
+function cachedPublicKey(text: string): ReturnType<typeof coseToPublicKey> {
+  let key = publicKeys.get(text);
+  if (key === undefined) {
+    key = coseToPublicKey(decodeBase64Url(text) as Buffer);
+    if (publicKeys.size >= MAX_CACHED_KEYS) publicKeys.clear();
+    publicKeys.set(text, key);
+  }
+  return key;
+}
+
+function rpIdHash(rpId: string): Buffer {
+  let hash = rpIdHashes.get(rpId);
+  if (hash === undefined) {
+    hash = createHash('sha256').update(rpId, 'utf8').digest();
+    if (rpIdHashes.size >= MAX_CACHED_KEYS) rpIdHashes.clear();
+    rpIdHashes.set(rpId, hash);
+  }
+  return hash;
 }
 
 // COSE (RFC 9052/9053) labels; integer keys, as WebAuthn credential public keys use them.
@@ -126,9 +182,7 @@ const CRV_P256 = 1;
 const CRV_ED25519 = 6;
 
 /** A COSE_Key (ES256, EdDSA/Ed25519 or RS256) as a node:crypto public key, or the reason it is not usable. */
-export function coseToPublicKey(
-  bytes: Uint8Array,
-): { alg: 'ES256' | 'EdDSA' | 'RS256'; key: KeyObject } | string {
+export function coseToPublicKey(bytes: Uint8Array): { alg: CoseAlgorithm; key: KeyObject } | string {
   let cose: unknown;
   try {
     // A copy: tiny-cbor reads `bytes.buffer` from offset 0, ignoring byteOffset, and a Buffer is often a
@@ -145,7 +199,7 @@ export function coseToPublicKey(
     return value instanceof Uint8Array ? Buffer.from(value).toString('base64url') : null;
   };
   let jwk: JsonWebKey;
-  let name: 'ES256' | 'EdDSA' | 'RS256';
+  let name: CoseAlgorithm;
   if (alg === ALG_ES256 && kty === KTY_EC2 && cose.get(COSE_CRV_OR_N) === CRV_P256) {
     const x = bytesOf(COSE_X_OR_E);
     const y = bytesOf(COSE_Y);

@@ -4,6 +4,7 @@
 // reordered keys or extra whitespace would show a reader something other than what was verified.
 import { canonicalJson } from '../domain/canonical-json.js';
 import { csvRecord } from './csv.js';
+import { eventJcs, jcs } from './jcs.js';
 import {
   CSV_MANIFEST_MARKER,
   EXPORT_COLUMNS,
@@ -33,12 +34,12 @@ export const JSON_EXPORT_MANIFEST = '],"manifest":';
 export const EXPORT_LAYOUTS: Readonly<Record<ExportFormat, ExportLayout>> = Object.freeze({
   ndjson: {
     start: () => '',
-    event: (event) => `${canonicalJson(event)}\n`,
+    event: (event) => `${eventJcs(event)}\n`,
     end: (manifest) => `${canonicalJson(manifest)}\n`,
   },
   json: {
     start: () => JSON_EXPORT_START,
-    event: (event, index) => `${index === 0 ? '\n' : ',\n'}${canonicalJson(event)}`,
+    event: (event, index) => `${index === 0 ? '\n' : ',\n'}${eventJcs(event)}`,
     end: (manifest) => `\n${JSON_EXPORT_MANIFEST}${canonicalJson(manifest)}}\n`,
   },
   csv: {
@@ -52,7 +53,7 @@ export const EXPORT_LAYOUTS: Readonly<Record<ExportFormat, ExportLayout>> = Obje
         event.subjectType,
         event.subjectId,
         event.requestId ?? '',
-        canonicalJson(event.data),
+        jcs(event.data),
         event.prevHash,
         event.hash,
       ]),

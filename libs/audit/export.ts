@@ -1,9 +1,7 @@
 import type { Writable } from 'node:stream';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import type { AuditEventEntity } from '../db/index.js';
 import { auditPrivateKey, type AuditKeySource } from './audit-key.js';
-import { toChainedEvent } from './audit-log.js';
-import { EXPORT_LAYOUTS } from './export-layout.js';
+import { EXPORT_LAYOUTS, type ExportLayout } from './export-layout.js';
 import {
   EXPORT_FORMATS,
   EventsDigest,
@@ -40,7 +38,7 @@ export interface AuditExportOptions {
   exporter: string;
   rpId: string;
   origins: readonly string[];
-  /** Rows per keyset page; 500 unless a test wants many pages. */
+  /** Rows per keyset page; DEFAULT_PAGE_SIZE (1000) unless a test wants many pages. */
   pageSize?: number;
 }
 
@@ -52,7 +50,21 @@ export interface ChainHeadSnapshot {
   now: Date;
 }
 
-const DEFAULT_PAGE_SIZE = 500;
+const DEFAULT_PAGE_SIZE = 1000;
+/** Characters per write to the output. */
+const WRITE_BYTES = 64 * 1024;
+/** The columns as stored (a Date, Buffers): what toChainedEvent takes. */
+const ENTITY_SELECT = `SELECT seq, at, actor_id AS "actorId", action, subject_type AS "subjectType",
+       subject_id AS "subjectId", request_id AS "requestId", data, prev_hash AS "prevHash", hash`;
+/**
+ * The columns as an export writes them: PostgreSQL formats the time as toISOString does (UTC, milliseconds
+ * truncated, as the driver's Date would be) and the hashes as hex, so a row needs no Date or Buffer; data
+ * comes as text, parsed (as the driver would) only when its line is written.
+ */
+const EXPORT_SELECT = `SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at,
+       actor_id AS "actorId", action, subject_type AS "subjectType", subject_id AS "subjectId",
+       request_id AS "requestId", data::text AS data, encode(prev_hash, 'hex') AS "prevHash",
+       encode(hash, 'hex') AS hash`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const FILTER_KEYS = ['from', 'to', 'actorId', 'entitlementId', 'requestId', 'action'] as const;
 
@@ -96,7 +108,9 @@ export async function readChainHead(source: AuditSource): Promise<ChainHeadSnaps
  * The events matching `filters` up to `headSeq`, page by page in seq order. Keyset pagination
  * (`seq > last … ORDER BY seq LIMIT n`) keeps each query cheap and memory flat; no transaction stays open
  * between pages, and the upper bound makes the result a consistent snapshot because the chain is append-only
- * and an event is committed together with the head that counts it.
+ * and an event is committed together with the head that counts it. The next page is read while the caller
+ * writes this one (one page ahead, asked for only when the caller comes back for more, so a caller waiting
+ * for 'drain' holds at most two pages).
  */
 export async function* readAuditEventPages(
   source: AuditSource,
@@ -104,16 +118,61 @@ export async function* readAuditEventPages(
   headSeq: number,
   pageSize: number = DEFAULT_PAGE_SIZE,
 ): AsyncGenerator<ExportedEvent[]> {
-  let last = 0;
-  for (;;) {
-    const { text, values } = auditPageQuery(filters, last, headSeq, pageSize);
-    const rows = rowsOf(await runQuery(source, text, values)) as AuditEventEntity[];
+  for await (const rows of readRowPages(source, filters, headSeq, pageSize)) yield rows.map(exportedEventOf);
+}
+
+/**
+ * readAuditEventPages as the rows come: text, so that the page read ahead holds a few strings per event, not
+ * the parsed objects of its data (which would outlive the young generation while the output drains).
+ */
+async function* readRowPages(
+  source: AuditSource,
+  filters: ExportFilters,
+  headSeq: number,
+  pageSize: number = DEFAULT_PAGE_SIZE,
+): AsyncGenerator<ExportRow[]> {
+  const readPage = async (afterSeq: number): Promise<ExportRow[]> => {
+    const { text, values } = auditPageQuery(filters, afterSeq, headSeq, pageSize, EXPORT_SELECT);
+    return rowsOf(await runQuery(source, text, values)) as ExportRow[];
+  };
+  let next: Promise<ExportRow[]> | null = readPage(0);
+  while (next !== null) {
+    const rows: ExportRow[] = await next;
     if (rows.length === 0) return;
-    const events = rows.map(toChainedEvent);
-    yield events;
-    if (rows.length < pageSize) return;
-    last = events[events.length - 1].seq;
+    next = rows.length < pageSize ? null : readPage(Number(rows[rows.length - 1].seq));
+    // A failed read ahead surfaces when it is awaited, not as an unhandled rejection meanwhile.
+    next?.catch(() => undefined);
+    yield rows;
   }
+}
+
+/** A page row as EXPORT_SELECT reads it, or as the entity columns do (Date, Buffer): both are accepted. */
+interface ExportRow {
+  seq: string | number;
+  at: string | Date;
+  actorId: string;
+  action: string;
+  subjectType: string;
+  subjectId: string;
+  requestId: string | null;
+  data: string | Record<string, unknown>;
+  prevHash: string | Buffer;
+  hash: string | Buffer;
+}
+
+function exportedEventOf(row: ExportRow): ExportedEvent {
+  return {
+    seq: Number(row.seq),
+    at: typeof row.at === 'string' ? row.at : row.at.toISOString(),
+    actorId: row.actorId,
+    action: row.action,
+    subjectType: row.subjectType,
+    subjectId: row.subjectId,
+    requestId: row.requestId,
+    data: typeof row.data === 'string' ? (JSON.parse(row.data) as Record<string, unknown>) : row.data,
+    prevHash: typeof row.prevHash === 'string' ? row.prevHash : row.prevHash.toString('hex'),
+    hash: typeof row.hash === 'string' ? row.hash : row.hash.toString('hex'),
+  };
 }
 
 /** The SQL of one keyset page; parameters $1 = last seq read, $2 = head seq at start, the filters, then the limit. */
@@ -122,6 +181,7 @@ export function auditPageQuery(
   afterSeq: number,
   headSeq: number,
   limit: number,
+  select: string = ENTITY_SELECT,
 ): { text: string; values: unknown[] } {
   const values: unknown[] = [afterSeq, headSeq];
   const where = ['seq > $1', 'seq <= $2'];
@@ -136,8 +196,7 @@ export function auditPageQuery(
       `request_id IN (SELECT id FROM elevation_requests WHERE entitlement_id = ${bind(filters.entitlementId)})`,
     );
   }
-  const text = `SELECT seq, at, actor_id AS "actorId", action, subject_type AS "subjectType",
-       subject_id AS "subjectId", request_id AS "requestId", data, prev_hash AS "prevHash", hash
+  const text = `${select}
   FROM audit_events
  WHERE ${where.join(' AND ')}
  ORDER BY seq
@@ -166,16 +225,12 @@ export async function streamAuditExport(options: AuditExportOptions): Promise<Ex
   let last: ExportedEvent | null = null;
 
   await write(out, layout.start());
-  for await (const page of readAuditEventPages(source, filters, head.seq, options.pageSize)) {
-    let chunk = '';
-    for (const event of page) {
-      chunk += layout.event(event, count);
-      digest.add(event.hash);
-      first ??= event;
-      last = event;
-      count++;
-    }
-    await write(out, chunk);
+  for await (const rows of readRowPages(source, filters, head.seq, options.pageSize)) {
+    const page = formatPage(rows, layout, digest, count);
+    count += rows.length;
+    first ??= page.first;
+    last = page.last;
+    for (const chunk of page.chunks) await write(out, chunk);
   }
   const body = {
     type: 'manifest' as const,
@@ -203,6 +258,40 @@ export async function streamAuditExport(options: AuditExportOptions): Promise<Ex
     });
   });
   return manifest;
+}
+
+/**
+ * A page as the layout writes it, in flat strings of about WRITE_BYTES (joined, not += of thousands of pieces:
+ * cheap to encode, and small enough that the socket's copies are reused rather than left to grow the heap).
+ * The whole page is formatted before any write waits, so its parsed events die young.
+ */
+function formatPage(
+  rows: readonly ExportRow[],
+  layout: ExportLayout,
+  digest: EventsDigest,
+  startIndex: number,
+): { chunks: string[]; first: ExportedEvent; last: ExportedEvent } {
+  const chunks: string[] = [];
+  let lines: string[] = [];
+  let length = 0;
+  let first: ExportedEvent | null = null;
+  let last: ExportedEvent | null = null;
+  for (let index = 0; index < rows.length; index++) {
+    const event = exportedEventOf(rows[index]);
+    const text = layout.event(event, startIndex + index);
+    lines.push(text);
+    length += text.length;
+    digest.add(event.hash);
+    first ??= event;
+    last = event;
+    if (length >= WRITE_BYTES) {
+      chunks.push(lines.join(''));
+      lines = [];
+      length = 0;
+    }
+  }
+  if (lines.length > 0) chunks.push(lines.join(''));
+  return { chunks, first: first!, last: last! };
 }
 
 /** A ManifestSigner over the broker's current 'audit' key (Ed25519, encrypted at rest in PostgreSQL). */

@@ -4,24 +4,18 @@
 import { createReadStream } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type { JsonWebKey } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { REQUEST_SUBJECT_FIELDS, subjectDigest } from '../webauthn/step-up-binding.js';
 import { holdsDuplicateKey, readCanonicalJson } from './canonical-form.js';
 import { CsvReader } from './csv.js';
-import {
-  ExportChecker,
-  failure,
-  HEX_32,
-  isRecord,
-  type VerifyCounts,
-  type VerifyFailure,
-} from './event-checker.js';
+import { ExportChecker, failure, isRecord, type VerifyCounts, type VerifyFailure } from './event-checker.js';
 import { JSON_EXPORT_MANIFEST, JSON_EXPORT_START } from './export-layout.js';
+import { parseManifest } from './manifest-read.js';
 import {
   canonicalDigest,
   CSV_MANIFEST_MARKER,
   EXPORT_COLUMNS,
-  EXPORT_FORMATS,
   manifestSignatureHolds,
   type ExportFormat,
   type ExportManifest,
@@ -37,6 +31,13 @@ export interface VerifyOptions {
    * can embed their own key, so without this (or jwks) such a file is not a success (VerifyUnpinned).
    */
   trustEmbeddedKey?: boolean;
+  /**
+   * Worker threads for the assertion signatures (default: one per core, at most 4; 0 checks them on this
+   * thread). The answer, and the first failure named, do not depend on it.
+   */
+  threads?: number;
+  /** Assertions per batch sent to a thread (default 256); threads start only once a batch is full. */
+  threadBatch?: number;
 }
 
 /** Everything held. */
@@ -65,10 +66,11 @@ export interface VerifyUnpinned {
 
 export type VerifyResult = VerifySuccess | VerifyUnpinned | VerifyFailure;
 
-const FILTER_KEYS = new Set(['from', 'to', 'actorId', 'entitlementId', 'requestId', 'action']);
 /** Bytes read from the end of a file to find the manifest line before streaming the rest. */
 const TAIL_BYTES = 1 << 20;
 const HEAD_BYTES = 1 << 16;
+const DEFAULT_THREAD_BATCH = 256;
+const MAX_THREADS = 4;
 const JSON_LAYOUT = `not laid out as the broker writes a JSON export: ${JSON_EXPORT_START} on line 1, one event per line, then ${JSON_EXPORT_MANIFEST}{…}}`;
 
 /** Verifies an export held in memory: NDJSON, CSV or JSON, or a request bundle, detected from the text. */
@@ -178,12 +180,29 @@ export async function verifyBundle(input: unknown, options: VerifyOptions = {}):
   if (Object.keys(manifest.filters).length !== 1 || manifest.filters.requestId !== requestId) {
     return failure(null, 'the manifest does not cover exactly this request');
   }
-  const checker = new ExportChecker(manifest, options.jwks);
+  return withChecker(manifest, options, (checker) =>
+    checkBundle(checker, { requestId, request, policyVersion, grants, events }, manifest, options),
+  );
+}
+
+async function checkBundle(
+  checker: ExportChecker,
+  bundle: {
+    requestId: string;
+    request: Record<string, unknown>;
+    policyVersion: Record<string, unknown> | null;
+    grants: unknown[];
+    events: unknown[];
+  },
+  manifest: ExportManifest,
+  options: VerifyOptions,
+): Promise<VerifyResult> {
+  const { requestId, request, policyVersion, grants, events } = bundle;
   for (const [index, event] of events.entries()) {
-    const broken = checker.event(event, `events[${index}]`);
-    if (broken) return broken;
+    const broken = checker.event(event, `events[${index}]`) ?? (await relieved(checker));
+    if (broken) return checker.firstFailure(broken);
   }
-  const totals = checker.finish();
+  const totals = await checker.finish();
   if (totals) return totals;
   if (manifest.attachmentsDigest !== canonicalDigest({ request, policyVersion, grants })) {
     return failure(
@@ -228,7 +247,18 @@ async function verifyNdjsonLines(
     return failure(null, `the manifest line ${read.problem}`);
   const manifest = parseManifest(read.value, 'ndjson');
   if (typeof manifest === 'string') return failure(null, manifest);
-  const checker = new ExportChecker(manifest, options.jwks);
+  return withChecker(manifest, options, (checker) =>
+    checkNdjsonLines(checker, manifest, manifestLine, lines, options),
+  );
+}
+
+async function checkNdjsonLines(
+  checker: ExportChecker,
+  manifest: ExportManifest,
+  manifestLine: string,
+  lines: Iterable<string> | AsyncIterable<string>,
+  options: VerifyOptions,
+): Promise<VerifyResult> {
   let pending: { text: string; line: number } | null = null;
   let lineNumber = 0;
   for await (const raw of lines) {
@@ -236,15 +266,15 @@ async function verifyNdjsonLines(
     const text = lineNumber === 1 ? stripBom(raw) : raw;
     if (text.trim() === '') continue;
     if (pending !== null) {
-      const broken = ndjsonEvent(checker, pending.text, pending.line);
-      if (broken) return broken;
+      const broken = ndjsonEvent(checker, pending.text, pending.line) ?? (await relieved(checker));
+      if (broken) return checker.firstFailure(broken);
     }
     pending = { text, line: lineNumber };
   }
   if (pending === null || pending.text !== manifestLine) {
-    return failure(null, 'the last line is not the manifest: the export is truncated');
+    return checker.firstFailure(failure(null, 'the last line is not the manifest: the export is truncated'));
   }
-  return checker.finish() ?? signed(checker, manifest, 'ndjson', options);
+  return (await checker.finish()) ?? signed(checker, manifest, 'ndjson', options);
 }
 
 function ndjsonEvent(checker: ExportChecker, text: string, line: number): VerifyFailure | null {
@@ -252,7 +282,7 @@ function ndjsonEvent(checker: ExportChecker, text: string, line: number): Verify
   if (problem !== null) return failure(seqOf(value), `line ${line} ${problem}`);
   if (isRecord(value) && value.type === 'manifest')
     return failure(null, `line ${line}: a manifest before the end of the file`);
-  return checker.event(value, `line ${line}`);
+  return checker.event(value, `line ${line}`, text);
 }
 
 async function verifyCsvRecords(
@@ -267,7 +297,18 @@ async function verifyCsvRecords(
     return failure(null, `the manifest record's data ${read.problem}`);
   const manifest = parseManifest(read?.value, 'csv');
   if (typeof manifest === 'string') return failure(null, manifest);
-  const checker = new ExportChecker(manifest, options.jwks);
+  return withChecker(manifest, options, (checker) =>
+    checkCsvRecords(checker, manifest, manifestRecord, records, options),
+  );
+}
+
+async function checkCsvRecords(
+  checker: ExportChecker,
+  manifest: ExportManifest,
+  manifestRecord: string[],
+  records: Iterable<string[]> | AsyncIterable<string[]>,
+  options: VerifyOptions,
+): Promise<VerifyResult> {
   let pending: { record: string[]; number: number } | null = null;
   let number = 0;
   try {
@@ -278,27 +319,31 @@ async function verifyCsvRecords(
           record.length !== EXPORT_COLUMNS.length ||
           record.some((field, index) => field !== EXPORT_COLUMNS[index])
         ) {
-          return failure(null, `the first record is not the header ${EXPORT_COLUMNS.join(',')}`);
+          return checker.firstFailure(
+            failure(null, `the first record is not the header ${EXPORT_COLUMNS.join(',')}`),
+          );
         }
         continue;
       }
       if (pending !== null) {
-        const broken = csvEvent(checker, pending.record, pending.number);
-        if (broken) return broken;
+        const broken = csvEvent(checker, pending.record, pending.number) ?? (await relieved(checker));
+        if (broken) return checker.firstFailure(broken);
       }
       pending = { record, number };
     }
   } catch (error) {
-    return failure(null, `not valid CSV: ${(error as Error).message}`);
+    return checker.firstFailure(failure(null, `not valid CSV: ${(error as Error).message}`));
   }
   if (
     pending === null ||
     pending.record[0] !== CSV_MANIFEST_MARKER ||
     pending.record.join(',') !== manifestRecord.join(',')
   ) {
-    return failure(null, 'the last record is not the manifest: the export is truncated');
+    return checker.firstFailure(
+      failure(null, 'the last record is not the manifest: the export is truncated'),
+    );
   }
-  return checker.finish() ?? signed(checker, manifest, 'csv', options);
+  return (await checker.finish()) ?? signed(checker, manifest, 'csv', options);
 }
 
 function csvEvent(checker: ExportChecker, record: string[], number: number): VerifyFailure | null {
@@ -345,19 +390,30 @@ async function verifyJsonExport(text: string, options: VerifyOptions): Promise<V
   if (read.problem !== null) return failure(null, `the manifest (line ${lines.length}) ${read.problem}`);
   const manifest = parseManifest(read.value, 'json');
   if (typeof manifest === 'string') return failure(null, manifest);
-  const checker = new ExportChecker(manifest, options.jwks);
-  const events = lines.slice(1, -1);
+  return withChecker(manifest, options, (checker) =>
+    checkJsonEvents(checker, manifest, lines.slice(1, -1), options),
+  );
+}
+
+async function checkJsonEvents(
+  checker: ExportChecker,
+  manifest: ExportManifest,
+  events: string[],
+  options: VerifyOptions,
+): Promise<VerifyResult> {
   for (const [index, line] of events.entries()) {
     const where = `events[${index}] (line ${index + 2})`;
     // Every event line but the last ends with the comma that separates it from the next.
     const separated = index < events.length - 1;
-    if (separated && !line.endsWith(',')) return failure(null, `${where}: ${JSON_LAYOUT}`);
-    const { value, problem } = readCanonicalJson(separated ? line.slice(0, -1) : line);
-    if (problem !== null) return failure(seqOf(value), `${where} ${problem}`);
-    const broken = checker.event(value, where);
-    if (broken) return broken;
+    if (separated && !line.endsWith(','))
+      return checker.firstFailure(failure(null, `${where}: ${JSON_LAYOUT}`));
+    const text = separated ? line.slice(0, -1) : line;
+    const { value, problem } = readCanonicalJson(text);
+    if (problem !== null) return checker.firstFailure(failure(seqOf(value), `${where} ${problem}`));
+    const broken = checker.event(value, where, text) ?? (await relieved(checker));
+    if (broken) return checker.firstFailure(broken);
   }
-  return checker.finish() ?? signed(checker, manifest, 'json', options);
+  return (await checker.finish()) ?? signed(checker, manifest, 'json', options);
 }
 
 /**
@@ -401,64 +457,26 @@ async function signed(
   return { ok: false, unpinned: true, seq: null, reason, format, counts, manifest };
 }
 
-function parseManifest(value: unknown, format: ExportFormat | 'bundle'): ExportManifest | string {
-  if (!isRecord(value) || value.type !== 'manifest')
-    return 'no manifest at the end of the file: the export is truncated';
-  const manifest = value as unknown as ExportManifest;
-  if (manifest.version !== 1) return `manifest version ${JSON.stringify(manifest.version)} is not supported`;
-  if (manifest.format !== format) {
-    return `the manifest says format ${JSON.stringify(manifest.format)}, the file is ${format}`;
+/** Runs `check` with an ExportChecker for `manifest`, and stops its threads however it ends. */
+async function withChecker(
+  manifest: ExportManifest,
+  options: VerifyOptions,
+  check: (checker: ExportChecker) => Promise<VerifyResult>,
+): Promise<VerifyResult> {
+  const checker = new ExportChecker(manifest, options.jwks, {
+    threads: options.threads ?? Math.min(availableParallelism(), MAX_THREADS),
+    batch: options.threadBatch ?? DEFAULT_THREAD_BATCH,
+  });
+  try {
+    return await check(checker);
+  } finally {
+    await checker.close();
   }
-  if (format !== 'bundle' && !(EXPORT_FORMATS as readonly string[]).includes(manifest.format))
-    return 'unknown manifest format';
-  const isSeq = (seq: unknown) =>
-    seq === null || (typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0);
-  if (!Number.isSafeInteger(manifest.count) || manifest.count < 0)
-    return 'manifest count is not a whole number';
-  if (!isSeq(manifest.firstSeq) || !isSeq(manifest.lastSeq)) return 'manifest firstSeq/lastSeq are not seqs';
-  if (
-    manifest.lastHash !== null &&
-    !(typeof manifest.lastHash === 'string' && HEX_32.test(manifest.lastHash))
-  ) {
-    return 'manifest lastHash is not a hash';
-  }
-  if (typeof manifest.eventsDigest !== 'string' || !HEX_32.test(manifest.eventsDigest))
-    return 'manifest eventsDigest is not a hash';
-  const { filters, chainHead } = manifest;
-  if (
-    !isRecord(filters) ||
-    Object.entries(filters).some(([key, item]) => !FILTER_KEYS.has(key) || typeof item !== 'string')
-  ) {
-    return 'manifest filters are malformed';
-  }
-  if (
-    !isRecord(chainHead) ||
-    !Number.isSafeInteger(chainHead.seq) ||
-    chainHead.seq < 0 ||
-    typeof chainHead.hash !== 'string' ||
-    !HEX_32.test(chainHead.hash)
-  ) {
-    return 'manifest chainHead is malformed';
-  }
-  if (typeof manifest.rpId !== 'string' || manifest.rpId === '') return 'manifest rpId is missing';
-  if (!Array.isArray(manifest.origins) || manifest.origins.some((origin) => typeof origin !== 'string')) {
-    return 'manifest origins are not a list of strings';
-  }
-  if (manifest.jws !== undefined && manifest.signature !== undefined)
-    return 'the manifest carries both a JWS and a legacy signature';
-  // `signature` (raw Ed25519) is how manifests were signed before issue 13: still verified, never written.
-  const signature = manifest.jws ?? manifest.signature;
-  if (typeof manifest.kid !== 'string' || manifest.alg !== 'EdDSA' || !isSignature(signature)) {
-    return 'the manifest is not signed (kid, alg "EdDSA", jws { protected, signature })';
-  }
-  if (manifest.publicJwk !== undefined && !isRecord(manifest.publicJwk))
-    return 'manifest publicJwk is not a JWK';
-  return manifest;
 }
 
-function isSignature(value: unknown): boolean {
-  if (typeof value === 'string') return true;
-  return isRecord(value) && typeof value.protected === 'string' && typeof value.signature === 'string';
+/** When signature checks run behind, waits for the oldest; a failure among them, or null. */
+async function relieved(checker: ExportChecker): Promise<VerifyFailure | null> {
+  return checker.backlogged ? checker.relieve() : null;
 }
 
 /** The step-up subject of a request (DESIGN §4's immutable fields), picked by name from the bundle's request. */

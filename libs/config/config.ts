@@ -98,6 +98,7 @@ const envSchema = z.object({
   METRICS_TOKEN: z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   REVOKE_BACKOFF_MS: positiveSeconds.default(1000),
+  WEBHOOK_TIMEOUT_MS: positiveSeconds.default(5000),
 });
 
 /** The broker's and worker's whole configuration, validated once at boot. */
@@ -158,6 +159,8 @@ export interface AppConfig {
   metricsToken: string | null;
   /** First retry delay of a failed revocation, doubled each attempt (with jitter) up to REVOKE_ATTEMPTS. */
   revokeBackoffMs: number;
+  /** How long one webhook delivery may take (WEBHOOK_TIMEOUT_MS, default 5000). */
+  webhookTimeoutMs: number;
   /** Secrets that policy connectors reference by environment variable name (`urlEnv`, `secretEnv`). */
   connectorSecret(name: string): string | undefined;
 }
@@ -286,6 +289,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     logLevel: values.LOG_LEVEL,
     metricsToken: values.METRICS_TOKEN ?? null,
     revokeBackoffMs: values.REVOKE_BACKOFF_MS,
+    webhookTimeoutMs: values.WEBHOOK_TIMEOUT_MS,
     connectorSecret: (name) => (CONNECTOR_SECRET_NAME.test(name) ? env[name] : undefined),
   };
 }

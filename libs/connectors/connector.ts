@@ -30,12 +30,22 @@ export interface Minted {
   notAfter: Date;
 }
 
+/** Which grant a revoke is for (the webhook connector derives its Idempotency-Key from it). */
+export interface RevokeContext {
+  grantId: string;
+}
+
 /** A credential backend (DESIGN §7). */
 export interface Connector {
   readonly type: string;
   mint(grant: GrantSpec): Promise<Minted>;
   /** Idempotent: revoking twice, or revoking a reference that no longer exists, is success. */
-  revoke(externalRef: string): Promise<void>;
+  revoke(externalRef: string, grant?: RevokeContext): Promise<void>;
+  /**
+   * Takes back whatever a mint that failed or timed out may still have applied at the other end (its answer
+   * never came, so only the grant is known). Only connectors whose mint can half-succeed remotely have it.
+   */
+  compensateMint?(grant: GrantSpec): Promise<void>;
   /** Shared external state: revoke only when no other active grant holds the same key. */
   overlapKey?(grant: GrantSpec): string;
 }

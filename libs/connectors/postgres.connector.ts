@@ -9,14 +9,23 @@ import type { Connector, GrantSpec, Minted } from './connector.js';
 const JIT_ROLE_NAME = /^jit_[0-9a-f]{24}_[0-9a-f]{8}$/;
 const GRANTABLE_ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const CONNECTION_LIMIT = 10;
+// One admin connection per revocation the worker runs at once (its revocation concurrency), so a batch of
+// due grants is never queued behind two connections.
+const ADMIN_POOL_SIZE = 8;
 // 4096 is PostgreSQL's own default (scram_iterations) for SCRAM-SHA-256 verifiers.
 const SCRAM_ITERATIONS = 4096;
 const TERMINATE_DEADLINE_MS = 5_000;
-const TERMINATE_POLL_MS = 50;
+// A terminated backend exits within a few milliseconds; only a session still there after the drop's commit
+// is waited for, in short steps.
+const TERMINATE_POLL_MS = 5;
 const UNDEFINED_OBJECT = '42704';
 const INSUFFICIENT_PRIVILEGE = '42501';
 // Fixed first key of the two-key advisory lock, so our revocation locks never meet anyone else's.
 const REVOKE_LOCK_CLASS = 0x6a697472; // "jitr"
+// Key of the transaction-scoped lock around changes to the target database's ACL (GRANT CONNECT on mint,
+// DROP OWNED on revoke): two at once update its one pg_database row and one fails with "tuple concurrently
+// updated". Advisory locks are per database, so this is one lock per target database.
+const DATABASE_ACL_LOCK = [0x6a697461, 0]; // "jita"
 
 const pbkdf2Async = promisify(pbkdf2);
 
@@ -47,7 +56,7 @@ export class PostgresConnector implements Connector {
     this.target = parseTarget(options.adminUrl, options.connectorName, options.publicHost);
     this.pool = new Pool({
       connectionString: options.adminUrl,
-      max: 2,
+      max: ADMIN_POOL_SIZE,
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 10_000,
       // Bounds the wait for another broker's revocation of the same role (advisory lock) and any stuck DDL.
@@ -154,31 +163,26 @@ export class PostgresConnector implements Connector {
   }
 
   private async dropRole(client: PoolClient, name: string): Promise<void> {
-    const oid = await roleOid(client, name);
-    if (oid === undefined) return;
+    const found = await roleToDrop(client, name);
+    if (!found) return;
     const role = escapeIdentifier(name);
     try {
       // NOLOGIN is committed before any session is ended: otherwise a client could reconnect between the
       // terminate and the drop and keep a session that outlives the role.
       await client.query(`ALTER ROLE ${role} NOLOGIN`);
-      await terminateSessions(client, name, oid);
-      await inTransaction(client, async () => {
-        // DROP OWNED needs the privileges of the role: a superuser has them, a CREATEROLE login takes them
-        // for this transaction only (it holds ADMIN OPTION on the roles it created), and they go with the role.
-        const [{ holds }] = (
-          await client.query<{ holds: boolean }>(
-            `SELECT pg_has_role(current_user, $1::oid, 'USAGE') AS holds`,
-            [oid],
-          )
-        ).rows;
-        if (!holds) await client.query(`GRANT ${role} TO CURRENT_USER`);
-        // DROP OWNED, not REASSIGN OWNED TO the admin: handing objects the temporary user made (a SECURITY
-        // DEFINER function, a view) to a superuser would turn a bounded grant into a lasting escalation.
-        // It also revokes privileges granted to the role. It acts on this database only: objects the role
-        // owns in another database make DROP ROLE fail (2BP01), and the revocation is retried and alerted.
-        await client.query(`DROP OWNED BY ${role}`);
-        await client.query(`DROP ROLE IF EXISTS ${role}`);
-      });
+      // Signalled, not waited for: DROP OWNED waits for any lock a terminating session still holds.
+      await signalSessions(client, name, found.oid);
+      // One round trip, one implicit transaction (simple query protocol; the name is escaped, no parameters).
+      // DROP OWNED needs the privileges of the role: a superuser has them, a CREATEROLE login takes them
+      // for this transaction only (it holds ADMIN OPTION on the roles it created), and they go with the role.
+      // DROP OWNED, not REASSIGN OWNED TO the admin: handing objects the temporary user made (a SECURITY
+      // DEFINER function, a view) to a superuser would turn a bounded grant into a lasting escalation.
+      // It also revokes privileges granted to the role. It acts on this database only: objects the role
+      // owns in another database make DROP ROLE fail (2BP01), and the revocation is retried and alerted.
+      await client.query(
+        `SELECT pg_advisory_xact_lock(${DATABASE_ACL_LOCK.join(', ')}); ` +
+          `${found.holds ? '' : `GRANT ${role} TO CURRENT_USER; `}DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role}`,
+      );
     } catch (error) {
       if (error instanceof DatabaseError && error.code === UNDEFINED_OBJECT) return;
       if (error instanceof DatabaseError && error.detail) {
@@ -186,9 +190,10 @@ export class PostgresConnector implements Connector {
       }
       throw error;
     }
-    // A backend that passed the login check just before NOLOGIN committed becomes visible only once it
-    // finishes starting up; its role is gone so it holds no granted privileges, but end it too.
-    await terminateSessions(client, name, oid);
+    // Every session is gone before revoke returns: the signalled ones, and a backend that passed the login
+    // check just before NOLOGIN committed (visible only once it finishes starting up; its role is gone so it
+    // holds no granted privileges, but it ends too).
+    await terminateSessions(client, name, found.oid);
   }
 
   private async withClient<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
@@ -263,6 +268,7 @@ function parseGrantRoles(grant: GrantSpec): string[] {
 async function grantConnect(client: PoolClient, username: string, connectorName: string): Promise<void> {
   const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
   const database = escapeIdentifier(rows[0].database);
+  await client.query('SELECT pg_advisory_xact_lock($1, $2)', DATABASE_ACL_LOCK);
   await client.query(`GRANT CONNECT ON DATABASE ${database} TO ${escapeIdentifier(username)}`);
   const granted = await client.query<{ connect: boolean }>(
     `SELECT has_database_privilege($1, current_database(), 'CONNECT') AS connect`,
@@ -291,27 +297,38 @@ function advisoryKey(roleName: string): number {
 }
 
 async function roleOid(client: PoolClient, name: string): Promise<number | undefined> {
-  const { rows } = await client.query<{ oid: number }>(
-    'SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = $1',
-    [name],
-  );
-  return rows[0] ? Number(rows[0].oid) : undefined;
+  return (await roleToDrop(client, name))?.oid;
 }
 
-/** Terminates the role's backends until none is left, within a deadline; each poll is its own snapshot. */
+/** The role's oid and whether the connector's login already has its privileges; null when there is none. */
+async function roleToDrop(client: PoolClient, name: string): Promise<{ oid: number; holds: boolean } | null> {
+  const { rows } = await client.query<{ oid: string; holds: boolean }>(
+    `SELECT oid::int8 AS oid, pg_has_role(current_user, oid, 'USAGE') AS holds FROM pg_roles WHERE rolname = $1`,
+    [name],
+  );
+  return rows[0] ? { oid: Number(rows[0].oid), holds: rows[0].holds } : null;
+}
+
+/** Signals every backend of the role to terminate; how many were signalled (each poll is its own snapshot). */
+async function signalSessions(client: PoolClient, name: string, oid: number): Promise<number> {
+  // By oid as well as name: once the role is dropped, pg_stat_activity shows its sessions with no usename.
+  const { rowCount } = await client.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE usesysid = $1 AND (usename = $2 OR usename IS NULL) AND pid <> pg_backend_pid()`,
+    [oid, name],
+  );
+  return rowCount ?? 0;
+}
+
+/** Terminates the role's backends until none is left, within a deadline. */
 async function terminateSessions(client: PoolClient, name: string, oid: number): Promise<void> {
   const deadline = Date.now() + TERMINATE_DEADLINE_MS;
   for (;;) {
-    // By oid as well as name: once the role is dropped, pg_stat_activity shows its sessions with no usename.
-    const { rowCount } = await client.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE usesysid = $1 AND (usename = $2 OR usename IS NULL) AND pid <> pg_backend_pid()`,
-      [oid, name],
-    );
-    if (!rowCount) return;
+    const left = await signalSessions(client, name, oid);
+    if (left === 0) return;
     if (Date.now() > deadline) {
       throw new Error(
-        `Role ${name} still has ${rowCount} session(s) after ${TERMINATE_DEADLINE_MS} ms of terminating`,
+        `Role ${name} still has ${left} session(s) after ${TERMINATE_DEADLINE_MS} ms of terminating`,
       );
     }
     await sleep(TERMINATE_POLL_MS);

@@ -1,7 +1,15 @@
 import { createHash } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from '@jest/globals';
 import type { GrantSpec } from './connector.js';
-import { signWebhookBody, verifyWebhookSignature, WebhookConnector } from './webhook.connector.js';
+import {
+  signWebhookBody,
+  verifyWebhookSignature,
+  WebhookConnector,
+  webhookIdempotencyKey,
+  type WebhookEvent,
+} from './webhook.connector.js';
 
 const SECRET = 'whsec_test_0123456789abcdef';
 const BODY = '{"event":"mint"}';
@@ -118,5 +126,80 @@ describe('WebhookConnector', () => {
       connectorName: 'hook2',
     });
     expect(other.overlapKey(grant)).not.toBe(hook.overlapKey(grant));
+  });
+});
+
+describe('WebhookConnector idempotency keys', () => {
+  const grant: GrantSpec = {
+    grantId: '0190a0b0-0000-7000-8000-00000000000a',
+    requestId: '0190a0b0-0000-7000-8000-00000000000b',
+    subject: 'carol',
+    entitlementId: 'ticketing-admin',
+    scope: { role: 'admin' },
+    notAfter: new Date('2030-01-01T00:00:00Z'),
+  };
+
+  /** Runs `deliver` against a local receiver answering `status`; returns what it received. */
+  async function received(status: number, deliver: (hook: WebhookConnector) => Promise<unknown>) {
+    const seen: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
+    const server = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        seen.push({ headers: request.headers, body: Buffer.concat(chunks).toString('utf8') });
+        response.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      await deliver(new WebhookConnector({ url, secret: SECRET, connectorName: 'hook' })).catch(() => {});
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    return seen.map(({ headers, body }) => ({ headers, body, event: JSON.parse(body) as WebhookEvent }));
+  }
+
+  it('is `<event>:<grantId>`', () => {
+    expect(webhookIdempotencyKey('mint', grant.grantId)).toBe(`mint:${grant.grantId}`);
+    expect(webhookIdempotencyKey('revoke', grant.grantId)).toBe(`revoke:${grant.grantId}`);
+  });
+
+  it('sends the same key in the Idempotency-Key header and the signed body, new delivery ids each time', async () => {
+    const deliveries = await received(500, async (hook) => {
+      await hook.mint(grant).catch(() => {});
+      await hook.revoke('acct-42', { grantId: grant.grantId }).catch(() => {});
+      await hook.revoke('acct-42', { grantId: grant.grantId }).catch(() => {});
+    });
+    expect(deliveries.map(({ headers }) => headers['idempotency-key'])).toEqual([
+      `mint:${grant.grantId}`,
+      `revoke:${grant.grantId}`,
+      `revoke:${grant.grantId}`,
+    ]);
+    for (const { headers, body, event } of deliveries) {
+      expect(event.idempotencyKey).toBe(headers['idempotency-key']);
+      expect(event.deliveryId).toBe(headers['x-jit-delivery']);
+      const timestamp = headers['x-jit-timestamp'] as string;
+      expect(headers['x-jit-signature']).toBe(signWebhookBody(SECRET, timestamp, body));
+    }
+    expect(new Set(deliveries.map(({ event }) => event.deliveryId)).size).toBe(3);
+    expect(deliveries[1].event).toMatchObject({ grantId: grant.grantId, externalRef: 'acct-42' });
+  });
+
+  it('compensates a mint with a revoke of its grant id under the revoke key', async () => {
+    const [revoke] = await received(404, (hook) => hook.compensateMint(grant));
+    expect(revoke.headers['idempotency-key']).toBe(`revoke:${grant.grantId}`);
+    expect(revoke.event).toMatchObject({
+      event: 'revoke',
+      grantId: grant.grantId,
+      externalRef: grant.grantId,
+    });
+  });
+
+  it('keys a revoke without a grant id by its externalRef', async () => {
+    const [revoke] = await received(204, (hook) => hook.revoke('acct-42'));
+    expect(revoke.headers['idempotency-key']).toBe('revoke:acct-42');
+    expect(revoke.event.grantId).toBeNull();
   });
 });

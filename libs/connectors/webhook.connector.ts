@@ -1,14 +1,19 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import { canonicalJson } from '../domain/canonical-json.js';
-import type { Connector, Credential, GrantSpec, Minted } from './connector.js';
+import type { Connector, Credential, GrantSpec, Minted, RevokeContext } from './connector.js';
 
 /** Unix seconds of the delivery; signed together with the body. */
 export const WEBHOOK_TIMESTAMP_HEADER = 'X-JIT-Timestamp';
 /** `sha256=<hex HMAC-SHA256 over "<timestamp>.<body>">`. */
 export const WEBHOOK_SIGNATURE_HEADER = 'X-JIT-Signature';
-/** A UUIDv7 per delivery attempt, also in the signed body as `deliveryId`. */
+/** A UUIDv7 per delivery attempt, also in the signed body as `deliveryId`: for logs, not for deduplication. */
 export const WEBHOOK_DELIVERY_HEADER = 'X-JIT-Delivery';
+/**
+ * One per operation, the same on every retry of it: `mint:<grantId>` or `revoke:<grantId>`; also in the
+ * signed body as `idempotencyKey`. Receivers deduplicate on it.
+ */
+export const WEBHOOK_IDEMPOTENCY_HEADER = 'Idempotency-Key';
 /** How long a delivery may take, connecting and reading the answer included, unless the constructor says otherwise. */
 export const DEFAULT_WEBHOOK_TIMEOUT_MS = 5_000;
 /** The replay window receivers should allow: wide enough for clock drift, narrow enough to bound replays. */
@@ -21,13 +26,15 @@ const RECEIVER_EXTERNAL_REF = /^[\x21-\x7e]{1,200}$/;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
 /**
- * What every delivery carries (no secret: the HMAC key never leaves the broker). revoke() only knows the
- * externalRef (Connector interface), so a revoke sends null for the grant's other fields.
+ * What every delivery carries (no secret: the HMAC key never leaves the broker). A revoke knows the
+ * externalRef and the grant id, so it sends null for the grant's other fields.
  */
 export interface WebhookEvent {
   event: 'mint' | 'revoke';
   /** Also in the X-JIT-Delivery header; in the body it is signed, so receivers can refuse a replayed id. */
   deliveryId: string;
+  /** Also in the Idempotency-Key header: `<event>:<grantId>`, the same on every retry of the operation. */
+  idempotencyKey: string;
   grantId: string | null;
   requestId: string | null;
   subject: string | null;
@@ -60,6 +67,11 @@ export function verifyWebhookSignature(
   if (!match) return false;
   // Both sides are 32 bytes here, so timingSafeEqual cannot throw and leaks nothing through timing.
   return timingSafeEqual(Buffer.from(match[1], 'hex'), webhookHmac(secret, timestamp, body));
+}
+
+/** The Idempotency-Key of an operation on a grant: `mint:<grantId>` or `revoke:<grantId>`. */
+export function webhookIdempotencyKey(event: WebhookEvent['event'], grantId: string): string {
+  return `${event}:${grantId}`;
 }
 
 function webhookHmac(secret: string, timestamp: string, body: string | Buffer): Buffer {
@@ -112,8 +124,7 @@ export class WebhookConnector implements Connector {
       externalRef: grant.grantId,
     });
     if (status < 200 || status > 299) throw this.failure('mint', `answered ${status}`);
-    // Throws on an unusable answer: the activation fails and, the grant never being active, no revoke
-    // follows, so whatever the receiver did is left to its operator (the error names the connector).
+    // Throws on an unusable answer: the activation fails and the broker compensates (compensateMint).
     const answer = this.parseMintAnswer(body);
     // The receiver supplies the fields; type and notAfter are the broker's and cannot be overridden.
     const credential: Credential = { ...answer.credential, type: 'webhook', notAfter };
@@ -135,11 +146,14 @@ export class WebhookConnector implements Connector {
     return `${this.options.connectorName}|${grant.subject}|${grant.entitlementId}|${scopeDigest}`;
   }
 
-  /** Tells the receiver to take the grant back; 2xx or 404 (already gone) is success. */
-  async revoke(externalRef: string): Promise<void> {
+  /**
+   * Tells the receiver to take the grant back; 2xx or 404 (already gone) is success. Without the grant id
+   * (a caller outside the broker), the Idempotency-Key is derived from the externalRef instead.
+   */
+  async revoke(externalRef: string, grant?: RevokeContext): Promise<void> {
     const { status } = await this.deliver({
       event: 'revoke',
-      grantId: null,
+      grantId: grant?.grantId ?? null,
       requestId: null,
       subject: null,
       entitlementId: null,
@@ -151,10 +165,26 @@ export class WebhookConnector implements Connector {
     throw this.failure('revoke', `answered ${status}`);
   }
 
-  private async deliver(event: Omit<WebhookEvent, 'deliveryId'>): Promise<{ status: number; body: string }> {
+  /**
+   * A mint that failed or timed out may still have been applied: revoke it under the grant id it was sent
+   * with (and the externalRef a mint defaults to), with the same `revoke:<grantId>` key as any later revoke.
+   */
+  compensateMint(grant: GrantSpec): Promise<void> {
+    return this.revoke(grant.grantId, { grantId: grant.grantId });
+  }
+
+  private async deliver(
+    event: Omit<WebhookEvent, 'deliveryId' | 'idempotencyKey'>,
+  ): Promise<{ status: number; body: string }> {
     const deliveryId = uuidv7();
     const { event: kind, ...fields } = event;
-    const body = JSON.stringify({ event: kind, deliveryId, ...fields } satisfies WebhookEvent);
+    const idempotencyKey = webhookIdempotencyKey(kind, event.grantId ?? event.externalRef);
+    const body = JSON.stringify({
+      event: kind,
+      deliveryId,
+      idempotencyKey,
+      ...fields,
+    } satisfies WebhookEvent);
     const timestamp = String(Math.floor(Date.now() / 1000));
     let response: Response;
     try {
@@ -166,6 +196,7 @@ export class WebhookConnector implements Connector {
           [WEBHOOK_TIMESTAMP_HEADER]: timestamp,
           [WEBHOOK_SIGNATURE_HEADER]: signWebhookBody(this.options.secret, timestamp, body),
           [WEBHOOK_DELIVERY_HEADER]: deliveryId,
+          [WEBHOOK_IDEMPOTENCY_HEADER]: idempotencyKey,
         },
         body,
         // A redirect would re-send the signed event somewhere the policy did not name: treat it as a failure.

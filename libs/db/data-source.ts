@@ -18,6 +18,9 @@ import { OverlapKeys1764300000000 } from './migrations/1764300000000-overlap-key
 import { assertSchemaCurrent, grantRuntimePrivileges } from './runtime-privileges.js';
 import { RecoveryApproval1764450000000 } from './migrations/1764450000000-recovery-approval.js';
 import { WindowOpened1764500000000 } from './migrations/1764500000000-window-opened.js';
+import { GrantRevoking1764600000000 } from './migrations/1764600000000-grant-revoking.js';
+import { MintAttempts1764700000000 } from './migrations/1764700000000-mint-attempts.js';
+import { NoticeIndex1764800000000 } from './migrations/1764800000000-notice-index.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -45,6 +48,9 @@ export const MIGRATIONS = [
   OverlapKeys1764300000000,
   RecoveryApproval1764450000000,
   WindowOpened1764500000000,
+  GrantRevoking1764600000000,
+  MintAttempts1764700000000,
+  NoticeIndex1764800000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */

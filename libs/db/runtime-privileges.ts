@@ -28,6 +28,8 @@ export const RUNTIME_PRIVILEGES: Readonly<Record<string, readonly TablePrivilege
   request_views: ['SELECT', 'INSERT'],
   entitlement_lockouts: ['SELECT', 'INSERT', 'UPDATE'],
   grants: ['SELECT', 'INSERT', 'UPDATE'],
+  // A mint attempt's reserved grant id, or its undo still to retry; deleted once concluded (UPDATE: FOR UPDATE).
+  mint_attempts: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   signing_keys: ['SELECT', 'INSERT', 'UPDATE'],
   ssh_revoked_serials: ['SELECT', 'INSERT'],
   // TypeORM's bookkeeping: read at boot to check that the schema is current.

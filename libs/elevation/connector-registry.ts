@@ -74,7 +74,8 @@ export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationS
             `Connector "${name}": ${settings.secretEnv} must be at least ${MIN_WEBHOOK_SECRET_LENGTH} characters`,
           );
         }
-        return new WebhookConnector({ url: settings.url, secret, connectorName: name });
+        const timeoutMs = this.config.webhookTimeoutMs;
+        return new WebhookConnector({ url: settings.url, secret, connectorName: name, timeoutMs });
       }
       default: {
         // Every type the schema knows is handled; a stored policy version may still name another one.

@@ -9,6 +9,7 @@ import { loggerModule } from '../logging/logger.module.js';
 import { ConnectorRegistry } from './connector-registry.js';
 import { GrantsService } from './grants.service.js';
 import { PolicyService } from '../policy/policy.service.js';
+import { RequestAnnouncer } from './request-announcer.js';
 import { RequestQueries } from './request-queries.js';
 import { RequestSweeper } from './request-sweeper.js';
 import { RequestsService } from './requests.service.js';
@@ -20,6 +21,7 @@ const SERVICES = [
   RequestQueries,
   RequestSweeper,
   GrantsService,
+  RequestAnnouncer,
 ];
 
 /** The elevation core shared by broker and worker, with what it runs on: config, logs, PostgreSQL, queues. */

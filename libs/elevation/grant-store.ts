@@ -1,9 +1,10 @@
 import type { EntityManager } from 'typeorm';
 import { GrantEntity } from '../db/index.js';
-import { GrantState } from '../domain/grant-state.js';
+import { GrantState, type FailedRevocation } from '../domain/grant-state.js';
 
-// Locking and SQL of grants: plain functions over the caller's transaction, called by GrantsService only
-// (the grants' one writer). Lock order as everywhere: request → grant → audit chain head.
+// Locking and SQL of grants: plain functions over the caller's transaction. GrantsService (the grants' one
+// writer) calls the writes; RequestQueries reads `grantStatuses` for request views. Lock order as everywhere:
+// request → grant → audit chain head.
 
 // Fixed first key of the overlap-key advisory lock, so it never meets another lock of ours.
 const OVERLAP_LOCK_CLASS = 0x6a69746f; // "jito"
@@ -21,21 +22,40 @@ export interface GrantListItem {
   revokedAt: Date | null;
   revokeAttempts: number;
   lastError: string | null;
+  nextRetryAt: Date | null;
   requester: string;
   entitlementId: string;
 }
 
-/** What a failed revocation attempt changes on its grant. */
-export type FailedAttempt = Pick<GrantEntity, 'revokeAttempts' | 'lastError'> & { state?: GrantState };
+/** A request's grant as its view shows it: the connector's confirmed state, attempts, next retry, error. */
+export type GrantStatus = Pick<
+  GrantEntity,
+  'state' | 'revokeAttempts' | 'nextRetryAt' | 'revokedAt' | 'lastError'
+>;
 
 /** Loads a grant without a lock; null when there is none. */
 export function findGrant(manager: EntityManager, id: string): Promise<GrantEntity | null> {
-  return manager.findOneBy(GrantEntity, { id });
+  return selectGrant(manager, id, '');
 }
 
 /** Loads and row-locks a grant (FOR UPDATE); null when there is none. */
 export function lockGrant(manager: EntityManager, id: string): Promise<GrantEntity | null> {
-  return manager.findOne(GrantEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+  return selectGrant(manager, id, 'FOR UPDATE');
+}
+
+// Plain SQL on the revocation path (each revocation reads its grant twice): TypeORM's find builds its query
+// anew on every call, a large share of the worker's CPU. Every mapped column, named as the entity's property.
+let grantColumns: string | undefined;
+
+async function selectGrant(manager: EntityManager, id: string, lock: '' | 'FOR UPDATE') {
+  grantColumns ??= manager.connection
+    .getMetadata(GrantEntity)
+    .columns.map((column) => `${column.databaseName} AS "${column.propertyName}"`)
+    .join(', ');
+  const [row] = (await manager.query(`SELECT ${grantColumns} FROM grants WHERE id = $1 ${lock}`, [
+    id,
+  ])) as GrantEntity[];
+  return row ? Object.assign(new GrantEntity(), row) : null;
 }
 
 /** Row-locks the grants of requests already locked, before any audit append (request → grant → chain head). */
@@ -51,32 +71,62 @@ export async function insertGrant(manager: EntityManager, grant: GrantEntity): P
   await manager.insert(GrantEntity, grant);
 }
 
-/** Marks the request's unrevoked grants due now (an early revoke); returns their ids. */
+/** Marks the request's unrevoked grants due now (an early revoke), ACTIVE ones REVOKING; returns their ids. */
 export async function markRevokeRequested(
   manager: EntityManager,
   requestId: string,
   reason: string,
 ): Promise<string[]> {
   const [grants] = (await manager.query(
-    `UPDATE grants SET revoke_requested_at = now(), revoke_reason = $2
+    `UPDATE grants SET revoke_requested_at = now(), revoke_reason = $2,
+            state = CASE WHEN state = $4 THEN $5 ELSE state END
       WHERE request_id = $1 AND state <> $3 AND revoke_requested_at IS NULL RETURNING id`,
-    [requestId, reason, GrantState.REVOKED],
+    [requestId, reason, GrantState.REVOKED, GrantState.ACTIVE, GrantState.REVOKING],
   )) as [Array<{ id: string }>, number];
   return grants.map((grant) => grant.id);
 }
 
-/** Marks a grant REVOKED at `now`. */
-export async function markRevoked(manager: EntityManager, id: string, now: Date): Promise<void> {
-  await manager.update(GrantEntity, { id }, { state: GrantState.REVOKED, revokedAt: now });
+/** Marks an ACTIVE grant REVOKING (its revocation fell due at notAfter); false when it was not ACTIVE. */
+export async function markRevoking(manager: EntityManager, id: string): Promise<boolean> {
+  const [, affected] = (await manager.query(`UPDATE grants SET state = $3 WHERE id = $1 AND state = $2`, [
+    id,
+    GrantState.ACTIVE,
+    GrantState.REVOKING,
+  ])) as [unknown, number];
+  return affected > 0;
 }
 
-/** Records a failed revocation attempt (and REVOKE_FAILED after the last one). */
+/** Marks a grant REVOKED at `now`, the moment the connector confirmed. */
+export async function markRevoked(manager: EntityManager, id: string, now: Date): Promise<void> {
+  await manager.query(`UPDATE grants SET state = $2, revoked_at = $3, next_retry_at = NULL WHERE id = $1`, [
+    id,
+    GrantState.REVOKED,
+    now,
+  ]);
+}
+
+/** Records a failed revocation attempt: its count, error, next retry, and REVOKE_FAILED after the last one. */
 export async function recordAttempt(
   manager: EntityManager,
   id: string,
-  attempt: FailedAttempt,
+  { state, revokeAttempts, lastError, nextRetryAt }: FailedRevocation,
 ): Promise<void> {
-  await manager.update(GrantEntity, { id }, attempt);
+  await manager.update(GrantEntity, { id }, { state, revokeAttempts, lastError, nextRetryAt });
+}
+
+/** The grant of each of these requests that has one, by request id. */
+export async function grantStatuses(
+  manager: EntityManager,
+  requestIds: string[],
+): Promise<Map<string, GrantStatus>> {
+  if (requestIds.length === 0) return new Map();
+  const rows = (await manager.query(
+    `SELECT request_id AS "requestId", state, revoke_attempts AS "revokeAttempts",
+            next_retry_at AS "nextRetryAt", revoked_at AS "revokedAt", last_error AS "lastError"
+       FROM grants WHERE request_id = ANY($1::uuid[])`,
+    [requestIds],
+  )) as Array<GrantStatus & { requestId: string }>;
+  return new Map(rows.map(({ requestId, ...status }) => [requestId, status]));
 }
 
 /** How long until `notAfter` by PostgreSQL's clock, in milliseconds (negative once passed). */
@@ -128,7 +178,7 @@ export async function listGrants(
     `SELECT g.id, g.request_id AS "requestId", g.connector, g.connector_type AS "connectorType",
             g.fingerprint, g.issued_at AS "issuedAt", g.not_after AS "notAfter", g.state,
             g.revoked_at AS "revokedAt", g.revoke_attempts AS "revokeAttempts", g.last_error AS "lastError",
-            u.username AS requester, r.entitlement_id AS "entitlementId"
+            g.next_retry_at AS "nextRetryAt", u.username AS requester, r.entitlement_id AS "entitlementId"
        FROM grants g JOIN elevation_requests r ON r.id = g.request_id JOIN users u ON u.id = r.requester_id
       WHERE ($1::text IS NULL OR g.state = $1) AND ($2::uuid IS NULL OR g.id < $2)
       ORDER BY g.id DESC LIMIT $3`,
@@ -136,4 +186,105 @@ export async function listGrants(
   )) as GrantListItem[];
   const items = rows.slice(0, query.limit);
   return { items, nextCursor: rows.length > query.limit ? items[items.length - 1].id : null };
+}
+
+/**
+ * The grant id reserved for the request's activation attempt (mint_attempts), `candidate` if there was none;
+ * null when the request is not APPROVED. Committed by the caller before the mint is sent.
+ */
+export async function reserveGrantId(
+  manager: EntityManager,
+  requestId: string,
+  candidate: string,
+): Promise<string | null> {
+  const [row] = (await manager.query(
+    `WITH inserted AS (
+       INSERT INTO mint_attempts (grant_id, request_id)
+       SELECT $2, id FROM elevation_requests WHERE id = $1 AND state = 'APPROVED'
+       ON CONFLICT (request_id) WHERE undo_external_ref IS NULL DO NOTHING RETURNING grant_id)
+     SELECT grant_id AS "grantId" FROM inserted
+     UNION ALL SELECT grant_id FROM mint_attempts WHERE request_id = $1 AND undo_external_ref IS NULL
+     LIMIT 1`,
+    [requestId, candidate],
+  )) as Array<{ grantId: string }>;
+  return row?.grantId ?? null;
+}
+
+/** Row-locks the reservation of `grantId` for the request (held until the activation ends); false if gone. */
+export async function claimReservation(
+  manager: EntityManager,
+  requestId: string,
+  grantId: string,
+): Promise<boolean> {
+  const rows = (await manager.query(
+    `SELECT 1 FROM mint_attempts
+      WHERE grant_id = $2 AND request_id = $1 AND undo_external_ref IS NULL FOR UPDATE`,
+    [requestId, grantId],
+  )) as unknown[];
+  return rows.length > 0;
+}
+
+/** Ends the request's reservation (of `grantId` only, when given); whether there was one. */
+export async function deleteReservation(
+  manager: EntityManager,
+  requestId: string,
+  grantId?: string,
+): Promise<boolean> {
+  const [, deleted] = (await manager.query(
+    `DELETE FROM mint_attempts
+      WHERE request_id = $1 AND undo_external_ref IS NULL AND ($2::uuid IS NULL OR grant_id = $2)`,
+    [requestId, grantId ?? null],
+  )) as [unknown[], number];
+  return deleted > 0;
+}
+
+/** An attempt whose grant did not commit and whose undo (a revoke) has yet to go through. */
+export interface PendingUndo {
+  grantId: string;
+  requestId: string | null;
+  externalRef: string;
+  connector: string;
+  policyHash: string;
+  overlapKey: string | null;
+  attempts: number;
+}
+
+/** Records (or counts again) an undo that failed; the sweep retries it. */
+export async function recordFailedUndo(
+  manager: EntityManager,
+  undo: Omit<PendingUndo, 'attempts'>,
+  lastError: string,
+): Promise<void> {
+  await manager.query(
+    `INSERT INTO mint_attempts
+       (grant_id, request_id, undo_external_ref, connector, policy_hash, overlap_key, undo_attempts, last_error)
+     VALUES ($1, $2, $3, $4, $5, $6, 1, $7)
+     ON CONFLICT (grant_id) DO UPDATE SET undo_external_ref = $3, connector = $4, policy_hash = $5,
+       overlap_key = $6, undo_attempts = mint_attempts.undo_attempts + 1, last_error = $7`,
+    [
+      undo.grantId,
+      undo.requestId,
+      undo.externalRef,
+      undo.connector,
+      undo.policyHash,
+      undo.overlapKey,
+      lastError,
+    ],
+  );
+}
+
+/** Every undo still to retry, oldest first. */
+export async function pendingUndos(manager: EntityManager): Promise<PendingUndo[]> {
+  return (await manager.query(
+    `SELECT grant_id AS "grantId", request_id AS "requestId", undo_external_ref AS "externalRef", connector,
+            policy_hash AS "policyHash", overlap_key AS "overlapKey", undo_attempts AS attempts
+       FROM mint_attempts WHERE undo_external_ref IS NOT NULL ORDER BY reserved_at`,
+  )) as PendingUndo[];
+}
+
+/** Forgets an undo once the connector confirmed it (or another live grant holds its state). */
+export async function deleteUndo(manager: EntityManager, grantId: string): Promise<void> {
+  await manager.query(`DELETE FROM mint_attempts WHERE grant_id = $1 AND undo_external_ref IS NOT NULL`, [
+    grantId,
+  ]);
 }

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import { describe, expect, it } from '@jest/globals';
-import { GrantState } from '../domain/grant-state.js';
-import { failedAttempt, revocationDueAt, revokedEventData } from './grants.service.js';
+import { revocationDueAt, revokedEventData } from './grants.service.js';
 
 const notAfter = new Date('2026-12-04T09:00:00.000Z');
 const grant = {
@@ -55,33 +54,5 @@ describe('revokedEventData', () => {
       heldBy: 'grant-2',
     });
     expect(revokedEventData({ ...early, revokeReason: null }, now, {}).reason).toBe('revoked');
-  });
-});
-
-describe('failedAttempt', () => {
-  it('counts the attempt and keeps the error, the grant still ACTIVE before the last attempt', () => {
-    expect(failedAttempt({ state: GrantState.ACTIVE, revokeAttempts: 0 }, 'refused', false)).toEqual({
-      revokeAttempts: 1,
-      lastError: 'refused',
-    });
-  });
-
-  it('turns an ACTIVE grant REVOKE_FAILED after the last attempt', () => {
-    expect(failedAttempt({ state: GrantState.ACTIVE, revokeAttempts: 7 }, 'refused', true)).toEqual({
-      revokeAttempts: 8,
-      lastError: 'refused',
-      state: GrantState.REVOKE_FAILED,
-    });
-  });
-
-  it('leaves a REVOKE_FAILED grant as it is while the sweep retries it, and bounds the stored error', () => {
-    const attempt = failedAttempt(
-      { state: GrantState.REVOKE_FAILED, revokeAttempts: 8 },
-      'x'.repeat(3000),
-      true,
-    );
-    expect(attempt.state).toBeUndefined();
-    expect(attempt.revokeAttempts).toBe(9);
-    expect(attempt.lastError).toHaveLength(2000);
   });
 });

@@ -8,14 +8,16 @@ import { databaseNow } from '../db/clock.js';
 import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
 import type { Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import { GrantState } from '../domain/grant-state.js';
+import { failedRevocation, GrantState, LAST_ERROR_MAX_LENGTH } from '../domain/grant-state.js';
 import type { Entitlement, Policy } from '../domain/policy.js';
 import { JobProducer } from '../jobs/job-producer.js';
-import type { AfterCommit } from './after-commit.js';
+import { noteChanged, transactWithJobs, type AfterCommit } from './after-commit.js';
 import { ConnectorRegistry } from './connector-registry.js';
 import * as store from './grant-store.js';
 import { PolicyService } from '../policy/policy.service.js';
+import { RequestAnnouncer } from './request-announcer.js';
 import { lockRequest } from './request-store.js';
+import { grantRow, heldElsewhere, persistFailedUndo, type MintUndo } from './mint-compensation.js';
 
 export type { GrantListItem } from './grant-store.js';
 
@@ -26,11 +28,7 @@ export interface Activation {
   credential: Credential;
 }
 
-/** How to take back a credential minted in a transaction that did not commit. */
-export interface MintUndo {
-  undo?: () => Promise<void>;
-  externalRef?: string;
-}
+export type { MintUndo } from './mint-compensation.js';
 
 /** What a mint needs: who, for which request, under which policy version, for how long. */
 export interface MintInput {
@@ -73,19 +71,106 @@ export class GrantsService {
     private readonly policies: PolicyService,
     private readonly connectors: ConnectorRegistry,
     private readonly jobs: JobProducer,
+    private readonly announcer: RequestAnnouncer,
   ) {}
 
-  /** A credential exists outside the broker once minted: if its grant does not commit, take it back. */
-  async withMintUndo<T>(work: (issued: MintUndo) => Promise<T>): Promise<T> {
-    const issued: MintUndo = {};
+  /**
+   * A credential exists outside the broker once minted, and may exist once a mint was sent even when it
+   * failed or timed out: if its grant does not commit, take it back before the caller's error is answered.
+   * With a `requestId` (an activation, not a break-glass), the grant id is reserved first: see reserve().
+   */
+  async withMintUndo<T>(requestId: string | null, work: (issued: MintUndo) => Promise<T>): Promise<T> {
+    const issued: MintUndo = { reservation: requestId ? await this.reserve(requestId) : undefined };
     try {
       return await work(issued);
     } catch (error) {
-      await issued.undo?.().catch((revokeError: unknown) => {
-        this.logger.error(`Could not undo credential ${issued.externalRef}: ${String(revokeError)}`);
-      });
+      if (issued.undo && (await this.endAttempt(issued))) await this.undoMint(issued);
       throw error;
     }
+  }
+
+  /**
+   * The grant id of the request's activation attempt, committed before its mint is sent, so that an attempt
+   * the broker never concluded (it stopped mid-mint) is retried with the same grant id and Idempotency-Key.
+   * Best effort: without one (request not APPROVED, a race, an error) the mint gets a fresh id.
+   */
+  private async reserve(requestId: string): Promise<MintUndo['reservation']> {
+    const grantId = await store
+      .reserveGrantId(this.dataSource.manager, requestId, uuidv7())
+      .catch((error: unknown) => {
+        this.logger.warn(`Could not reserve a grant id for request ${requestId}: ${String(error)}`);
+        return null;
+      });
+    return grantId ? { requestId, grantId } : undefined;
+  }
+
+  /**
+   * Ends a failed attempt's reservation before its undo is sent, so that no later attempt mints that grant id
+   * again. False when another attempt committed the same grant id meanwhile: it is live, nothing to undo.
+   */
+  private async endAttempt({ reservation, grant }: MintUndo): Promise<boolean> {
+    if (!reservation || reservation.grantId !== grant?.id) return true;
+    try {
+      const manager = this.dataSource.manager;
+      if (await store.deleteReservation(manager, reservation.requestId, reservation.grantId)) return true;
+      return (await store.findGrant(manager, reservation.grantId)) === null;
+    } catch (error) {
+      this.logger.warn(`Could not end the reservation of grant ${grant.id}: ${String(error)}`);
+      return true;
+    }
+  }
+
+  /**
+   * Sends the undo (a revoke with the grant's `revoke:<grantId>` key) unless another live grant holds the
+   * same external state. If it fails: ALERT log, a `grant.revoke_failed` event, and the undo recorded in
+   * mint_attempts, which every sweep retries (retryMintUndos) until the connector confirms.
+   */
+  private async undoMint({ undo, externalRef, grant, policyHash = '' }: MintUndo): Promise<void> {
+    try {
+      if (grant && (await this.transact((manager) => heldElsewhere(manager, grant)))) {
+        this.logger.warn(`Did not take back grant ${grant.id}: another live grant holds ${grant.overlapKey}`);
+        return;
+      }
+      await undo!();
+      this.logger.warn(`Took back credential ${externalRef} of grant ${grant?.id}: its grant did not commit`);
+    } catch (undoError) {
+      this.logger.error(`ALERT: could not undo credential ${externalRef}: ${String(undoError)}`);
+      if (!grant) return;
+      try {
+        const failure = String(undoError);
+        await this.transact((manager) => persistFailedUndo(manager, grant, policyHash, failure));
+      } catch (storeError) {
+        this.logger.error(`ALERT: could not record the undo of grant ${grant.id}: ${String(storeError)}`);
+      }
+    }
+  }
+
+  /**
+   * Retries every undo that failed (mint_attempts), from PostgreSQL, with the grant's `revoke:<grantId>` key;
+   * run by each sweep until the connector confirms. Returns how many are still pending.
+   */
+  async retryMintUndos(): Promise<number> {
+    const manager = this.dataSource.manager;
+    let pending = 0;
+    for (const undo of await store.pendingUndos(manager)) {
+      try {
+        const holder = { id: undo.grantId, overlapKey: undo.overlapKey };
+        if (!(await this.dataSource.transaction((locked) => heldElsewhere(locked, holder)))) {
+          const policy = await this.policies.byHash(undo.policyHash);
+          await this.connectors
+            .get(policy, undo.connector)
+            .revoke(undo.externalRef, { grantId: undo.grantId });
+        }
+        await store.deleteUndo(manager, undo.grantId);
+        this.logger.warn(`Took back credential ${undo.externalRef} of grant ${undo.grantId} on a retry`);
+      } catch (error) {
+        pending += 1;
+        // The alert was raised at the first failure; each sweep tries again.
+        this.logger.warn(`The undo of grant ${undo.grantId} failed again: ${String(error)}`);
+        await store.recordFailedUndo(manager, undo, String(error).slice(0, LAST_ERROR_MAX_LENGTH));
+      }
+    }
+    return pending;
   }
 
   /**
@@ -101,7 +186,7 @@ export class GrantsService {
     const { actor, request, policy, entitlement, now, notAfter } = input;
     const connector = this.connectors.get(policy, entitlement.connector);
     const spec: GrantSpec = {
-      grantId: uuidv7(),
+      grantId: await this.attemptGrantId(manager, request.id, issued),
       requestId: request.id,
       subject: actor.username,
       entitlementId: entitlement.id,
@@ -110,7 +195,14 @@ export class GrantsService {
       sshPublicKey: request.sshPublicKey,
       authenticatedAt: input.authenticatedAt,
     };
+    const row = { connector: entitlement.connector, issuedAt: now };
+    issued.policyHash = request.policyHash;
     const value = await connector.mint(spec).catch((error: unknown) => {
+      // It may have been applied although its answer never came (a timeout): withMintUndo compensates.
+      if (connector.compensateMint) {
+        Object.assign(issued, { undo: () => connector.compensateMint!(spec), externalRef: spec.grantId });
+        issued.grant = grantRow(manager, connector, spec, row, null);
+      }
       if (error instanceof DomainError && error.code !== ErrorCode.INTERNAL) throw error;
       this.logger.error(`Connector ${entitlement.connector} failed to mint: ${String(error)}`);
       throw new DomainError(
@@ -118,28 +210,27 @@ export class GrantsService {
         `Connector "${entitlement.connector}" failed to mint`,
       );
     });
+    const grant = grantRow(manager, connector, spec, row, value);
     issued.externalRef = value.externalRef;
-    issued.undo = () => connector.revoke(value.externalRef);
-    const grant = manager.create(GrantEntity, {
-      id: spec.grantId,
-      requestId: request.id,
-      connector: entitlement.connector,
-      connectorType: connector.type,
-      externalRef: value.externalRef,
-      fingerprint: value.fingerprint,
-      issuedAt: now,
-      notAfter,
-      state: GrantState.ACTIVE,
-      revokedAt: null,
-      revokeAttempts: 0,
-      lastError: null,
-      revokeRequestedAt: null,
-      revokeReason: null,
-      overlapKey: connector.overlapKey?.(spec) ?? null,
-    });
+    issued.undo = () => connector.revoke(value.externalRef, { grantId: spec.grantId });
+    issued.grant = grant;
     await store.insertGrant(manager, grant);
+    await store.deleteReservation(manager, request.id);
     jobs.revokeAt.push({ grantId: grant.id, notAfter });
     return { request, grant, credential: value.credential };
+  }
+
+  /**
+   * The reserved grant id when this attempt still holds the reservation (row-locked until it ends, so a
+   * concurrent attempt waits and then finds it committed or ended); a fresh one otherwise.
+   */
+  private async attemptGrantId(manager: EntityManager, requestId: string, issued: MintUndo): Promise<string> {
+    const reserved = issued.reservation;
+    if (reserved?.requestId === requestId) {
+      if (await store.claimReservation(manager, requestId, reserved.grantId)) return reserved.grantId;
+    }
+    issued.reservation = undefined;
+    return uuidv7();
   }
 
   /** The grant.issued event (fingerprint and external reference, never the secret). */
@@ -183,7 +274,8 @@ export class GrantsService {
 
   /**
    * The revocation job: revokes a grant whose notAfter has passed (by PostgreSQL's clock), or whose early
-   * revoke was asked for, and ends its request through `endRequest` in the same transaction.
+   * revoke was asked for. A grant due at notAfter turns REVOKING and ends its request (`endRequest`) before
+   * the connector is called; it is REVOKED once the connector confirms.
    */
   async revoke(grantId: string, endRequest: EndRequest): Promise<RevocationOutcome> {
     const grant = await store.findGrant(this.dataSource.manager, grantId);
@@ -192,6 +284,9 @@ export class GrantsService {
     const remaining = await store.remainingMs(this.dataSource.manager, grant.notAfter);
     if (remaining > 0 && !grant.revokeRequestedAt)
       return { status: 'not-due', remainingMs: Math.ceil(remaining) };
+    // Due at notAfter: the request ends now, and its grant is REVOKING until the connector confirms (an
+    // early revoke did both in its own transaction).
+    if (grant.state === GrantState.ACTIVE) await this.beginRevocation(grant, endRequest);
 
     // Shared external state that another live grant still holds stays; this grant alone ends.
     if (grant.overlapKey) {
@@ -205,23 +300,25 @@ export class GrantsService {
     const policy = await this.policies.byHash(request.policyHash);
     // External state first, outside the transaction: the connector's revoke is idempotent, so a crash after
     // it and before the commit only means the next attempt revokes an already-revoked credential.
-    await this.connectors.get(policy, grant.connector).revoke(grant.externalRef);
+    // The grant id keeps the webhook's Idempotency-Key (`revoke:<grantId>`) the same on every attempt.
+    await this.connectors.get(policy, grant.connector).revoke(grant.externalRef, { grantId: grant.id });
 
-    return this.dataSource.transaction((manager) => this.markRevoked(manager, grant, endRequest, {}));
+    return this.transact((manager) => this.markRevoked(manager, grant, endRequest, {}));
   }
 
   /**
-   * Records a failed attempt; after the last one the grant becomes REVOKE_FAILED with an alert event,
-   * and the sweep keeps retrying it (never a silent drop).
+   * Records a failed attempt and when the job tries again (`nextRetryAt`); after its last attempt (null) the
+   * grant becomes REVOKE_FAILED with an alert event, and the sweep keeps retrying it (never a silent drop).
    */
-  async recordFailure(grantId: string, error: unknown, finalAttempt: boolean): Promise<void> {
+  async recordFailure(grantId: string, error: unknown, nextRetryAt: Date | null): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
-    await this.dataSource.transaction(async (manager) => {
+    await this.transact(async (manager) => {
       const grant = await store.lockGrant(manager, grantId);
       if (!grant || grant.state === GrantState.REVOKED) return;
-      const attempt = failedAttempt(grant, message, finalAttempt);
+      const attempt = failedRevocation(grant, message, nextRetryAt);
       await store.recordAttempt(manager, grantId, attempt);
-      if (attempt.state !== GrantState.REVOKE_FAILED) return;
+      noteChanged(manager, grant.requestId);
+      if (!attempt.alert) return;
       this.logger.error(`ALERT: grant ${grantId} could not be revoked: ${message}`);
       await appendAuditEvent(manager, {
         actorId: SYSTEM_ACTOR,
@@ -258,6 +355,15 @@ export class GrantsService {
     return store.listGrants(this.dataSource.manager, query);
   }
 
+  /** Marks a due ACTIVE grant REVOKING and ends its request, under the request's lock (request → grant). */
+  private async beginRevocation(grant: GrantRef, endRequest: EndRequest): Promise<void> {
+    await this.transact(async (manager) => {
+      await lockRequest(manager, grant.requestId);
+      if (!(await store.markRevoking(manager, grant.id))) return;
+      await endRequest(manager, grant.requestId, await databaseNow(manager));
+    });
+  }
+
   /**
    * When another grant with the same overlap key is ACTIVE and not yet due, marks this one REVOKED without
    * the connector (the audit event says who holds the state) and returns the outcome; null otherwise.
@@ -269,7 +375,7 @@ export class GrantsService {
     overlapKey: string,
     endRequest: EndRequest,
   ): Promise<RevocationOutcome | null> {
-    return this.dataSource.transaction(async (manager) => {
+    return this.transact(async (manager) => {
       const heldBy = await store.lockOverlapHolder(manager, overlapKey, grant.id);
       if (!heldBy) return null;
       return this.markRevoked(manager, grant, endRequest, { externalRevokeSkipped: true, heldBy });
@@ -290,6 +396,7 @@ export class GrantsService {
     const now = await databaseNow(manager);
     const data = revokedEventData(locked, now, extra);
     await store.markRevoked(manager, grantId, now);
+    noteChanged(manager, requestId);
     await appendAuditEvent(manager, {
       actorId: SYSTEM_ACTOR,
       action: AuditAction.GrantRevoked,
@@ -300,6 +407,11 @@ export class GrantsService {
     });
     await endRequest(manager, locked.requestId, now);
     return { status: 'revoked', lagMs: data.lagMs };
+  }
+
+  /** A transaction whose request and grant changes are announced to live-update streams once committed. */
+  private transact<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return transactWithJobs(this.dataSource, this.jobs, (manager) => work(manager), this.announcer);
   }
 }
 
@@ -327,19 +439,5 @@ export function revokedEventData(
     lagMs: now.getTime() - revocationDueAt(grant).getTime(),
     attempts: grant.revokeAttempts + 1,
     ...extra,
-  };
-}
-
-/** One more failed attempt; the last one turns an ACTIVE grant REVOKE_FAILED (the sweep retries it). */
-export function failedAttempt(
-  grant: Pick<GrantEntity, 'state' | 'revokeAttempts'>,
-  message: string,
-  finalAttempt: boolean,
-): store.FailedAttempt {
-  const becomesFailed = finalAttempt && grant.state === GrantState.ACTIVE;
-  return {
-    revokeAttempts: grant.revokeAttempts + 1,
-    lastError: message.slice(0, 2000),
-    ...(becomesFailed ? { state: GrantState.REVOKE_FAILED } : {}),
   };
 }

@@ -8,11 +8,26 @@ import { approvableBy, canSee, checkReview, requestNotFound } from '../domain/re
 import { RequestState } from '../domain/request-state.js';
 import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
 import { PolicyService } from '../policy/policy.service.js';
+import { grantStatuses, type GrantStatus } from './grant-store.js';
 
 export interface RequestListQuery {
   limit: number;
   cursor?: string | null;
   state?: RequestState | null;
+}
+
+/** What a request view shows besides the row: requesters' usernames and grants, by id. */
+export interface RequestViewFacts {
+  usernames: ReadonlyMap<string, string>;
+  grants: ReadonlyMap<string, GrantStatus>;
+}
+
+/** One approver's decision as a request's page shows it (the deny reason is its comment). */
+export interface RequestDecision {
+  approver: string;
+  decision: 'approve' | 'deny';
+  comment: string | null;
+  at: string;
 }
 
 /** A page of requests, newest first; `nextCursor` is the last id when there are more. */
@@ -140,6 +155,28 @@ export class RequestQueries {
   async breakGlassRequirement(entitlementId: string): Promise<Entitlement['authenticator']> {
     const { policy } = await this.policies.inForce();
     return findEntitlement(policy, entitlementId)?.authenticator ?? NO_AUTHENTICATOR_REQUIREMENT;
+  }
+
+  /** The usernames and grants that views of these requests show (two queries, whatever their number). */
+  async viewFacts(requests: readonly ElevationRequestEntity[]): Promise<RequestViewFacts> {
+    const [usernames, grants] = await Promise.all([
+      this.usernames(requests.map((request) => request.requesterId)),
+      grantStatuses(
+        this.dataSource.manager,
+        requests.map((request) => request.id),
+      ),
+    ]);
+    return { usernames, grants };
+  }
+
+  /** The approvers' decisions on one request, oldest first: who, approve or deny, the comment or reason. */
+  async decisions(requestId: string): Promise<RequestDecision[]> {
+    const rows = (await this.dataSource.query(
+      `SELECT u.username AS approver, a.decision, a.comment, a.at FROM approvals a
+         JOIN users u ON u.id = a.approver_id WHERE a.request_id = $1 ORDER BY a.at, a.id`,
+      [requestId],
+    )) as Array<Omit<RequestDecision, 'at'> & { at: Date }>;
+    return rows.map((row) => ({ ...row, at: row.at.toISOString() }));
   }
 
   /** Usernames by user id, for shaping responses. */

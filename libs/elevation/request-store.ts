@@ -14,6 +14,7 @@ import {
 } from '../domain/request-state.js';
 import type { StoredRequest } from '../webauthn/step-up-binding.js';
 import type { StepUpEvidence } from '../webauthn/evidence.js';
+import { noteChanged } from './after-commit.js';
 
 // Locking and SQL of elevation requests: plain functions over the caller's transaction (as anti-fatigue.ts
 // does). Lock order everywhere: user → request (older id first) → grants → audit chain head.
@@ -50,6 +51,7 @@ export async function compareAndSet(
     );
   }
   Object.assign(request, changes);
+  noteChanged(manager, request.id);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -266,6 +268,7 @@ export async function insertRequestRow(
     `INSERT INTO elevation_requests (${columns}) VALUES (${placeholders})`,
     REQUEST_COLUMNS.map(([field]) => row[field]),
   );
+  noteChanged(manager, row.id);
   return manager.findOneByOrFail(ElevationRequestEntity, { id: row.id });
 }
 
@@ -285,6 +288,7 @@ export async function insertApproval(
     nonce: evidence.nonce,
     subjectDigest: evidence.subjectDigest,
   });
+  noteChanged(manager, vote.requestId);
 }
 
 /** Marks a break-glass request reviewed, once; returns when. */
@@ -299,12 +303,14 @@ export async function markReviewed(
       WHERE id = $1 AND reviewed_at IS NULL RETURNING reviewed_at AS "reviewedAt"`,
     [requestId, reviewerId, comment],
   )) as [Array<{ reviewedAt: Date }>, number];
+  noteChanged(manager, requestId);
   return reviewed.reviewedAt;
 }
 
 /** Records that the activation window of a scheduled request opened (once per request). */
 export async function markWindowOpened(manager: EntityManager, requestId: string, at: Date): Promise<void> {
   await manager.update(ElevationRequestEntity, { id: requestId }, { windowOpenedAt: at });
+  noteChanged(manager, requestId);
 }
 
 /** Marks every break-glass review that became overdue (once each) and returns them. */

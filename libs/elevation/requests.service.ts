@@ -20,11 +20,18 @@ import {
 import { JobProducer } from '../jobs/job-producer.js';
 import type { StepUpEvidence } from '../webauthn/evidence.js';
 import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
-import { afterCommit, enqueue, transactWithJobs, type AfterCommit } from './after-commit.js';
+import {
+  afterCommit,
+  collectAfterCommit,
+  enqueue,
+  transactWithJobs,
+  type AfterCommit,
+} from './after-commit.js';
 import { assertMayRequest, isRubberStamp, lockOutAfterRepeatedDenials } from './anti-fatigue.js';
 import { GrantsService, type Activation } from './grants.service.js';
 import { PolicyService } from '../policy/policy.service.js';
 import * as audit from './request-audit.js';
+import { RequestAnnouncer } from './request-announcer.js';
 import * as store from './request-store.js';
 
 /** What a requester asks for; an extension names the ACTIVE request whose end it moves. */
@@ -67,6 +74,7 @@ export class RequestsService {
     private readonly policies: PolicyService,
     private readonly grants: GrantsService,
     private readonly jobs: JobProducer,
+    private readonly announcer: RequestAnnouncer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -125,7 +133,7 @@ export class RequestsService {
     checked(rules.checkConfirmation(evidence, expected));
     const { notify, postReviewWithinSeconds } = entitlement.breakGlass!;
     const notifyUsers = [...new Set(notify.flatMap((group) => membersOf(policy, group)))].sort();
-    return this.grants.withMintUndo((issued) =>
+    return this.grants.withMintUndo(null, (issued) =>
       this.transactWithJobs(async (manager, jobs) => {
         await store.lockUser(manager, actor.id);
         const { now, notAfter } = await store.windowFrom(manager, input.durationSeconds);
@@ -202,7 +210,7 @@ export class RequestsService {
     // pooled connection while this one holds the lock, and enough parallel activations exhaust the pool.
     const filed = await this.dataSource.getRepository(ElevationRequestEntity).findOneBy({ id: requestId });
     if (filed) await this.policies.byHash(filed.policyHash);
-    return this.grants.withMintUndo((issued) =>
+    return this.grants.withMintUndo(requestId, (issued) =>
       this.transactWithJobs(async (manager, jobs) => {
         // An extension's original is locked first, as suspension and revocation lock them (older id first).
         if (filed?.extendsRequestId) await store.shareLockRequest(manager, filed.extendsRequestId);
@@ -241,7 +249,7 @@ export class RequestsService {
   /** Cancels a PENDING or APPROVED request (requester or admin); audited. */
   async cancel(actor: Actor, requestId: string, reason: string | null): Promise<ElevationRequestEntity> {
     const { policy } = await this.policies.inForce();
-    return this.dataSource.transaction(async (manager) => {
+    return this.transactWithJobs(async (manager) => {
       const request = await store.lockVisible(manager, actor, requestId, policy);
       const now = await databaseNow(manager);
       const next = checked(
@@ -301,18 +309,19 @@ export class RequestsService {
 
   /**
    * Suspension (inside the caller's transaction): every PENDING or APPROVED request of the user is
-   * cancelled and every ACTIVE one revoked at once. Returns the grants whose revocation must run now.
+   * cancelled and every ACTIVE one revoked at once. Returns the work for afterSuspension once committed.
    */
   async endAllOfUser(
     manager: EntityManager,
     userId: string,
     actorId: string,
     reason: string,
-  ): Promise<string[]> {
+  ): Promise<AfterCommit> {
     const open = await store.lockOpenRequests(manager, { requesterId: userId });
     const requestIds = open.map(({ id }) => id);
     await this.grants.lockGrantsOf(manager, requestIds);
     const jobs = afterCommit();
+    collectAfterCommit(manager, jobs);
     const system = { actorId: null, actorIsApprover: false, actorIsAdmin: false, evidence: null };
     for (const request of open) {
       if (request.state === RequestState.ACTIVE) {
@@ -321,12 +330,13 @@ export class RequestsService {
         await this.cancelBySystem(manager, request, actorId, EndReason.SUSPENDED, reason);
       }
     }
-    return jobs.revokeNow;
+    return jobs;
   }
 
-  /** Runs the revocation of grants once a suspension has committed. */
-  async revokeGrantsNow(grantIds: string[]): Promise<void> {
-    await enqueue(this.jobs, { ...afterCommit(), revokeNow: grantIds });
+  /** Runs the revocation of grants and announces the ended requests once a suspension has committed. */
+  async afterSuspension(jobs: AfterCommit): Promise<void> {
+    await enqueue(this.jobs, jobs);
+    await this.announcer.announce(jobs.changed);
   }
 
   /** Ends an ACTIVE request whose window has passed; called by the revocation of its grant. */
@@ -344,7 +354,7 @@ export class RequestsService {
    * activation window. Acts on PostgreSQL's state and clock; reports how long to wait when early.
    */
   async expireIfDue(requestId: string): Promise<LifecycleOutcome<'expired'>> {
-    return this.dataSource.transaction(async (manager) => {
+    return this.transactWithJobs(async (manager) => {
       const request = await store.lockRequest(manager, requestId);
       const deadline =
         request?.state === RequestState.PENDING
@@ -370,7 +380,7 @@ export class RequestsService {
    * requester activates it with their own step-up (the credential is shown once, to them), audited here.
    */
   async openScheduledWindow(requestId: string): Promise<LifecycleOutcome<'opened'>> {
-    return this.dataSource.transaction(async (manager) => {
+    return this.transactWithJobs(async (manager) => {
       const request = await store.lockRequest(manager, requestId);
       const scheduled = request?.notBefore && request.state === RequestState.APPROVED;
       // Once per request: the sweeper may enqueue the job again after it ran.
@@ -388,7 +398,7 @@ export class RequestsService {
   /** Marks a break-glass request reviewed (an approver of a notified group, an auditor or an admin). */
   async review(actor: Actor, requestId: string, comment: string): Promise<ElevationRequestEntity> {
     const { policy } = await this.policies.inForce();
-    return this.dataSource.transaction(async (manager) => {
+    return this.transactWithJobs(async (manager) => {
       const request = await store.lockVisible(manager, actor, requestId, policy);
       const refusal = rules.checkReview(actor, request, policy);
       if (refusal) throw refusal;
@@ -477,7 +487,7 @@ export class RequestsService {
   }
 
   private transactWithJobs<T>(work: (manager: EntityManager, jobs: AfterCommit) => Promise<T>): Promise<T> {
-    return transactWithJobs(this.dataSource, this.jobs, work);
+    return transactWithJobs(this.dataSource, this.jobs, work, this.announcer);
   }
 }
 

@@ -16,6 +16,7 @@ import {
   type InviteSettings,
   type PendingInvite,
 } from './invites.js';
+import { NOTICE_PENDING } from './recovery-notices.js';
 
 /**
  * What a recovered user is told until each of their passkeys acknowledges it (issue 12); `enrollment` when
@@ -105,14 +106,10 @@ export class InvitesService {
               ap.username AS "approvedBy", i.approved_at AS "approvedAt", i.break_glass AS "breakGlass"
          FROM sessions s
          JOIN authenticators a ON a.id = s.authenticator_id
-         JOIN enrollment_invites i ON i.user_id = s.user_id AND (i.recovery OR i.enrollment_notice)
-                                  AND i.used_at IS NOT NULL
-                                  AND a.created_at <= i.used_at
+         JOIN enrollment_invites i ON ${NOTICE_PENDING}
          LEFT JOIN users c ON c.id::text = i.created_by
          LEFT JOIN users ap ON ap.id = i.approved_by
         WHERE s.id = $1
-          AND NOT EXISTS (SELECT 1 FROM recovery_acknowledgements k
-                           WHERE k.invite_id = i.id AND k.authenticator_id = a.id)
         ORDER BY i.used_at`,
       [sessionId],
     )) as RecoveryNotice[];

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { Pool } from 'pg';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { AuditAction } from '../audit/audit-actions.js';
@@ -7,6 +8,7 @@ import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { UserRole } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Actor } from '../domain/actor.js';
+import { NOTICE_PENDING } from './recovery-notices.js';
 import { newSecretToken, tokenHash } from './tokens.js';
 
 /** Where a request came from, recorded with sessions and failures. */
@@ -19,13 +21,41 @@ export interface ClientInfo {
 export interface SessionActor {
   actor: Actor;
   sessionId: string;
+  /** Whether this session's passkey has a recovery notice to see (GET /api/me then lists them). */
+  noticesPending: boolean;
 }
 
 const MAX_USER_AGENT = 512;
+/** A read moves a session's idle clock at most this often. */
+const MAX_TOUCH_INTERVAL_SECONDS = 60;
+
+/** The live session behind a token hash ($1), with its user, under the idle ($2) and touch ($3) limits. */
+const SESSION_LOOKUP = `SELECT s.id AS "sessionId", u.id, u.username, u.display_name AS "displayName", u.roles,
+        s.last_seen_at <= now() - make_interval(secs => $3) AS stale,
+        EXISTS (SELECT 1 FROM authenticators a JOIN enrollment_invites i ON ${NOTICE_PENDING}
+                 WHERE a.id = s.authenticator_id) AS "noticesPending"
+   FROM sessions s JOIN users u ON u.id = s.user_id
+  WHERE s.token_hash = $1 AND s.ended_at IS NULL AND u.status = 'active'
+    AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
+    AND NOT EXISTS (SELECT 1 FROM authenticators a WHERE a.id = s.authenticator_id
+                      AND (a.disabled_at IS NOT NULL OR a.removed_at IS NOT NULL))`;
+
+interface SessionRow {
+  sessionId: string;
+  id: string;
+  username: string;
+  displayName: string;
+  roles: UserRole[];
+  stale: boolean;
+  noticesPending: boolean;
+}
 
 /** Opaque, hashed, server-side sessions with absolute and idle limits taken on PostgreSQL's clock. */
 @Injectable()
 export class SessionsService {
+  /** Idle-clock updates in flight, by session id. */
+  private readonly touching = new Map<string, Promise<void>>();
+
   constructor(
     private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -65,30 +95,58 @@ export class SessionsService {
   }
 
   /**
-   * The signed-in actor for a cookie token, touching its idle clock; 401 when unknown, ended, idle for
-   * too long, past its absolute limit, or when the user is suspended.
+   * The signed-in actor for a cookie token; 401 when unknown, ended, idle for too long, past its absolute
+   * limit, when its passkey is disabled or removed, or when the user is suspended. Every check runs on the
+   * row as it is now (one indexed read, no write), so an ended session or a suspended user is refused at
+   * once. The idle clock (`last_seen_at`) is moved only once it is `touchIntervalSeconds` old: a read
+   * writes at most once a minute per session, and a session ends at most that much before its idle limit.
    */
   async authenticate(token: string): Promise<SessionActor> {
     const hash = tokenHash(token);
-    // TypeORM answers an UPDATE with [rows, affected].
-    const [[row]] = (await this.dataSource.query(
-      `UPDATE sessions s SET last_seen_at = now()
-         FROM users u
-        WHERE s.token_hash = $1 AND s.ended_at IS NULL AND u.id = s.user_id AND u.status = 'active'
-          AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
-          AND NOT EXISTS (SELECT 1 FROM authenticators a WHERE a.id = s.authenticator_id
-                            AND (a.disabled_at IS NOT NULL OR a.removed_at IS NOT NULL))
-        RETURNING s.id AS "sessionId", u.id, u.username, u.display_name AS "displayName", u.roles`,
-      [hash, this.config.sessions.idleSeconds],
-    )) as [
-      Array<{ sessionId: string; id: string; username: string; displayName: string; roles: UserRole[] }>,
-      number,
-    ];
-    if (row) {
-      const { sessionId, ...actor } = row;
-      return { sessionId, actor };
+    // Named, so each pooled connection plans it once: planning took more than running it.
+    const pool = (this.dataSource.driver as unknown as { master: Pool }).master;
+    const {
+      rows: [row],
+    } = await pool.query<SessionRow>({
+      name: 'session-lookup',
+      text: SESSION_LOOKUP,
+      values: [hash, this.config.sessions.idleSeconds, this.touchIntervalSeconds],
+    });
+    if (!row) return this.refuse(hash);
+    const { sessionId, stale, noticesPending, ...actor } = row;
+    if (stale) await this.touch(sessionId);
+    return { sessionId, actor, noticesPending };
+  }
+
+  /** How old `last_seen_at` may get before a call moves it: a minute, or a tenth of a shorter idle limit. */
+  private get touchIntervalSeconds(): number {
+    return Math.min(MAX_TOUCH_INTERVAL_SECONDS, this.config.sessions.idleSeconds / 10);
+  }
+
+  /**
+   * Moves the idle clock of a live session, once for all the calls that found it stale at the same time;
+   * a session that timed out meanwhile stays as it is (the next call ends it).
+   */
+  private touch(sessionId: string): Promise<void> {
+    let pending = this.touching.get(sessionId);
+    if (!pending) {
+      pending = this.dataSource
+        .query(
+          `UPDATE sessions SET last_seen_at = now()
+            WHERE id = $1 AND ended_at IS NULL AND expires_at > now()
+              AND last_seen_at > now() - make_interval(secs => $2)
+              AND last_seen_at <= now() - make_interval(secs => $3)`,
+          [sessionId, this.config.sessions.idleSeconds, this.touchIntervalSeconds],
+        )
+        .then(() => undefined)
+        .finally(() => this.touching.delete(sessionId));
+      this.touching.set(sessionId, pending);
     }
-    // Not usable: end it for good if it merely timed out, so it can never come back.
+    return pending;
+  }
+
+  /** Not usable: ends it for good if it merely timed out, so it can never come back; always throws. */
+  private async refuse(hash: Buffer): Promise<never> {
     const ended = (await this.dataSource.query(
       `UPDATE sessions SET ended_at = now(),
               end_reason = CASE WHEN expires_at <= now() THEN 'absolute-timeout' ELSE 'idle-timeout' END

@@ -6,7 +6,7 @@ import type {
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { AuditAction } from '../audit/audit-actions.js';
-import { appendAuditEvent } from '../audit/audit-log.js';
+import { appendAuditEvent, flushAuditEvents } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { AuthenticatorEntity, StepUpChallengeEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -267,6 +267,8 @@ export class StepUpService {
       data: { action: expected.action, subjectId: expected.subjectId, challengeId: proof.challengeId },
     });
     if (UNCOUNTED_FAILURES.includes(error.code)) return;
+    // Written now, under the chain head lock: the count includes this failure and concurrent ones serialise.
+    await flushAuditEvents(manager);
     const [{ failures }] = (await manager.query(
       `SELECT count(*)::int AS failures FROM audit_events
         WHERE actor_id = $1 AND action = $4 AND at > now() - make_interval(secs => $2)

@@ -5,6 +5,7 @@ import { appendAuditEvent } from '../audit/audit-log.js';
 import type { UserRole, UserStatus } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Actor } from '../domain/actor.js';
+import type { AfterCommit } from '../elevation/after-commit.js';
 import { unlockEntitlement } from '../elevation/anti-fatigue.js';
 import { RequestsService } from '../elevation/requests.service.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
@@ -43,7 +44,7 @@ export class UsersService {
     reason: string,
     evidence: StepUpEvidence,
   ): Promise<{ status: string; sessionsEnded: number; requestsEnded: number }> {
-    let revokeNow: string[] = [];
+    let suspended: AfterCommit | null = null;
     const outcome = await this.dataSource.transaction(async (manager) => {
       const [user] = (await manager.query(`SELECT id, status FROM users WHERE username = $1 FOR UPDATE`, [
         username,
@@ -72,12 +73,12 @@ export class UsersService {
           WHERE requester_id = $1 AND state IN ('PENDING', 'APPROVED', 'ACTIVE')`,
         [user.id],
       )) as Array<{ open: number }>;
-      revokeNow = await this.requests.endAllOfUser(manager, user.id, admin.id, 'suspended');
+      suspended = await this.requests.endAllOfUser(manager, user.id, admin.id, 'suspended');
       await audited();
       const sessionsEnded = await this.sessions.endAllForUser(manager, admin.id, user.id, 'suspended');
       return { status, sessionsEnded, requestsEnded: open };
     });
-    await this.requests.revokeGrantsNow(revokeNow);
+    if (suspended) await this.requests.afterSuspension(suspended);
     return outcome;
   }
 

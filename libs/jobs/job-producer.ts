@@ -8,6 +8,7 @@ import {
   JobName,
   QueueName,
   REVOKE_ATTEMPTS,
+  REVOKE_BACKOFF_TYPE,
   revokeJobId,
   startJobId,
   type JobPayloads,
@@ -43,7 +44,7 @@ export class JobProducer {
         jobId: revokeJobId(grantId),
         delay: Math.max(0, notAfter.getTime() - Date.now()),
         attempts: REVOKE_ATTEMPTS,
-        backoff: { type: 'exponential', delay: this.config.revokeBackoffMs, jitter: 0.5 },
+        backoff: { type: REVOKE_BACKOFF_TYPE, delay: this.config.revokeBackoffMs },
         ...REMOVE_WHEN_DONE,
       }),
     );

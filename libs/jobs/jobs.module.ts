@@ -5,6 +5,7 @@ import type { Queue } from 'bullmq';
 import type { RedisOptions } from 'bullmq';
 import { JobProducer } from './job-producer.js';
 import { QueueName } from './jobs.js';
+import { RequestEventPublisher } from './request-events.js';
 
 /** ioredis options from a redis:// or rediss:// URL. */
 export function redisOptionsFromUrl(url: string): RedisOptions {
@@ -40,7 +41,7 @@ class QueueErrorLogger implements OnModuleInit {
   }
 }
 
-/** The BullMQ connection and every queue of QueueName, plus the JobProducer. */
+/** The BullMQ connection and every queue of QueueName, plus the JobProducer and RequestEventPublisher. */
 @Module({})
 export class JobsModule {
   static forRoot(options: { redisUrl: string; prefix: string }): DynamicModule {
@@ -52,8 +53,8 @@ export class JobsModule {
         BullModule.forRoot({ connection: redisOptionsFromUrl(options.redisUrl), prefix: options.prefix }),
         queues,
       ],
-      providers: [JobProducer, QueueErrorLogger],
-      exports: [JobProducer, queues],
+      providers: [JobProducer, RequestEventPublisher, QueueErrorLogger],
+      exports: [JobProducer, RequestEventPublisher, queues],
     };
   }
 }

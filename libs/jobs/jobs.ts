@@ -54,3 +54,23 @@ export function startJobId(requestId: string): string {
 
 /** Revocation attempts before a grant is marked REVOKE_FAILED (the sweeper keeps retrying after that). */
 export const REVOKE_ATTEMPTS = 8;
+
+/**
+ * The revocation job's backoff type: a strategy of the worker's (not BullMQ's built-in exponential), so the
+ * worker chooses each retry's delay itself and records it on the grant as `nextRetryAt` before BullMQ waits it.
+ */
+export const REVOKE_BACKOFF_TYPE = 'revocation';
+const REVOKE_JITTER = 0.5;
+
+/**
+ * Pure: the wait before the retry that follows failed attempt `attemptsMade` (1-based): a random time between
+ * half and all of `baseMs × 2^(attemptsMade-1)`, as BullMQ's exponential backoff with jitter 0.5.
+ */
+export function revokeRetryDelayMs(
+  attemptsMade: number,
+  baseMs: number,
+  random: () => number = Math.random,
+): number {
+  const maxDelay = Math.round(2 ** (attemptsMade - 1) * baseMs);
+  return Math.floor(maxDelay * (1 - REVOKE_JITTER) + random() * maxDelay * REVOKE_JITTER);
+}

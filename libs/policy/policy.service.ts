@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
@@ -7,6 +7,7 @@ import { PolicyVersionEntity } from '../db/index.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Policy } from '../domain/policy.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
+import { ActivationListener, POLICY_ACTIVATED_CHANNEL } from './activation-listener.js';
 import { policyWarnings } from './policy-checks.js';
 import { loadPolicyDir } from './policy-loader.js';
 
@@ -27,18 +28,33 @@ export interface PolicyActivation {
  * The policy in force and every stored version by hash. A load validates POLICY_DIR, stores the version
  * and activates it in PostgreSQL, so every broker instance follows the latest activation (inForce());
  * an invalid load throws PolicyError and changes nothing. The worker only reads versions by hash: a grant
- * is revoked with the connector settings it was issued under.
+ * is revoked with the connector settings it was issued under. The version in force is cached while a
+ * LISTEN connection hears every activation (each notifies in its transaction); without it, read per call.
  */
 @Injectable()
-export class PolicyService {
+export class PolicyService implements OnModuleDestroy {
   private readonly logger = new Logger(PolicyService.name);
   private cached: PolicyVersion | null = null;
+  /** Bumped by every activation heard (and when listening starts or stops): a read begun before is stale. */
+  private generation = 0;
   private readonly versions = new Map<string, Policy>();
+  private readonly listener: ActivationListener;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly dataSource: DataSource,
-  ) {}
+  ) {
+    this.listener = new ActivationListener(config.databaseUrl, () => this.invalidate(), this.logger);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.listener.close();
+  }
+
+  private invalidate(): void {
+    this.generation += 1;
+    this.cached = null;
+  }
 
   /**
    * Loads POLICY_DIR, stores the version if new and puts it in force for every instance, audited as
@@ -70,6 +86,8 @@ export class PolicyService {
         hash,
         actorId,
       ]);
+      // Delivered on commit: every instance's cache of the version in force drops it (inForce()).
+      await manager.query('SELECT pg_notify($1, $2)', [POLICY_ACTIVATED_CHANNEL, hash]);
       await appendAuditEvent(manager, {
         actorId,
         action: AuditAction.PolicyActivated,
@@ -100,16 +118,21 @@ export class PolicyService {
     return { hash, policy, changed };
   }
 
-  /** The version in force for every instance: the latest activation in PostgreSQL (one indexed read). */
+  /**
+   * The version in force for every instance: the latest activation in PostgreSQL (one indexed read), or
+   * the cached one while the listener hears every activation and none came since it was read.
+   */
   async inForce(): Promise<PolicyVersion> {
+    this.listener.ensure();
+    if (this.listener.live && this.cached) return this.cached;
+    const generation = this.generation;
     const [latest] = (await this.dataSource.query(
       `SELECT hash FROM policy_activations ORDER BY id DESC LIMIT 1`,
     )) as Array<{ hash: string }>;
     if (!latest) throw new DomainError(ErrorCode.INTERNAL, 'No policy is in force');
-    if (this.cached?.hash !== latest.hash) {
-      this.cached = { hash: latest.hash, policy: await this.byHash(latest.hash) };
-    }
-    return this.cached;
+    const version = { hash: latest.hash, policy: await this.byHash(latest.hash) };
+    if (generation === this.generation) this.cached = version;
+    return version;
   }
 
   /** The hash in force and the last 100 activations, newest first. */

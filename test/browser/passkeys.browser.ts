@@ -1,122 +1,36 @@
 // The built web UI in Debian's Chromium (DESIGN §11): each person gets a browser context with Chrome's own
 // virtual authenticator (CDP), so enrollment, sign-in and step-ups are the real WebAuthn ceremonies of a
 // browser, checked by the broker exactly as for a person at a keyboard.
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
-import { inviteToken, PROJECT_ROOT, startStack, type TestStack } from '../support/stack.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const BUILD_TIMEOUT_MS = 60_000;
-/** How long one UI step (a click and the answer it waits for) may take. */
-const STEP_TIMEOUT_MS = 10_000;
+import type { Page } from 'playwright-core';
+import {
+  enrollThroughUi,
+  fileFromPage,
+  personAtBrowser as personIn,
+  startBrowserStack,
+  type BrowserPerson,
+  type BrowserStack,
+} from '../support/browser.js';
+import { inviteToken, type TestStack } from '../support/stack.js';
 
 const EXPECTED_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-const execFileAsync = promisify(execFile);
-
-/** One person at their own browser: a context (own cookies) with its own virtual passkey authenticator. */
-interface BrowserPerson {
-  username: string;
-  context: BrowserContext;
-  page: Page;
-  cdp: CDPSession;
-  authenticatorId: string;
-  /** Console errors and uncaught exceptions (a CSP violation shows up here). */
-  problems: string[];
-}
-
 describe('the web UI with passkeys in Chromium', () => {
-  let webDir: string | undefined;
+  let browserStack: BrowserStack | undefined;
   let stack: TestStack | undefined;
-  let browser: Browser | undefined;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `Chromium is not installed at ${CHROMIUM}: install it with \`sudo apt-get install -y chromium\` ` +
-          '(Debian/Ubuntu); the browser tests drive it through playwright-core.',
-      );
-    }
-    webDir = await mkdtemp(path.join(tmpdir(), 'jit-web-'));
-    await execFileAsync(
-      process.execPath,
-      [
-        path.join(PROJECT_ROOT, 'node_modules', 'vite', 'bin', 'vite.js'),
-        'build',
-        '--config',
-        path.join(PROJECT_ROOT, 'apps', 'web', 'vite.config.ts'),
-        '--outDir',
-        webDir,
-        '--logLevel',
-        'warn',
-      ],
-      { cwd: PROJECT_ROOT, timeout: BUILD_TIMEOUT_MS },
-    );
-    stack = await startStack({ env: { WEB_DIR: webDir } });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+    browserStack = await startBrowserStack();
+    stack = browserStack.stack;
   }, 90_000);
 
   afterAll(async () => {
-    await browser?.close();
-    await stack?.close();
-    if (webDir) await rm(webDir, { recursive: true, force: true });
+    await browserStack?.close();
   }, 30_000);
 
-  /** A fresh context and page for `username`, with a virtual authenticator added before any ceremony. */
-  async function personAtBrowser(username: string): Promise<BrowserPerson> {
-    const context = await browser!.newContext({ baseURL: stack!.origin });
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: stack!.origin });
-    const page = await context.newPage();
-    page.setDefaultTimeout(STEP_TIMEOUT_MS);
-    const problems: string[] = [];
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(`console: ${message.text()}`);
-    });
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    const cdp = await context.newCDPSession(page);
-    await cdp.send('WebAuthn.enable');
-    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: {
-        protocol: 'ctap2',
-        transport: 'internal',
-        hasResidentKey: true,
-        hasUserVerification: true,
-        isUserVerified: true,
-        automaticPresenceSimulation: true,
-      },
-    });
-    return { username, context, page, cdp, authenticatorId, problems };
-  }
-
-  /** Opens the invite link, creates the passkey and lands signed in on the home page. */
-  async function enrollThroughUi(person: BrowserPerson, invite: string): Promise<void> {
-    const answer = await person.page.goto(`/enroll?invite=${invite}`);
-    expect(answer?.status()).toBe(200);
-    expect(answer?.headers()['referrer-policy']).toBe('no-referrer');
-    await person.page.getByRole('button', { name: 'Create passkey' }).click();
-    await expect(person.page.getByTestId('signed-in-as').textContent()).resolves.toBe(person.username);
-    // The one-time token is gone from the address bar (and the history entry) once read.
-    expect(new URL(person.page.url()).pathname).toBe('/');
-    expect(person.page.url()).not.toContain(invite);
-  }
+  const personAtBrowser = (username: string) => personIn(browserStack!, username);
 
   it('serves the UI with its security headers and leaves the API paths to the API', async () => {
     const page = await fetch(`${stack!.baseUrl}/approvals`);
@@ -162,7 +76,8 @@ describe('the web UI with passkeys in Chromium', () => {
 
     // Sign out and back in: the discoverable passkey alone says who she is.
     await alice.page.getByRole('button', { name: 'Sign out' }).click();
-    await alice.page.waitForURL('**/login');
+    await alice.page.waitForURL('**/login?signedOut=1');
+    await alice.page.getByRole('status').filter({ hasText: 'You have signed out.' }).waitFor();
     await alice.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
     await expect(alice.page.getByTestId('signed-in-as').textContent()).resolves.toBe('alice');
 
@@ -172,7 +87,9 @@ describe('the web UI with passkeys in Chromium', () => {
     await alice.page.getByLabel(/^Justification/).fill('Rotate the admin API keys (browser test)');
     await alice.page.getByRole('button', { name: 'Request access' }).click();
     await alice.page.getByRole('status').filter({ hasText: 'It waits for 1 approval' }).waitFor();
-    const aliceRow = alice.page.locator('tr[data-request-id]').filter({ hasText: 'api-admin-token' });
+    const aliceRow = alice.page
+      .locator('tr[data-request-id]')
+      .filter({ hasText: 'Admin API, read/write token' });
     await aliceRow.locator('[data-state="PENDING"]').waitFor();
     const requestId = (await aliceRow.getAttribute('data-request-id'))!;
     expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
@@ -203,7 +120,7 @@ describe('the web UI with passkeys in Chromium', () => {
     await alice.page.getByText('Copied', { exact: true }).waitFor();
     await expect(alice.page.evaluate('navigator.clipboard.readText()')).resolves.toBe(token);
     await aliceRow.locator('[data-state="ACTIVE"]').waitFor();
-    await alice.page.getByRole('button', { name: 'I have copied it' }).click();
+    await alice.page.getByRole('button', { name: 'I have stored it' }).click();
     await tokenField.waitFor({ state: 'detached' });
     await alice.page.reload();
     await aliceRow.locator('[data-state="ACTIVE"]').waitFor();
@@ -312,4 +229,119 @@ describe('the web UI with passkeys in Chromium', () => {
     await admin.context.close();
     await frank.context.close();
   }, 45_000);
+
+  /** The approver opens the request from the inbox (it appears there live) and approves it with a passkey. */
+  async function approveInUi(approver: BrowserPerson, requestId: string): Promise<void> {
+    const row = approver.page.locator(`tr[data-request-id="${requestId}"]`);
+    await row.getByRole('button', { name: /^Open/ }).click();
+    const decision = approver.page.locator(`section[data-request-id="${requestId}"]`);
+    await decision.getByRole('button', { name: 'Approve with passkey' }).click();
+    await approver.page.getByRole('status').filter({ hasText: 'it is now APPROVED' }).waitFor();
+  }
+
+  /** The credential dialog is open, entirely within the viewport, and holds the focus. */
+  async function expectDialogInViewWithFocus(page: Page): Promise<void> {
+    const dialog = page.getByTestId('credential-dialog');
+    await dialog.waitFor();
+    // A string: the test files compile without the DOM library.
+    const placement = await page.evaluate(`(() => {
+      const element = document.querySelector('[data-testid="credential-dialog"]');
+      const box = element.getBoundingClientRect();
+      return {
+        open: element.open,
+        inView: box.top >= 0 && box.left >= 0 && box.bottom <= innerHeight && box.right <= innerWidth,
+        focused: element.contains(document.activeElement),
+      };
+    })()`);
+    expect(placement).toEqual({ open: true, inView: true, focused: true });
+  }
+
+  it('updates the requester’s page live: APPROVED when approved elsewhere, ENDED at notAfter with the token hidden', async () => {
+    const carol = await personAtBrowser('carol');
+    const dave = await personAtBrowser('dave');
+    await enrollThroughUi(carol, await inviteToken(stack!, 'carol'));
+    await enrollThroughUi(dave, await inviteToken(stack!, 'dave'));
+    await carol.page.setViewportSize({ width: 1280, height: 800 });
+    await dave.page.getByRole('link', { name: 'Approvals' }).click();
+    await dave.page.getByText('Nothing waits for you.').waitFor();
+    // Any reload of carol's page would drop this marker.
+    await carol.page.evaluate('window.notReloaded = true');
+
+    // Dave opens a request; carol cancels it meanwhile: dave is told before any passkey prompt.
+    const cancelled = await fileFromPage(carol, {
+      entitlementId: 'api-admin-token',
+      durationSeconds: 60,
+      justification: 'Cancelled while open (browser test)',
+    });
+    await dave.page
+      .locator(`tr[data-request-id="${cancelled}"]`)
+      .getByRole('button', { name: /^Open/ })
+      .click();
+    const panel = dave.page.locator(`section[data-request-id="${cancelled}"]`);
+    await panel.getByRole('button', { name: 'Approve with passkey' }).waitFor();
+    const signCount = async () =>
+      (await dave.cdp.send('WebAuthn.getCredentials', { authenticatorId: dave.authenticatorId }))
+        .credentials[0].signCount;
+    const countBefore = await signCount();
+    await carol.page.evaluate((id) => fetch(`/api/requests/${id}/cancel`, { method: 'POST' }), cancelled);
+    await panel.getByRole('alert').filter({ hasText: 'it is now CANCELLED' }).waitFor();
+    expect(await panel.getByRole('button', { name: 'Approve with passkey' }).count()).toBe(0);
+    expect(await signCount()).toBe(countBefore);
+    await panel.getByRole('button', { name: 'Close' }).click();
+
+    // A short request: carol's row turns PENDING, then APPROVED, without a reload.
+    const requestId = await fileFromPage(carol, {
+      entitlementId: 'api-admin-token',
+      durationSeconds: 8,
+      justification: 'Watch it end (browser test)',
+    });
+    const row = carol.page.locator(`tr[data-request-id="${requestId}"]`);
+    await row.locator('[data-state="PENDING"]').waitFor();
+    await approveInUi(dave, requestId);
+    await row.locator('[data-state="APPROVED"]').waitFor();
+
+    // Activation: the credential dialog is in view and focused, with a ready-to-run command.
+    await row.getByRole('button', { name: 'Activate' }).click();
+    await expectDialogInViewWithFocus(carol.page);
+    const token = (await carol.page.locator('[data-credential-field="token"]').textContent())!;
+    await expect(carol.page.locator('[data-credential-hint="jwt"]').textContent()).resolves.toBe(
+      `curl -H "Authorization: Bearer ${token}" https://api.example.com`,
+    );
+    await carol.page.screenshot({ path: '/tmp/u1-shots/credential-1280.png' });
+    // Escape asks first; keeping it open keeps the credential.
+    await carol.page.keyboard.press('Escape');
+    await carol.page.getByRole('button', { name: 'Keep it open' }).click();
+    await carol.page.locator('[data-credential-field="token"]').waitFor();
+
+    // At notAfter (PostgreSQL's clock) the row says ENDED within 2 s and the token is gone from the page.
+    const { rows } = await stack!.db.query(
+      `SELECT extract(epoch FROM ends_at - clock_timestamp()) * 1000 AS "leftMs" FROM elevation_requests WHERE id = $1`,
+      [requestId],
+    );
+    const endsIn = Math.max(0, Number(rows[0].leftMs));
+    await row.locator('[data-state="ENDED"]').waitFor({ timeout: endsIn + 2000 });
+    await carol.page.locator('[data-credential-field="token"]').waitFor({ state: 'detached', timeout: 1000 });
+    expect(await carol.page.content()).not.toContain(token);
+    expect(await row.getByRole('button', { name: 'Revoke…' }).count()).toBe(0);
+    await expect(carol.page.evaluate('window.notReloaded')).resolves.toBe(true);
+    await carol.page.getByRole('button', { name: 'I have stored it' }).click();
+
+    // On a phone: the dialog fits and takes the focus too.
+    await carol.page.setViewportSize({ width: 390, height: 844 });
+    const second = await fileFromPage(carol, {
+      entitlementId: 'api-admin-token',
+      durationSeconds: 600,
+      justification: 'On a phone (browser test)',
+    });
+    await approveInUi(dave, second);
+    const phoneRow = carol.page.locator(`tr[data-request-id="${second}"]`);
+    await phoneRow.getByRole('button', { name: 'Activate' }).click();
+    await expectDialogInViewWithFocus(carol.page);
+    await carol.page.screenshot({ path: '/tmp/u1-shots/credential-390.png' });
+    await carol.page.getByRole('button', { name: 'I have stored it' }).click();
+
+    expect([...carol.problems, ...dave.problems]).toEqual([]);
+    await carol.context.close();
+    await dave.context.close();
+  }, 60_000);
 });

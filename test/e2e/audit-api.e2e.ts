@@ -198,17 +198,20 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
 
     await waitFor(
       async () =>
-        (await alice.get(`/api/requests/${requestIds.approved}`)).body.state === 'ENDED' ? true : undefined,
+        // The request ENDED when its revocation fell due; the grant is REVOKED once the connector confirmed.
+        (await alice.get(`/api/requests/${requestIds.approved}`)).body.grant?.state === 'REVOKED'
+          ? true
+          : undefined,
       20_000,
-      'the worker to end the 2 s grant',
+      'the worker to revoke the 2 s grant',
     );
-    // The worker signs the head once it has moved; wait until a checkpoint covers the ended request.
+    // The worker signs the head once it has moved; wait until a checkpoint covers the revoked grant.
     await waitFor(
       async () => {
         const { rows } = await stack.db.query(
           `SELECT 1 FROM audit_events c
             WHERE c.action = 'audit.checkpoint'
-              AND c.seq > (SELECT max(seq) FROM audit_events WHERE action = 'request.ended')`,
+              AND c.seq > (SELECT max(seq) FROM audit_events WHERE action = 'grant.revoked')`,
         );
         return rows.length > 0 ? true : undefined;
       },
@@ -251,8 +254,8 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
       'request.approved',
       'request.activated',
       'grant.issued',
-      'grant.revoked',
       'request.ended',
+      'grant.revoked',
     ]);
     expect(Object.keys(events[0]).sort()).toEqual([...EXPORT_COLUMNS].sort());
     expect(events.every((event) => event.requestId === requestIds.approved)).toBe(true);

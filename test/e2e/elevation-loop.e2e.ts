@@ -208,12 +208,13 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
              FROM grants g JOIN elevation_requests r ON r.id = g.request_id WHERE g.request_id = $1`,
           [created.id],
         );
-        return rows[0].request_state === 'ENDED' ? rows[0] : undefined;
+        // The request ends when the worker starts revoking; the grant is REVOKED once the connector confirms.
+        return rows[0].state === 'REVOKED' ? rows[0] : undefined;
       },
       5000,
-      'the request to end',
+      'the grant to be revoked',
     );
-    expect(revoked.state).toBe('REVOKED');
+    expect(revoked.request_state).toBe('ENDED');
     expect(revoked.revoked_at.getTime() - revoked.not_after.getTime()).toBeGreaterThanOrEqual(0);
     expect(revoked.revoked_at.getTime() - revoked.not_after.getTime()).toBeLessThanOrEqual(2000);
     expect((await alice.get(`/api/requests/${created.id}`)).body.state).toBe('ENDED');
@@ -229,8 +230,9 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       'request.approved',
       'request.activated',
       'grant.issued',
-      'grant.revoked',
+      // The request ends when its revocation falls due; the grant is revoked once the connector confirms.
       'request.ended',
+      'grant.revoked',
     ]);
     const eventData = (action: string) => events.find((event) => event.action === action)!.data;
     expect(eventData('grant.revoked').lagMs).toBeGreaterThanOrEqual(0);
@@ -541,6 +543,12 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
     const denied = await clientAs(stack, SECOND_APPROVER).decide(created.id, 'deny', { reason: 'no' });
     expect(denied.status).toBe(200);
     expect(denied.body.state).toBe('DENIED');
+    // The requester's view of the request lists both decisions, the deny reason included.
+    const seen = await clientAs(stack, REQUESTER).get(`/api/requests/${created.id}`);
+    expect(seen.body.decisions).toEqual([
+      { approver: APPROVER, decision: 'approve', comment: null, at: expect.any(String) },
+      { approver: SECOND_APPROVER, decision: 'deny', comment: 'no', at: expect.any(String) },
+    ]);
   }, 30_000);
 
   it('answers introspection only to authenticated clients and inactive for garbage', async () => {

@@ -367,7 +367,11 @@ describe('hostile-input sweep: no 5xx, and a refused input writes nothing but it
       try {
         const response = await fetch(`${stack.baseUrl}${url}`, { method, headers, body: raw });
         status = response.status;
-        text = await response.text();
+        // A live-update stream (GET /api/events) never ends by itself: its status is the answer.
+        if (response.headers.get('content-type')?.startsWith('text/event-stream')) {
+          await response.body?.cancel();
+          text = '';
+        } else text = await response.text();
       } catch (error) {
         failures.push(`${label}: no answer (${(error as Error).message})`);
         baseline = null;

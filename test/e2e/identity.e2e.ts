@@ -323,6 +323,58 @@ describe('identity: invites, passkey sign-in, sessions, authenticators', () => {
     }
   });
 
+  it('writes nothing on a read: the session row moves only once its idle clock is a minute old', async () => {
+    const reader = await enroll(stack, 'quiet-reader');
+    const hash = sha256(tokenOf(reader.cookie));
+    const row = async () =>
+      (
+        await stack.db.query(
+          `SELECT xmin::text AS version, extract(epoch FROM now() - last_seen_at)::float8 AS idle
+             FROM sessions WHERE token_hash = $1`,
+          [hash],
+        )
+      ).rows[0] as { version: string; idle: number };
+    const before = await row();
+    for (const route of ['/api/me', '/api/me', '/api/requests'])
+      expect((await reader.get(route)).status).toBe(200);
+    // xmin changes with any update of the row, even one writing the same values.
+    expect((await row()).version).toBe(before.version);
+
+    await stack.db.query(
+      `UPDATE sessions SET last_seen_at = now() - interval '61 seconds' WHERE token_hash = $1`,
+      [hash],
+    );
+    expect((await reader.get('/api/me')).status).toBe(200);
+    const touched = await row();
+    expect(touched.idle).toBeLessThan(5);
+    expect((await reader.get('/api/me')).status).toBe(200);
+    expect((await row()).version).toBe(touched.version);
+  });
+
+  it('refuses at once a session whose user is suspended, whose passkey is disabled, or that has ended', async () => {
+    const refusals: Array<[string, string]> = [
+      ['sus-pat', `UPDATE users SET status = 'suspended' WHERE username = $1`],
+      [
+        'dis-dan',
+        `UPDATE authenticators SET disabled_at = now(), disabled_reason = 'test'
+          WHERE user_id = (SELECT id FROM users WHERE username = $1)`,
+      ],
+      [
+        'end-eve',
+        `UPDATE sessions SET ended_at = now(), end_reason = 'test'
+          WHERE user_id = (SELECT id FROM users WHERE username = $1)`,
+      ],
+    ];
+    for (const [username, change] of refusals) {
+      const person = await enroll(stack, username);
+      // Read right before, so nothing the broker keeps from this call can let the next one through.
+      expect((await person.get('/api/me')).status).toBe(200);
+      await stack.db.query(change, [username]);
+      expectError(await person.get('/api/me'), 401, 'UNAUTHENTICATED');
+      expectError(await person.get('/api/requests'), 401, 'UNAUTHENTICATED');
+    }
+  });
+
   it('lets an admin end every session of a user; a non-admin gets 403', async () => {
     const jackAuthenticator = newAuthenticator(stack);
     const jackEnrolled = await enrollWith(stack, await inviteToken(stack, 'jack'), jackAuthenticator);

@@ -1,7 +1,9 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { DataSource } from 'typeorm';
+import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { PolicyService } from '../../libs/policy/policy.service.js';
 import { clientAs, enrollAll, PROJECT_ROOT, startStack, type TestStack } from '../support/stack.js';
 
@@ -69,4 +71,39 @@ describe('decisions under a reloaded policy', () => {
     ]);
     expect(rows[0].n).toBe(0);
   }, 30_000);
+
+  it("caches the version in force and drops it on another instance's activation", async () => {
+    await reloadWith((text) => text);
+    const dataSource = stack.broker.get(DataSource);
+    // Another broker instance: its own cache and LISTEN connection, on the same database.
+    const other = new PolicyService(stack.broker.get<AppConfig>(APP_CONFIG), dataSource);
+    const reads = jest.spyOn(dataSource, 'query');
+    try {
+      const readsOf = async () => {
+        const before = reads.mock.calls.length;
+        const version = await other.inForce();
+        return { hash: version.hash, reads: reads.mock.calls.length - before };
+      };
+      const original = await readsOf();
+      expect(original.reads).toBe(1);
+      await waitFor(async () => (await readsOf()).reads === 0);
+      await reloadWith((text) =>
+        text.replace(/engineers: \[alice, carol, admin\]/, 'engineers: [carol, admin]'),
+      );
+      const changed = (await stack.broker.get(PolicyService).inForce()).hash;
+      expect(changed).not.toBe(original.hash);
+      await waitFor(async () => (await readsOf()).hash === changed);
+    } finally {
+      reads.mockRestore();
+      await other.onModuleDestroy();
+    }
+  }, 30_000);
 });
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -279,6 +279,22 @@ describe('PostgresConnector against real PostgreSQL', () => {
     }
   });
 
+  it('concurrent revokes of different roles, each with a session, all succeed', async () => {
+    // As the worker runs them (8 at once): every DROP OWNED rewrites the database's ACL row, so unserialised,
+    // some failed with "tuple concurrently updated" and waited for a retry.
+    const minted = await Promise.all(Array.from({ length: 16 }, () => mint([readRole])));
+    for (const { minted: one } of minted) await (await login(one)).query('SELECT 1');
+    const roles = await Promise.all(minted.map(({ minted: one }) => roleRow(one.externalRef)));
+
+    const outcomes = await Promise.allSettled(
+      minted.map(({ minted: one }) => connector.revoke(one.externalRef)),
+    );
+
+    expect(outcomes.filter((outcome) => outcome.status === 'rejected')).toEqual([]);
+    for (const { minted: one } of minted) expect(await roleRow(one.externalRef)).toBeUndefined();
+    for (const role of roles) expect(await sessionsOf(role!.oid)).toBe(0);
+  });
+
   it('a client reconnecting in a tight loop during revoke ends with no live session and the role gone', async () => {
     const { minted } = await mint([readRole]);
     const role = await roleRow(minted.externalRef);

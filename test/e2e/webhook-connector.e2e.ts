@@ -148,6 +148,7 @@ describe('WebhookConnector against a real HTTP receiver', () => {
     expect(mint.event).toEqual({
       event: 'mint',
       deliveryId: header(mint.headers, 'x-jit-delivery'),
+      idempotencyKey: `mint:${grant.grantId}`,
       grantId: grant.grantId,
       requestId: grant.requestId,
       subject: 'carol',

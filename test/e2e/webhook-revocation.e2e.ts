@@ -258,15 +258,21 @@ describe('webhook grants: signed deliveries, failing revocations, overlap keys',
     for (const id of ids) await activate(stack, id);
     const membership = (await grantOf(stack, ids[0])).external_ref;
     expect(receiver.held.has(membership)).toBe(true);
-    const alice = clientAs(stack, 'alice');
+    // Two people (the requester and the approver), so that the race is between the revocations and not
+    // between two assertions of one passkey, whose counters could be checked out of order.
+    const revokers = [clientAs(stack, 'alice'), clientAs(stack, 'bob')];
     const confirmations: StepUpBody[] = [];
-    for (const id of ids) confirmations.push(await alice.stepUp('revoke', id));
+    for (const [index, id] of ids.entries()) confirmations.push(await revokers[index].stepUp('revoke', id));
     const revokes = await Promise.all(
       ids.map((id, index) =>
-        alice.post(`/api/requests/${id}/revoke`, { reason: 'done early', stepUp: confirmations[index] }),
+        revokers[index].post(`/api/requests/${id}/revoke`, {
+          reason: 'done early',
+          stepUp: confirmations[index],
+        }),
       ),
     );
-    expect(revokes.map((response) => response.status)).toEqual([200, 200]);
+    // 202 until the connector confirms; 200 if the worker confirmed before the answer was built.
+    for (const response of revokes) expect([200, 202]).toContain(response.status);
     for (const id of ids) await waitForState(stack, id, 'REVOKED', 15_000);
     expect(receiver.held.has(membership)).toBe(false);
   });

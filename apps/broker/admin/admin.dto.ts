@@ -13,6 +13,7 @@ import {
   Min,
 } from 'class-validator';
 import type { UserRole } from '../../../libs/db/index.js';
+import { GrantState } from '../../../libs/domain/grant-state.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
 import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
 import { IsFreeText } from '../errors/validation.js';
@@ -72,8 +73,8 @@ export class PolicyReloadDto {
 
 export class ListGrantsQuery {
   @IsOptional()
-  @IsIn(['ACTIVE', 'REVOKED', 'REVOKE_FAILED'])
-  state?: 'ACTIVE' | 'REVOKED' | 'REVOKE_FAILED';
+  @IsIn(Object.values(GrantState))
+  state?: GrantState;
 
   @IsOptional()
   @Type(() => Number)

@@ -17,17 +17,17 @@ export class ApprovalsController {
       limit: query.limit ?? DEFAULT_PAGE_SIZE,
       cursor: query.cursor ?? null,
     });
-    const usernames = await this.queries.usernames(page.items.map((item) => item.requesterId));
-    return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
+    const facts = await this.queries.viewFacts(page.items);
+    return { items: page.items.map((item) => toRequestView(item, facts)), nextCursor: page.nextCursor };
   }
 
   /** Break-glass requests awaiting post-review by the caller, most overdue first, with an `overdue` flag. */
   @Get('reviews')
   async reviews(@CurrentActor() actor: Actor, @Query(EmptyBodyPipe) _query: unknown) {
     const queue = await this.queries.reviewQueue(actor);
-    const usernames = await this.queries.usernames(queue.map((item) => item.requesterId));
+    const facts = await this.queries.viewFacts(queue);
     return {
-      items: queue.map((item) => ({ ...toRequestView(item, usernames), overdue: item.overdue })),
+      items: queue.map((item) => ({ ...toRequestView(item, facts), overdue: item.overdue })),
       nextCursor: null,
     };
   }

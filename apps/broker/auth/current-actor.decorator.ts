@@ -4,7 +4,7 @@ import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import type { Actor } from '../../../libs/domain/actor.js';
 
 /** The request as the identity guard leaves it. */
-export type AuthenticatedRequest = Request & { actor?: Actor; sessionId?: string };
+export type AuthenticatedRequest = Request & { actor?: Actor; sessionId?: string; noticesPending?: boolean };
 
 /** Injects the authenticated Actor set by the IdentityGuard. */
 export const CurrentActor = createParamDecorator((_data: unknown, context: ExecutionContext): Actor => {
@@ -19,3 +19,9 @@ export const CurrentSessionId = createParamDecorator((_data: unknown, context: E
   if (!sessionId) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'Sign in first');
   return sessionId;
 });
+
+/** Whether the session's passkey has recovery notices to see, as the session lookup found. */
+export const NoticesPending = createParamDecorator(
+  (_data: unknown, context: ExecutionContext): boolean =>
+    context.switchToHttp().getRequest<AuthenticatedRequest>().noticesPending === true,
+);

@@ -41,9 +41,10 @@ export class SessionGuard implements CanActivate {
     if (!token) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'Sign in first');
     // Before authenticate(): a refused call must not even touch the session's idle clock.
     if (checksOrigin) this.checkOrigin(request);
-    const { actor, sessionId } = await this.sessions.authenticate(token);
+    const { actor, sessionId, noticesPending } = await this.sessions.authenticate(token);
     request.actor = actor;
     request.sessionId = sessionId;
+    request.noticesPending = noticesPending;
     return true;
   }
 

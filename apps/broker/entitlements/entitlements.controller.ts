@@ -3,7 +3,7 @@ import { groupsOf, isApprover, isEligible } from '../../../libs/domain/policy.js
 import type { Actor } from '../../../libs/domain/actor.js';
 import { PolicyService } from '../../../libs/policy/policy.service.js';
 import { InvitesService } from '../../../libs/identity/invites.service.js';
-import { CurrentActor, CurrentSessionId } from '../auth/current-actor.decorator.js';
+import { CurrentActor, CurrentSessionId, NoticesPending } from '../auth/current-actor.decorator.js';
 import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
 
 @Controller('api')
@@ -44,9 +44,14 @@ export class EntitlementsController {
    * this session's passkey has not acknowledged it.
    */
   @Get('me')
-  async me(@CurrentActor() actor: Actor, @CurrentSessionId() sessionId: string) {
+  async me(
+    @CurrentActor() actor: Actor,
+    @CurrentSessionId() sessionId: string,
+    @NoticesPending() noticesPending: boolean,
+  ) {
     const { policy } = await this.policies.inForce();
-    const notices = await this.invites.noticesFor(sessionId);
+    // The session lookup already said whether there are any: most calls need no second query.
+    const notices = noticesPending ? await this.invites.noticesFor(sessionId) : [];
     return {
       id: actor.id,
       username: actor.username,

@@ -19,7 +19,7 @@ export class MetricsService {
 
     new Gauge({
       name: 'jit_grants',
-      help: 'Grants by state (ACTIVE, REVOKED, REVOKE_FAILED)',
+      help: 'Grants by state (ACTIVE, REVOKING, REVOKED, REVOKE_FAILED)',
       labelNames: ['state'],
       registers,
       async collect() {

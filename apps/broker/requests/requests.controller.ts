@@ -2,6 +2,7 @@ import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, Res } from
 import type { Response } from 'express';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
 import type { Actor } from '../../../libs/domain/actor.js';
+import { GrantState } from '../../../libs/domain/grant-state.js';
 import { RequestQueries, type RequestPage } from '../../../libs/elevation/request-queries.js';
 import { RequestsService, type CreateRequestInput } from '../../../libs/elevation/requests.service.js';
 import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.service.js';
@@ -79,7 +80,8 @@ export class RequestsController {
   async get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string) {
     const request = await this.queries.get(actor, id);
     await this.queries.recordView(actor, request);
-    return this.view(request);
+    // Only the single view lists the decisions (with the deny reason): lists stay one query per fact.
+    return { ...(await this.view(request)), decisions: await this.queries.decisions(id) };
   }
 
   @Post(':id/approve')
@@ -115,12 +117,23 @@ export class RequestsController {
     return this.view(await this.requests.cancel(actor, id, body.reason ?? null));
   }
 
-  /** Early revoke by the requester, an approver or an admin; the credential is taken back at once. */
+  /**
+   * Early revoke by the requester, an approver or an admin: the request is REVOKED at once and the worker
+   * takes the credential back. 202 while the connector has not confirmed (`grant.state` REVOKING), 200 once
+   * it has (or when there was no grant to take back).
+   */
   @Post(':id/revoke')
   @HttpCode(200)
-  async revoke(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: RevokeDto) {
+  async revoke(
+    @CurrentActor() actor: Actor,
+    @Param('id', UuidPipe) id: string,
+    @Body() body: RevokeDto,
+    @Res({ passthrough: true }) response: Response,
+  ) {
     const evidence = await this.confirmed(actor, id, 'revoke', body.stepUp);
-    return this.view(await this.requests.revoke(actor, id, body.reason, evidence));
+    const view = await this.view(await this.requests.revoke(actor, id, body.reason, evidence));
+    if (view.grant && view.grant.state !== GrantState.REVOKED) response.status(202);
+    return view;
   }
 
   /** An extension: a linked request for more time on an ACTIVE one, decided like any other request. */
@@ -162,11 +175,11 @@ export class RequestsController {
   }
 
   private async page(page: RequestPage) {
-    const usernames = await this.queries.usernames(page.items.map((item) => item.requesterId));
-    return { items: page.items.map((item) => toRequestView(item, usernames)), nextCursor: page.nextCursor };
+    const facts = await this.queries.viewFacts(page.items);
+    return { items: page.items.map((item) => toRequestView(item, facts)), nextCursor: page.nextCursor };
   }
 
   private async view(request: ElevationRequestEntity) {
-    return toRequestView(request, await this.queries.usernames([request.requesterId]));
+    return toRequestView(request, await this.queries.viewFacts([request]));
   }
 }

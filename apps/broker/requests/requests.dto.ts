@@ -14,6 +14,7 @@ import {
   Min,
 } from 'class-validator';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
+import type { RequestViewFacts } from '../../../libs/elevation/request-queries.js';
 import { RequestState } from '../../../libs/domain/request-state.js';
 import { IsFreeText, IsRfc3339DateTime } from '../errors/validation.js';
 
@@ -138,9 +139,14 @@ export class ListRequestsQuery {
   state?: RequestState;
 }
 
-/** The request as clients see it (DESIGN §10): ISO times, `notAfter` once active. */
-export function toRequestView(request: ElevationRequestEntity, usernames: ReadonlyMap<string, string>) {
-  const iso = (date: Date | null) => date?.toISOString() ?? null;
+const iso = (date: Date | null) => date?.toISOString() ?? null;
+
+/**
+ * The request as clients see it (DESIGN §10): ISO times, `notAfter` once active, and `grant` once minted:
+ * the credential's state as the connector last confirmed it (REVOKING until it confirms a revoke).
+ */
+export function toRequestView(request: ElevationRequestEntity, { usernames, grants }: RequestViewFacts) {
+  const grant = grants.get(request.id);
   return {
     id: request.id,
     requesterId: request.requesterId,
@@ -165,6 +171,15 @@ export function toRequestView(request: ElevationRequestEntity, usernames: Readon
     notAfter: iso(request.endsAt),
     endedAt: iso(request.endedAt),
     endReason: request.endReason,
+    grant: grant
+      ? {
+          state: grant.state,
+          revokeAttempts: grant.revokeAttempts,
+          nextRetryAt: iso(grant.nextRetryAt),
+          revokedAt: iso(grant.revokedAt),
+          lastError: grant.lastError,
+        }
+      : null,
     ...(request.breakGlass
       ? {
           reviewDueAt: iso(request.reviewDueAt),

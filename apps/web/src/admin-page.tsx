@@ -246,12 +246,12 @@ function UsersTable({ users, onChanged }: { users: UserRow[]; onChanged: () => v
         <tbody>
           {users.map((user) => (
             <tr key={user.id}>
-              <td>{user.username}</td>
-              <td>{user.displayName ?? '—'}</td>
-              <td>{user.roles.join(', ') || '—'}</td>
-              <td>{user.status}</td>
-              <td>{user.passkeys}</td>
-              <td>{user.sessions}</td>
+              <td data-label="Username">{user.username}</td>
+              <td data-label="Name">{user.displayName ?? '—'}</td>
+              <td data-label="Roles">{user.roles.join(', ') || '—'}</td>
+              <td data-label="Status">{user.status}</td>
+              <td data-label="Passkeys">{user.passkeys}</td>
+              <td data-label="Sessions">{user.sessions}</td>
               <td className="actions">
                 {changing === user.id ? (
                   <ReasonForm

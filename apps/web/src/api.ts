@@ -60,7 +60,8 @@ export const api = {
 
 /** A sentence for the person in front of the screen, whatever failed. */
 export function describeError(error: unknown): string {
-  if (error instanceof ApiError) return `${error.message} (${error.code})`;
+  // The broker's message is written for people; its code is for programs and stays off the screen.
+  if (error instanceof ApiError) return error.message;
   if (error instanceof WebAuthnError && error.code === 'ERROR_CEREMONY_ABORTED') {
     return 'The passkey prompt was cancelled.';
   }
@@ -131,9 +132,31 @@ export interface ElevationRequest {
   notAfter: string | null;
   endedAt: string | null;
   endReason: string | null;
+  /** The credential once minted: REVOKING until the connector confirms a revoke. */
+  grant: GrantStatus | null;
+  extendsRequestId?: string | null;
+  sshPublicKey?: string | null;
+  /** On GET /api/requests/:id only: each approver's decision, oldest first (a deny's comment is its reason). */
+  decisions?: Decision[];
   reviewDueAt?: string | null;
   reviewedAt?: string | null;
   overdue?: boolean;
+}
+
+export interface Decision {
+  approver: string;
+  decision: 'approve' | 'deny';
+  comment: string | null;
+  at: string;
+}
+
+export interface GrantStatus {
+  state: 'ACTIVE' | 'REVOKING' | 'REVOKED' | 'REVOKE_FAILED';
+  revokeAttempts: number;
+  nextRetryAt: string | null;
+  /** When the connector confirmed the revoke. */
+  revokedAt: string | null;
+  lastError: string | null;
 }
 
 /** A minted credential, shown once: `type` and `notAfter`, plus the connector's fields (token, password…). */

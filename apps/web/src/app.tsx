@@ -5,13 +5,15 @@ import { api, ApiError, describeError, whenSignedOut, type Me } from './api';
 import { ApprovalsPage } from './approvals-page';
 import { EnrollPage } from './enroll-page';
 import { HomePage } from './home-page';
+import { startLive, stopLive } from './live';
 import { LoginPage } from './login-page';
+import { Frame } from './frame';
 import { ErrorMessage } from './messages';
 import { PasskeysPage } from './passkeys-page';
 import { RecoveryNotices } from './recovery-notice';
 import { ReviewsPage } from './reviews-page';
 import { Link, navigate, usePathname } from './router';
-import { useAction } from './use-api';
+import { RequestPage } from './request-page';
 
 /** Pages that work without a session. */
 const PUBLIC_PATHS = new Set(['/enroll', '/login']);
@@ -35,17 +37,27 @@ export function App() {
 
   useEffect(() => whenSignedOut(() => setMe(null)), []);
 
+  // Live updates while someone is signed in (the stream is the session's).
+  const signedInId = me?.id;
+  useEffect(() => {
+    if (signedInId) startLive();
+    else stopLive();
+  }, [signedInId]);
+
   useEffect(() => {
     if (!isPublic && me === undefined) void loadMe();
   }, [isPublic, me, loadMe]);
 
+  // A deep link survives sign-in: the sign-in page comes back to it.
   useEffect(() => {
-    if (!isPublic && me === null) navigate('/login', { replace: true });
+    if (isPublic || me !== null) return;
+    const here = location.pathname + location.search;
+    navigate(here === '/' ? '/login' : `/login?next=${encodeURIComponent(here)}`, { replace: true });
   }, [isPublic, me]);
 
   const signedIn = useCallback(async () => {
     await loadMe();
-    navigate('/', { replace: true });
+    navigate(nextAfterSignIn(), { replace: true });
   }, [loadMe]);
 
   if (path === '/enroll')
@@ -84,7 +96,15 @@ export function App() {
   );
 }
 
+/** Where sign-in goes on: the `next` path the sign-in page was sent with, if it is one of ours. */
+function nextAfterSignIn(): string {
+  const next = new URLSearchParams(location.search).get('next');
+  return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/';
+}
+
 function pageFor(path: string, me: Me): ReactNode {
+  const requestId = /^\/requests\/([^/]+)$/.exec(path)?.[1];
+  if (requestId) return <RequestPage key={requestId} id={decodeURIComponent(requestId)} me={me} />;
   switch (path) {
     case '/':
       return <HomePage me={me} />;
@@ -106,42 +126,4 @@ function pageFor(path: string, me: Me): ReactNode {
         </section>
       );
   }
-}
-
-function Frame({ me, onSignedOut, children }: { me?: Me; onSignedOut?: () => void; children: ReactNode }) {
-  const logout = useAction();
-  const signOut = () =>
-    logout.run(async () => {
-      await api.post('/api/auth/logout', {});
-      onSignedOut?.();
-      navigate('/login', { replace: true });
-    });
-  return (
-    <>
-      <header className="top">
-        <span className="brand">JIT access</span>
-        {me && (
-          <nav aria-label="Main">
-            <Link to="/">Requests</Link>
-            <Link to="/approvals">Approvals</Link>
-            <Link to="/reviews">Reviews</Link>
-            <Link to="/me/passkeys">Passkeys</Link>
-            {me.roles.includes('admin') && <Link to="/admin">Admin</Link>}
-          </nav>
-        )}
-        {me && (
-          <span className="who">
-            <span data-testid="signed-in-as">{me.username}</span>
-            <button type="button" className="secondary" onClick={() => void signOut()} disabled={logout.busy}>
-              Sign out
-            </button>
-          </span>
-        )}
-      </header>
-      <main>
-        <ErrorMessage error={logout.error} />
-        {children}
-      </main>
-    </>
-  );
 }

@@ -1,22 +1,31 @@
 // `/approvals`: requests waiting for the signed-in approver. Opening one records that it was read (the
 // broker flags approvals given without reading); approve and deny each take a passkey step-up bound to it.
 import { useId, useState } from 'react';
-import type { ElevationRequest, Page } from './api';
+import { api, type ElevationRequest, type Page } from './api';
+import { Deadline } from './countdown';
+import { useEntitlements } from './entitlement-names';
+import { useLiveEvents, useServerNow } from './live';
 import { ErrorMessage, Notice } from './messages';
 import { ReasonForm } from './reason-form';
+import { RequesterHistory, RubberStampHint } from './approver-context';
+import { ScopeView } from './request-parts';
+import { Link } from './router';
 import { decideWithStepUp } from './step-up';
-import { formatDuration, formatTime } from './time';
+import { formatDuration, formatTime, stateByNow } from './time';
 import { useAction, useApiGet } from './use-api';
 
 export function ApprovalsPage() {
   const inbox = useApiGet<Page<ElevationRequest>>('/api/approvals/inbox');
   const [openId, setOpenId] = useState<string | null>(null);
   const [outcome, setOutcome] = useState<string | null>(null);
+  const now = useServerNow();
+  const { titleOf } = useEntitlements();
+  useLiveEvents(inbox.reload);
 
   const decided = (request: ElevationRequest, decision: 'approve' | 'deny') => {
     setOpenId(null);
     setOutcome(
-      `${decision === 'approve' ? 'Approved' : 'Denied'} ${request.requester ?? 'the'}'s request for ${request.entitlementId}: it is now ${request.state}.`,
+      `${decision === 'approve' ? 'Approved' : 'Denied'} ${request.requester ?? 'the'}'s request for ${titleOf(request.entitlementId)}: it is now ${request.state}.`,
     );
     inbox.reload();
   };
@@ -29,7 +38,7 @@ export function ApprovalsPage() {
           Refresh
         </button>
       </div>
-      <Notice>{outcome}</Notice>
+      <Notice focus>{outcome}</Notice>
       <ErrorMessage error={inbox.error} />
       {inbox.data &&
         (inbox.data.items.length === 0 ? (
@@ -51,11 +60,13 @@ export function ApprovalsPage() {
             <tbody>
               {inbox.data.items.map((request) => (
                 <tr key={request.id} data-request-id={request.id}>
-                  <td>{request.requester ?? request.requesterId}</td>
-                  <td>{request.entitlementId}</td>
-                  <td>{formatDuration(request.durationSeconds)}</td>
-                  <td>{formatTime(request.createdAt)}</td>
-                  <td>{formatTime(request.pendingUntil)}</td>
+                  <td data-label="Requester">{request.requester ?? request.requesterId}</td>
+                  <td data-label="Entitlement">{titleOf(request.entitlementId)}</td>
+                  <td data-label="Duration">{formatDuration(request.durationSeconds)}</td>
+                  <td data-label="Requested">{formatTime(request.createdAt)}</td>
+                  <td data-label="Decide by">
+                    <Deadline iso={request.pendingUntil} now={now} />
+                  </td>
                   <td>
                     <button
                       type="button"
@@ -63,7 +74,7 @@ export function ApprovalsPage() {
                         setOutcome(null);
                         setOpenId(request.id);
                       }}
-                      aria-label={`Open the request by ${request.requester ?? 'unknown'} for ${request.entitlementId}`}
+                      aria-label={`Open the request by ${request.requester ?? 'unknown'} for ${titleOf(request.entitlementId)}`}
                     >
                       Open
                     </button>
@@ -96,14 +107,35 @@ function RequestToDecide({
   const [comment, setComment] = useState('');
   const [denying, setDenying] = useState(false);
   const request = loaded.data;
+  const now = useServerNow();
+  const entitlements = useEntitlements();
+  const entitlement = request ? entitlements.find(request.entitlementId) : undefined;
+  // When the approver opened it, for the rubber-stamp hint.
+  const [openedAt] = useState(() => Date.now());
+  // Someone else may decide it (or it may expire) while it is open: the page says so before any passkey prompt.
+  useLiveEvents((event) => {
+    if (event.requestId === null || event.requestId === id) loaded.reload();
+  });
+  const state = request ? stateByNow(request, now) : null;
+  const open = state === 'PENDING';
 
+  /** Asks the broker first, so that a request decided meanwhile never costs a passkey prompt. */
+  const stillOpen = async () => {
+    const fresh = await api.get<ElevationRequest>(`/api/requests/${encodeURIComponent(id)}`);
+    if (fresh.state !== 'PENDING') {
+      loaded.reload();
+      throw new Error(`This request was decided meanwhile: it is now ${fresh.state}. No passkey was asked.`);
+    }
+  };
   const approve = () =>
     action.run(async () => {
+      await stillOpen();
       const body = comment.trim() ? { comment: comment.trim() } : {};
       onDecided(await decideWithStepUp<ElevationRequest>(id, 'approve', body), 'approve');
     });
   const deny = (reason: string) =>
     action.run(async () => {
+      await stillOpen();
       onDecided(await decideWithStepUp<ElevationRequest>(id, 'deny', { reason }), 'deny');
     });
 
@@ -115,10 +147,13 @@ function RequestToDecide({
         <>
           <dl className="facts">
             <dt>Entitlement</dt>
-            <dd>{request.entitlementId}</dd>
+            <dd>
+              {entitlement?.title ?? request.entitlementId}{' '}
+              <span className="muted">({request.entitlementId})</span>
+            </dd>
             <dt>Scope</dt>
             <dd>
-              <code>{JSON.stringify(request.scope)}</code>
+              <ScopeView scope={request.scope} />
             </dd>
             <dt>Duration</dt>
             <dd>{formatDuration(request.durationSeconds)}</dd>
@@ -131,9 +166,25 @@ function RequestToDecide({
             <dt>Approvals needed</dt>
             <dd>{request.approvalsRequired}</dd>
             <dt>State</dt>
-            <dd>{request.state}</dd>
+            <dd data-state={state}>{state}</dd>
           </dl>
-          {denying ? (
+          <RequesterHistory request={request} titleOf={entitlements.titleOf} />
+          <p>
+            <Link to={`/requests/${request.id}`}>Open the request's own page</Link>
+          </p>
+          {!open ? (
+            <div className="stacked">
+              <p className="warning" role="alert">
+                Someone else decided this request, or it ended: it is now {state}. Nothing is left for you to
+                decide.
+              </p>
+              <div>
+                <button type="button" className="secondary" onClick={onClose}>
+                  Close
+                </button>
+              </div>
+            </div>
+          ) : denying ? (
             <ReasonForm
               label="Why deny it? (the requester sees this)"
               submitLabel="Deny with passkey"
@@ -150,6 +201,7 @@ function RequestToDecide({
                 onChange={(event) => setComment(event.target.value)}
                 maxLength={2000}
               />
+              <RubberStampHint openedAt={openedAt} />
               <div className="actions">
                 <button type="button" onClick={() => void approve()} disabled={action.busy}>
                   Approve with passkey
@@ -170,7 +222,7 @@ function RequestToDecide({
           )}
         </>
       )}
-      <ErrorMessage error={action.error} />
+      <ErrorMessage error={action.error} focus />
     </section>
   );
 }

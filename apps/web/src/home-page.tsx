@@ -1,5 +1,5 @@
 // `/`: who am I, what may I ask for, and my requests through their life: file, activate, cancel, revoke.
-import { useId, useState, type FormEvent } from 'react';
+import { useEffect, useId, useState, type FormEvent } from 'react';
 import {
   api,
   type Activation,
@@ -9,12 +9,18 @@ import {
   type Me,
   type Page,
 } from './api';
+import { Deadline } from './countdown';
 import { CredentialOnce } from './credential-once';
+import { GrantStatus } from './grant-status';
 import { ErrorMessage, Notice } from './messages';
 import { ReasonForm } from './reason-form';
+import { Link } from './router';
 import { decideWithStepUp, postWithBoundStepUp } from './step-up';
-import { formatDuration, formatTime } from './time';
+import { useLiveEvents, useServerNow } from './live';
+import { formatDuration, formatTime, stateByNow } from './time';
 import { useAction, useApiGet } from './use-api';
+
+const REVOKING_POLL_MS = 2000;
 
 export function HomePage({ me }: { me: Me }) {
   const entitlements = useApiGet<{ policyHash: string; items: Entitlement[] }>('/api/entitlements');
@@ -23,6 +29,18 @@ export function HomePage({ me }: { me: Me }) {
   const eligible = entitlements.data?.items.filter((item) => item.eligible) ?? [];
   // Approvers and admins also see requests they may decide; this page is about one's own.
   const mine = requests.data?.items.filter((item) => item.requesterId === me.id);
+  // Any change to a request this person may see, or a poll while the live stream is down.
+  useLiveEvents(requests.reload);
+  // A revoke the connector has not confirmed yet: look again until it has (or has failed for good).
+  const revoking = mine?.some((item) => item.grant?.state === 'REVOKING') ?? false;
+  const reloadRequests = requests.reload;
+  useEffect(() => {
+    if (!revoking) return;
+    const timer = setTimeout(reloadRequests, REVOKING_POLL_MS);
+    return () => clearTimeout(timer);
+  }, [revoking, requests.data, reloadRequests]);
+
+  const titleOf = (id: string) => entitlements.data?.items.find((item) => item.id === id)?.title ?? id;
 
   const showCredential = (activation: Activation) => {
     setCredential(activation.credential);
@@ -64,7 +82,14 @@ export function HomePage({ me }: { me: Me }) {
           </button>
         </div>
         <ErrorMessage error={requests.error} />
-        {mine && <MyRequests items={mine} onChanged={requests.reload} onActivated={showCredential} />}
+        {mine && (
+          <MyRequests
+            items={mine}
+            titleOf={titleOf}
+            onChanged={requests.reload}
+            onActivated={showCredential}
+          />
+        )}
       </section>
 
       {entitlements.data && entitlements.data.items.length > 0 && (
@@ -83,13 +108,13 @@ export function HomePage({ me }: { me: Me }) {
             <tbody>
               {entitlements.data.items.map((item) => (
                 <tr key={item.id}>
-                  <td>
+                  <td data-label="Entitlement">
                     {item.title} <span className="muted">({item.id})</span>
                   </td>
-                  <td>{item.connectorType ?? '—'}</td>
-                  <td>{formatDuration(item.maxDurationSeconds)}</td>
-                  <td>{approvalText(item)}</td>
-                  <td>
+                  <td data-label="Credential">{item.connectorType ?? '—'}</td>
+                  <td data-label="Longest">{formatDuration(item.maxDurationSeconds)}</td>
+                  <td data-label="Approval">{approvalText(item)}</td>
+                  <td data-label="You may">
                     {[item.eligible && 'request', item.approver && 'approve'].filter(Boolean).join(', ')}
                   </td>
                 </tr>
@@ -123,6 +148,7 @@ function RequestForm({
   const [justification, setJustification] = useState('');
   const [ticket, setTicket] = useState('');
   const [sshPublicKey, setSshPublicKey] = useState('');
+  const [startAt, setStartAt] = useState('');
   const [filed, setFiled] = useState<string | null>(null);
   const action = useAction();
   const entitlement = entitlements.find((item) => item.id === entitlementId) ?? entitlements[0];
@@ -141,6 +167,8 @@ function RequestForm({
       if (justification.trim()) body.justification = justification.trim();
       if (ticket.trim()) body.ticket = ticket.trim();
       if (entitlement.connectorType === 'ssh' && sshPublicKey.trim()) body.sshPublicKey = sshPublicKey.trim();
+      // A scheduled start, in this browser's time zone; break-glass always starts now.
+      if (startAt && !entitlement.breakGlass) body.notBefore = new Date(startAt).toISOString();
       if (entitlement.breakGlass) {
         onBreakGlass(
           await postWithBoundStepUp<Activation>('/api/requests', 'break-glass', entitlement.id, body),
@@ -157,6 +185,7 @@ function RequestForm({
       }
       setJustification('');
       setTicket('');
+      setStartAt('');
     });
   };
 
@@ -228,6 +257,19 @@ function RequestForm({
         </>
       )}
 
+      {!entitlement.breakGlass && (
+        <>
+          <label htmlFor={`${id}-start`}>Start at (optional; otherwise when you activate it)</label>
+          <input
+            id={`${id}-start`}
+            type="datetime-local"
+            step={60}
+            value={startAt}
+            onChange={(event) => setStartAt(event.target.value)}
+          />
+        </>
+      )}
+
       {entitlement.breakGlass && (
         <p className="warning">
           Break-glass is active at once, without approval. Approvers are told immediately and review its use
@@ -239,25 +281,46 @@ function RequestForm({
           {entitlement.breakGlass ? 'Use break-glass' : 'Request access'}
         </button>
       </div>
-      <ErrorMessage error={action.error} />
-      <Notice>{filed}</Notice>
+      <ErrorMessage error={action.error} focus />
+      <Notice focus>{filed}</Notice>
     </form>
   );
 }
 
 type Pending = { requestId: string; kind: 'cancel' | 'revoke' } | null;
 
+/** Which deadline a request faces in its state, in words, and when (none once it is over). */
+function deadlineOf(request: ElevationRequest, state: string): { label: string; iso: string | null } | null {
+  if (state === 'PENDING') return { label: 'Pending until', iso: request.pendingUntil };
+  if (state === 'APPROVED') return { label: 'Activate by', iso: request.activateBy };
+  if (request.notAfter) return { label: state === 'ACTIVE' ? 'Ends' : 'Ended', iso: request.notAfter };
+  return null;
+}
+
+function DeadlineCell({ request, state, now }: { request: ElevationRequest; state: string; now: number }) {
+  const deadline = deadlineOf(request, state);
+  if (!deadline) return <>—</>;
+  return (
+    <>
+      {deadline.label}: <Deadline iso={deadline.iso} now={now} />
+    </>
+  );
+}
+
 function MyRequests({
   items,
+  titleOf,
   onChanged,
   onActivated,
 }: {
   items: ElevationRequest[];
+  titleOf: (entitlementId: string) => string;
   onChanged: () => void;
   onActivated: (activation: Activation) => void;
 }) {
   const action = useAction();
   const [asking, setAsking] = useState<Pending>(null);
+  const now = useServerNow();
 
   if (items.length === 0) return <p className="muted">No requests yet.</p>;
 
@@ -288,71 +351,76 @@ function MyRequests({
             <th scope="col">State</th>
             <th scope="col">Duration</th>
             <th scope="col">Requested</th>
-            <th scope="col">Ends</th>
+            <th scope="col">Deadline</th>
             <th scope="col">Actions</th>
           </tr>
         </thead>
         <tbody>
-          {items.map((request) => (
-            <tr key={request.id} data-request-id={request.id}>
-              <td>
-                {request.entitlementId}
-                {request.breakGlass && <span className="badge">break-glass</span>}
-              </td>
-              <td>
-                <span className={`state state-${request.state.toLowerCase()}`} data-state={request.state}>
-                  {request.state}
-                </span>
-              </td>
-              <td>{formatDuration(request.durationSeconds)}</td>
-              <td>{formatTime(request.createdAt)}</td>
-              <td>{formatTime(request.notAfter ?? request.activateBy ?? request.pendingUntil)}</td>
-              <td className="actions">
-                {asking?.requestId === request.id ? (
-                  <ReasonForm
-                    label={asking.kind === 'revoke' ? 'Why revoke now?' : 'Reason (optional)'}
-                    submitLabel={asking.kind === 'revoke' ? 'Revoke' : 'Cancel request'}
-                    required={asking.kind === 'revoke'}
-                    busy={action.busy}
-                    onSubmit={(reason) =>
-                      void (asking.kind === 'revoke'
-                        ? revoke(request.id, reason)
-                        : cancel(request.id, reason))
-                    }
-                    onCancel={() => setAsking(null)}
-                  />
-                ) : (
-                  <>
-                    {request.state === 'APPROVED' && (
-                      <button type="button" onClick={() => void activate(request)} disabled={action.busy}>
-                        Activate
-                      </button>
-                    )}
-                    {(request.state === 'PENDING' || request.state === 'APPROVED') && (
-                      <button
-                        type="button"
-                        className="secondary"
-                        onClick={() => setAsking({ requestId: request.id, kind: 'cancel' })}
-                        disabled={action.busy}
-                      >
-                        Cancel…
-                      </button>
-                    )}
-                    {request.state === 'ACTIVE' && (
-                      <button
-                        type="button"
-                        className="danger"
-                        onClick={() => setAsking({ requestId: request.id, kind: 'revoke' })}
-                        disabled={action.busy}
-                      >
-                        Revoke…
-                      </button>
-                    )}
-                  </>
-                )}
-              </td>
-            </tr>
-          ))}
+          {items
+            .map((request) => ({ request, state: stateByNow(request, now) }))
+            .map(({ request, state }) => (
+              <tr key={request.id} data-request-id={request.id}>
+                <td data-label="Entitlement">
+                  <Link to={`/requests/${request.id}`}>{titleOf(request.entitlementId)}</Link>
+                  {request.breakGlass && <span className="badge">break-glass</span>}
+                </td>
+                <td data-label="State">
+                  <span className={`state state-${state.toLowerCase()}`} data-state={state}>
+                    {state}
+                  </span>
+                  <GrantStatus grant={request.grant} />
+                </td>
+                <td data-label="Duration">{formatDuration(request.durationSeconds)}</td>
+                <td data-label="Requested">{formatTime(request.createdAt)}</td>
+                <td data-label="Deadline">
+                  <DeadlineCell request={request} state={state} now={now} />
+                </td>
+                <td className="actions">
+                  {asking?.requestId === request.id ? (
+                    <ReasonForm
+                      label={asking.kind === 'revoke' ? 'Why revoke now?' : 'Reason (optional)'}
+                      submitLabel={asking.kind === 'revoke' ? 'Revoke' : 'Cancel request'}
+                      required={asking.kind === 'revoke'}
+                      busy={action.busy}
+                      onSubmit={(reason) =>
+                        void (asking.kind === 'revoke'
+                          ? revoke(request.id, reason)
+                          : cancel(request.id, reason))
+                      }
+                      onCancel={() => setAsking(null)}
+                    />
+                  ) : (
+                    <>
+                      {state === 'APPROVED' && (
+                        <button type="button" onClick={() => void activate(request)} disabled={action.busy}>
+                          Activate
+                        </button>
+                      )}
+                      {(state === 'PENDING' || state === 'APPROVED') && (
+                        <button
+                          type="button"
+                          className="secondary"
+                          onClick={() => setAsking({ requestId: request.id, kind: 'cancel' })}
+                          disabled={action.busy}
+                        >
+                          Cancel…
+                        </button>
+                      )}
+                      {state === 'ACTIVE' && (
+                        <button
+                          type="button"
+                          className="danger"
+                          onClick={() => setAsking({ requestId: request.id, kind: 'revoke' })}
+                          disabled={action.busy}
+                        >
+                          Revoke…
+                        </button>
+                      )}
+                    </>
+                  )}
+                </td>
+              </tr>
+            ))}
         </tbody>
       </table>
     </>

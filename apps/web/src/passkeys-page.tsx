@@ -4,6 +4,7 @@ import { startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '
 import { useId, useState, type FormEvent } from 'react';
 import { api, type Me, type Page, type Passkey } from './api';
 import { ErrorMessage, Notice } from './messages';
+import { withPasskeyPrompt } from './passkey-waiting';
 import { stepUp } from './step-up';
 import { formatTime } from './time';
 import { useAction, useApiGet } from './use-api';
@@ -26,7 +27,7 @@ export function PasskeysPage({ me }: { me: Me }) {
           stepUp: proof,
         },
       );
-      const response = await startRegistration({ optionsJSON: options });
+      const response = await withPasskeyPrompt(() => startRegistration({ optionsJSON: options }));
       await api.post(
         '/api/me/authenticators/verify',
         name.trim() ? { response, name: name.trim() } : { response },
@@ -70,11 +71,11 @@ export function PasskeysPage({ me }: { me: Me }) {
           <tbody>
             {passkeys.data.items.map((passkey) => (
               <tr key={passkey.id}>
-                <td>{passkey.name ?? 'Passkey'}</td>
-                <td>{formatTime(passkey.createdAt)}</td>
-                <td>{formatTime(passkey.lastUsedAt)}</td>
-                <td>{passkey.backupEligible ? 'synced' : 'device-bound'}</td>
-                <td>
+                <td data-label="Name">{passkey.name ?? 'Passkey'}</td>
+                <td data-label="Added">{formatTime(passkey.createdAt)}</td>
+                <td data-label="Last used">{formatTime(passkey.lastUsedAt)}</td>
+                <td data-label="Kind">{passkey.backupEligible ? 'synced' : 'device-bound'}</td>
+                <td data-label="Status">
                   {passkey.disabledAt
                     ? `disabled ${formatTime(passkey.disabledAt)}${passkey.disabledReason ? `: ${passkey.disabledReason}` : ''}`
                     : 'active'}

@@ -1,6 +1,7 @@
 // `/reviews`: break-glass uses waiting for an approver's after-the-fact review, most overdue first.
 import { useId, useState, type FormEvent } from 'react';
 import { api, type ElevationRequest, type Page } from './api';
+import { GrantStatus } from './grant-status';
 import { ErrorMessage, Notice } from './messages';
 import { formatDuration, formatTime } from './time';
 import { useAction, useApiGet } from './use-api';
@@ -62,7 +63,10 @@ function Review({ request, onReviewed }: { request: ElevationRequest; onReviewed
         <dt>Duration</dt>
         <dd>{formatDuration(request.durationSeconds)}</dd>
         <dt>State</dt>
-        <dd>{request.state}</dd>
+        <dd>
+          {request.state}
+          <GrantStatus grant={request.grant} />
+        </dd>
         <dt>Justification</dt>
         <dd className="prose">{request.justification || '—'}</dd>
         <dt>Ticket</dt>

@@ -2,12 +2,22 @@
 import { useSyncExternalStore, type MouseEvent, type ReactNode } from 'react';
 
 const listeners = new Set<() => void>();
+/** How many times the app moved to another page without a reload (focus follows only those moves). */
+let moves = 0;
 
 function notify(): void {
   for (const listener of listeners) listener();
 }
 
-window.addEventListener('popstate', notify);
+window.addEventListener('popstate', () => {
+  moves += 1;
+  notify();
+});
+
+/** The number of in-app moves so far: 0 on a freshly loaded page. */
+export function inAppMoves(): number {
+  return moves;
+}
 
 function subscribe(listener: () => void): () => void {
   listeners.add(listener);
@@ -18,6 +28,7 @@ function subscribe(listener: () => void): () => void {
 export function navigate(to: string, options: { replace?: boolean } = {}): void {
   if (options.replace) history.replaceState(null, '', to);
   else history.pushState(null, '', to);
+  moves += 1;
   notify();
 }
 

@@ -5,6 +5,7 @@ import {
   type PublicKeyCredentialRequestOptionsJSON,
 } from '@simplewebauthn/browser';
 import { api } from './api';
+import { withPasskeyPrompt } from './passkey-waiting';
 
 export type StepUpAction =
   | 'approve'
@@ -38,7 +39,7 @@ export async function stepUp(
     '/api/step-up/challenge',
     params === undefined ? { action, subjectId } : { action, subjectId, params },
   );
-  const response = await startAuthentication({ optionsJSON: issued.options });
+  const response = await withPasskeyPrompt(() => startAuthentication({ optionsJSON: issued.options }));
   return { challengeId: issued.challengeId, response };
 }
 

@@ -1,6 +1,6 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
-export type GrantState = 'ACTIVE' | 'REVOKED' | 'REVOKE_FAILED';
+export type GrantState = 'ACTIVE' | 'REVOKING' | 'REVOKED' | 'REVOKE_FAILED';
 
 /** An issued credential. The secret itself is never stored: only a fingerprint of it. */
 @Entity({ name: 'grants' })
@@ -41,6 +41,10 @@ export class GrantEntity {
 
   @Column('text', { name: 'last_error', nullable: true })
   lastError: string | null;
+
+  /** When the worker tries the revocation again after a failed attempt; null when no retry is scheduled. */
+  @Column('timestamptz', { name: 'next_retry_at', nullable: true })
+  nextRetryAt: Date | null;
 
   /** Set by an early revoke (requester, approver, admin, suspension): the grant is due now, not at notAfter. */
   @Column('timestamptz', { name: 'revoke_requested_at', nullable: true })

@@ -1,0 +1,18 @@
+// Deadlines to the second, counted down on the server's clock (the live stream's hello carries it).
+import { formatTime, timeLeft } from './time';
+
+/** A deadline to the second by the server's clock, with the time left while it is ahead. */
+export function Deadline({ iso, now }: { iso: string | null; now: number }) {
+  const left = timeLeft(iso, now);
+  return (
+    <>
+      {formatTime(iso)}
+      {left && (
+        <span className="muted" data-time-left>
+          {' '}
+          ({left})
+        </span>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,104 @@
+// The frame around every page: skip link, header with navigation (folded behind a button on phones),
+// sign-out, the passkey-waiting line, and the page title and focus that follow navigation.
+import { useEffect, useState, type ReactNode } from 'react';
+import { api, type Me } from './api';
+import { ErrorMessage } from './messages';
+import { PasskeyWaiting } from './passkey-waiting';
+import { inAppMoves, Link, navigate, usePathname } from './router';
+import { useAction } from './use-api';
+
+const TITLES: Record<string, string> = {
+  '/': 'My requests',
+  '/approvals': 'Approvals',
+  '/reviews': 'Break-glass reviews',
+  '/me/passkeys': 'Your passkeys',
+  '/admin': 'Administration',
+  '/login': 'Sign in',
+  '/enroll': 'Enroll',
+};
+
+/** The document title for a path: one per page (WCAG 2.4.2). */
+export function titleFor(path: string): string {
+  const page = TITLES[path] ?? (path.startsWith('/requests/') ? 'Request' : 'Page not found');
+  return `${page} — JIT access`;
+}
+
+/** Titles the page and, after an in-app move (not a page load), moves focus to its heading. */
+function useTitleAndFocus(path: string): void {
+  useEffect(() => {
+    document.title = titleFor(path);
+    if (inAppMoves() === 0) return;
+    const frame = requestAnimationFrame(() => {
+      const heading = document.querySelector<HTMLElement>('main h1') ?? document.getElementById('main');
+      if (!heading) return;
+      if (!heading.hasAttribute('tabindex')) heading.setAttribute('tabindex', '-1');
+      heading.focus();
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [path]);
+}
+
+export function Frame({
+  me,
+  onSignedOut,
+  children,
+}: {
+  me?: Me;
+  onSignedOut?: () => void;
+  children: ReactNode;
+}) {
+  const path = usePathname();
+  const logout = useAction();
+  const [menuOpen, setMenuOpen] = useState(false);
+  useTitleAndFocus(path);
+  useEffect(() => setMenuOpen(false), [path]);
+  const signOut = () =>
+    logout.run(async () => {
+      await api.post('/api/auth/logout', {});
+      navigate('/login?signedOut=1', { replace: true });
+      onSignedOut?.();
+    });
+  return (
+    <>
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <span className="brand">JIT access</span>
+        {me && (
+          <button
+            type="button"
+            className="secondary menu-toggle"
+            aria-expanded={menuOpen}
+            aria-controls="main-nav"
+            onClick={() => setMenuOpen((open) => !open)}
+          >
+            Menu
+          </button>
+        )}
+        {me && (
+          <nav id="main-nav" aria-label="Main" className={menuOpen ? 'open' : undefined}>
+            <Link to="/">Requests</Link>
+            <Link to="/approvals">Approvals</Link>
+            <Link to="/reviews">Reviews</Link>
+            <Link to="/me/passkeys">Passkeys</Link>
+            {me.roles.includes('admin') && <Link to="/admin">Admin</Link>}
+          </nav>
+        )}
+        {me && (
+          <span className="who">
+            <span data-testid="signed-in-as">{me.username}</span>
+            <button type="button" className="secondary" onClick={() => void signOut()} disabled={logout.busy}>
+              Sign out
+            </button>
+          </span>
+        )}
+      </header>
+      <main id="main" tabIndex={-1}>
+        <ErrorMessage error={logout.error} />
+        {children}
+      </main>
+      <PasskeyWaiting />
+    </>
+  );
+}

@@ -1,0 +1,36 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { RequestEventPublisher, type RequestEvent } from '../jobs/request-events.js';
+
+/**
+ * Announces committed request changes to every broker's live-update stream (DESIGN §2): reads the
+ * requests as committed (never a rolled-back change) and publishes their ids and states through Redis.
+ */
+@Injectable()
+export class RequestAnnouncer {
+  private readonly logger = new Logger(RequestAnnouncer.name);
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly publisher: RequestEventPublisher,
+  ) {}
+
+  /** Publishes the committed state of each request; a failure is logged, as pages refetch on reconnect. */
+  async announce(requestIds: readonly string[]): Promise<void> {
+    const ids = [...new Set(requestIds)];
+    if (ids.length === 0) return;
+    try {
+      const events = (await this.dataSource.query(
+        `SELECT r.id AS "requestId", r.requester_id AS "requesterId", r.entitlement_id AS "entitlementId",
+                r.break_glass AS "breakGlass", r.state,
+                (SELECT g.state FROM grants g WHERE g.request_id = r.id
+                  ORDER BY g.issued_at DESC LIMIT 1) AS "grantState"
+           FROM elevation_requests r WHERE r.id = ANY($1::uuid[])`,
+        [ids],
+      )) as RequestEvent[];
+      await this.publisher.publish(events);
+    } catch (error) {
+      this.logger.warn(`Could not announce request changes: ${String(error)}`);
+    }
+  }
+}

@@ -1,0 +1,207 @@
+// Every page of the web UI, for each role, on a phone and to a screen reader's eyes: at 390×844 nothing
+// scrolls sideways, and axe-core finds no serious or critical WCAG violation. Plus the request page: a
+// denied requester, following a deep link through sign-in, reads why it was denied.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  enrollThroughUi,
+  fileFromPage,
+  personAtBrowser,
+  startBrowserStack,
+  type BrowserPerson,
+  type BrowserStack,
+} from '../support/browser.js';
+import { inviteToken, PROJECT_ROOT } from '../support/stack.js';
+
+const SHOTS = '/tmp/u2-shots';
+const PHONE = { width: 390, height: 844 };
+const DESKTOP = { width: 1280, height: 800 };
+/** Pages fetch after their heading renders; this lets their data arrive before the page is judged. */
+const SETTLE_MS = 600;
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: Array<{ target: unknown[] }>;
+}
+
+describe('every page on a phone and under axe-core', () => {
+  let env: BrowserStack | undefined;
+  let axeSource = '';
+  const people: Record<'alice' | 'bob' | 'admin' | 'audrey', BrowserPerson | undefined> = {
+    alice: undefined,
+    bob: undefined,
+    admin: undefined,
+    audrey: undefined,
+  };
+
+  beforeAll(async () => {
+    env = await startBrowserStack();
+    axeSource = await readFile(path.join(PROJECT_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+    const roles = { alice: [], bob: [], admin: ['admin'], audrey: ['auditor'] } as const;
+    for (const [name, granted] of Object.entries(roles)) {
+      const person = await personAtBrowser(env, name);
+      await enrollThroughUi(person, await inviteToken(env.stack, name, [...granted]));
+      people[name as keyof typeof people] = person;
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await env?.close();
+  }, 30_000);
+
+  /** bob denies the request from his inbox, with his passkey and a reason. */
+  async function denyInUi(requestId: string, reason: string): Promise<void> {
+    const bob = people.bob!;
+    await bob.page.goto('/approvals');
+    await bob.page
+      .locator(`tr[data-request-id="${requestId}"]`)
+      .getByRole('button', { name: /^Open/ })
+      .click();
+    const panel = bob.page.locator(`section[data-request-id="${requestId}"]`);
+    await panel.getByTestId('requester-history').waitFor();
+    await panel.getByRole('button', { name: 'Deny…' }).click();
+    await panel.getByLabel('Why deny it? (the requester sees this)').fill(reason);
+    await panel.getByRole('button', { name: 'Deny with passkey' }).click();
+    await bob.page.getByRole('status').filter({ hasText: 'it is now DENIED' }).waitFor();
+  }
+
+  let deniedId = '';
+
+  it('shows a denied requester the denial reason on the request page, after a deep link through sign-in', async () => {
+    const alice = people.alice!;
+    deniedId = await fileFromPage(alice, {
+      entitlementId: 'demo-db-write',
+      durationSeconds: 900,
+      justification: 'Fix one row in orders (browser test)',
+      ticket: 'CHG-1234',
+    });
+    await denyInUi(deniedId, 'Use the read-only role for this');
+
+    // Signed out, alice is told so; the link to the request survives the sign-in.
+    await alice.page.getByRole('button', { name: 'Sign out' }).click();
+    await alice.page.getByRole('status').filter({ hasText: 'You have signed out.' }).waitFor();
+    await alice.page.goto(`/requests/${deniedId}`);
+    await alice.page.waitForURL(/\/login\?next=/);
+    await alice.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+    await alice.page.waitForURL(`**/requests/${deniedId}`);
+
+    const page = alice.page.locator(`section[data-request-id="${deniedId}"]`);
+    await page.locator('[data-state="DENIED"]').waitFor();
+    await expect(page.getByTestId('denial-reason').textContent()).resolves.toBe(
+      'Denied by bob. Reason: “Use the read-only role for this”',
+    );
+    await expect(page.getByTestId('decisions').textContent()).resolves.toContain('0 of 2 approvals');
+    await expect(alice.page.title()).resolves.toBe('Request — JIT access');
+    await page.getByRole('heading', { name: 'Request for Demo database, read/write' }).waitFor();
+    expect(alice.problems.filter((problem) => !problem.includes('401'))).toEqual([]);
+  }, 60_000);
+
+  /** The pages each person can reach, by path (and a step that opens part of it, for the approver's panel). */
+  function pagesOf(name: keyof typeof people, pendingId: string): Array<{ path: string; open?: string }> {
+    const common = ['/', '/approvals', '/reviews', '/me/passkeys', '/no-such-page'].map((p) => ({ path: p }));
+    switch (name) {
+      case 'alice':
+        return [...common, { path: `/requests/${deniedId}` }, { path: `/requests/${pendingId}` }];
+      case 'bob':
+        return [...common, { path: '/approvals', open: pendingId }, { path: `/requests/${pendingId}` }];
+      case 'admin':
+        return [...common, { path: '/admin' }];
+      case 'audrey':
+        return [...common, { path: `/requests/${deniedId}` }];
+    }
+  }
+
+  /** Loads `path` at `size`, screenshots it, and returns its horizontal overflow and axe's serious findings. */
+  async function judge(person: BrowserPerson, target: { path: string; open?: string }, size: typeof PHONE) {
+    const { page } = person;
+    await page.setViewportSize(size);
+    await page.goto(target.path);
+    await page.locator('main h1').first().waitFor();
+    if (target.open) {
+      await page
+        .locator(`tr[data-request-id="${target.open}"]`)
+        .getByRole('button', { name: /^Open/ })
+        .click();
+      await page
+        .locator(`section[data-request-id="${target.open}"]`)
+        .getByTestId('requester-history')
+        .waitFor();
+    }
+    await page.waitForTimeout(SETTLE_MS);
+    const named = target.path.startsWith('/requests/') ? `request-${target.path.slice(-4)}` : target.path;
+    const slug = `${named.replace(/[^a-z0-9]+/g, '-')}${target.open ? '-open' : ''}`.replace(/^-+|-+$/g, '');
+    await page.screenshot({
+      path: `${SHOTS}/${person.username}-${slug || 'home'}-${size.width}.png`,
+      fullPage: true,
+    });
+    const scrollWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
+    // Evaluated over CDP, so the page's CSP (script-src 'self') does not apply to the checker itself.
+    await page.evaluate(axeSource);
+    const violations = (await page.evaluate(
+      `axe.run(document, { resultTypes: ['violations'] }).then((result) => result.violations)`,
+    )) as AxeViolation[];
+    const serious = violations
+      .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+      .map(
+        (violation) => `${violation.id}: ${violation.help} at ${JSON.stringify(violation.nodes[0]?.target)}`,
+      );
+    return { scrollWidth, serious };
+  }
+
+  it('fits every page of every role into 390 px without sideways scrolling, with no serious axe finding', async () => {
+    const pendingId = await fileFromPage(people.alice!, {
+      entitlementId: 'api-admin-token',
+      durationSeconds: 1800,
+      justification:
+        'Rotate the admin API keys, a rather long justification to wrap on a phone (browser test)',
+    });
+    const findings: string[] = [];
+    for (const name of Object.keys(people) as Array<keyof typeof people>) {
+      const person = people[name]!;
+      for (const target of pagesOf(name, pendingId)) {
+        for (const size of [DESKTOP, PHONE]) {
+          const { scrollWidth, serious } = await judge(person, target, size);
+          const where = `${name} ${target.path}${target.open ? ' (open)' : ''} at ${size.width}`;
+          if (size === PHONE && scrollWidth > PHONE.width)
+            findings.push(`${where}: scrollWidth ${scrollWidth}`);
+          findings.push(...serious.map((finding) => `${where}: ${finding}`));
+        }
+      }
+    }
+    // The pages without a session: sign-in (after sign-out, with its message) and enrollment without an invite.
+    const visitor = await personAtBrowser(env!, 'visitor');
+    for (const target of [{ path: '/login?signedOut=1' }, { path: '/enroll' }]) {
+      for (const size of [DESKTOP, PHONE]) {
+        const { scrollWidth, serious } = await judge(visitor, target, size);
+        if (size === PHONE && scrollWidth > PHONE.width)
+          findings.push(`${target.path}: scrollWidth ${scrollWidth}`);
+        findings.push(...serious.map((finding) => `visitor ${target.path} at ${size.width}: ${finding}`));
+      }
+    }
+    await visitor.context.close();
+    expect(findings).toEqual([]);
+  }, 180_000);
+
+  it('folds the navigation behind a Menu button on a phone, and the skip link leads to the content', async () => {
+    const { page } = people.admin!;
+    await page.setViewportSize(PHONE);
+    await page.goto('/');
+    await page.locator('main h1').first().waitFor();
+    const nav = page.getByRole('navigation', { name: 'Main' });
+    expect(await nav.isVisible()).toBe(false);
+    await page.getByRole('button', { name: 'Menu' }).click();
+    await nav.getByRole('link', { name: 'Admin' }).click();
+    await page.getByRole('heading', { name: 'Administration', level: 1 }).first().waitFor();
+    await expect(page.title()).resolves.toBe('Administration — JIT access');
+    expect(await nav.isVisible()).toBe(false);
+    // Focus follows the navigation to the new page's heading.
+    await expect(page.evaluate('document.activeElement?.tagName')).resolves.toBe('H1');
+    await page.goto('/');
+    await page.locator('main h1').first().waitFor();
+    await page.keyboard.press('Tab');
+    await expect(page.evaluate('document.activeElement?.textContent')).resolves.toBe('Skip to content');
+  }, 30_000);
+});
