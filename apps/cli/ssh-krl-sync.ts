@@ -96,7 +96,7 @@ export async function krlSync(options: KrlSyncOptions): Promise<number> {
 }
 
 async function download(url: URL, timeoutMs: number): Promise<Buffer> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
   if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
   if (!response.body) throw new Error('empty answer');
   const chunks: Buffer[] = [];

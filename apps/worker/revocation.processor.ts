@@ -71,8 +71,8 @@ export class RevocationProcessor extends WorkerHost {
   }
 
   private async revokeGrant(job: Job<JobPayloads[JobName.RevokeGrant]>) {
-    const outcome = await this.grants.revoke(job.data.grantId, (manager, requestId, at) =>
-      this.requests.endAtExpiry(manager, requestId, at),
+    const outcome = await this.grants.revoke(job.data.grantId, (manager, request, at) =>
+      this.requests.endAtExpiry(manager, request, at),
     );
     if (outcome.status === 'revoked')
       this.logger.log(`Revoked grant ${job.data.grantId}, lag ${outcome.lagMs} ms`);

@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { GrantEntity } from '../db/index.js';
+import { namedQuery } from '../db/named-query.js';
 import { GrantState, type FailedRevocation } from '../domain/grant-state.js';
 
 // Locking and SQL of grants: plain functions over the caller's transaction. GrantsService (the grants' one
@@ -47,15 +48,42 @@ export function lockGrant(manager: EntityManager, id: string): Promise<GrantEnti
 // anew on every call, a large share of the worker's CPU. Every mapped column, named as the entity's property.
 let grantColumns: string | undefined;
 
-async function selectGrant(manager: EntityManager, id: string, lock: '' | 'FOR UPDATE') {
-  grantColumns ??= manager.connection
+function columnsOf(manager: EntityManager): string {
+  return manager.connection
     .getMetadata(GrantEntity)
     .columns.map((column) => `${column.databaseName} AS "${column.propertyName}"`)
     .join(', ');
+}
+
+async function selectGrant(manager: EntityManager, id: string, lock: '' | 'FOR UPDATE') {
+  grantColumns ??= columnsOf(manager);
   const [row] = (await manager.query(`SELECT ${grantColumns} FROM grants WHERE id = $1 ${lock}`, [
     id,
   ])) as GrantEntity[];
   return row ? Object.assign(new GrantEntity(), row) : null;
+}
+
+/**
+ * A grant as the revocation job first reads it, in one named statement: the row, how long until its notAfter
+ * by PostgreSQL's clock, and the policy version of its request (which connector settings revoke it).
+ */
+export async function findForRevocation(
+  manager: EntityManager,
+  id: string,
+): Promise<{ grant: GrantEntity; remainingMs: number; policyHash: string } | null> {
+  grantColumns ??= columnsOf(manager);
+  const [row] = await namedQuery<GrantEntity & { remainingMs: number; policyHash: string }>(
+    manager,
+    'grant-for-revocation',
+    `SELECT ${grantColumns.replaceAll(/(^|, )/g, '$1g.')},
+            (extract(epoch FROM (g.not_after - now())) * 1000)::float8 AS "remainingMs",
+            (SELECT r.policy_hash FROM elevation_requests r WHERE r.id = g.request_id) AS "policyHash"
+       FROM grants g WHERE g.id = $1`,
+    [id],
+  );
+  if (!row) return null;
+  const { remainingMs, policyHash, ...grant } = row;
+  return { grant: Object.assign(new GrantEntity(), grant), remainingMs, policyHash };
 }
 
 /** Row-locks the grants of requests already locked, before any audit append (request → grant → chain head). */
@@ -86,23 +114,30 @@ export async function markRevokeRequested(
   return grants.map((grant) => grant.id);
 }
 
-/** Marks an ACTIVE grant REVOKING (its revocation fell due at notAfter); false when it was not ACTIVE. */
-export async function markRevoking(manager: EntityManager, id: string): Promise<boolean> {
-  const [, affected] = (await manager.query(`UPDATE grants SET state = $3 WHERE id = $1 AND state = $2`, [
-    id,
-    GrantState.ACTIVE,
-    GrantState.REVOKING,
-  ])) as [unknown, number];
-  return affected > 0;
+/**
+ * Marks an ACTIVE grant REVOKING (its revocation fell due at notAfter) and returns PostgreSQL's clock once
+ * the row is updated; null when it was not ACTIVE.
+ */
+export async function markRevoking(manager: EntityManager, id: string): Promise<Date | null> {
+  const [row] = await namedQuery<{ now: Date }>(
+    manager,
+    'grant-mark-revoking',
+    `UPDATE grants SET state = $3 WHERE id = $1 AND state = $2 RETURNING clock_timestamp() AS now`,
+    [id, GrantState.ACTIVE, GrantState.REVOKING],
+  );
+  return row?.now ?? null;
 }
 
-/** Marks a grant REVOKED at `now`, the moment the connector confirmed. */
-export async function markRevoked(manager: EntityManager, id: string, now: Date): Promise<void> {
-  await manager.query(`UPDATE grants SET state = $2, revoked_at = $3, next_retry_at = NULL WHERE id = $1`, [
-    id,
-    GrantState.REVOKED,
-    now,
-  ]);
+/** Marks a grant REVOKED now, the moment the connector confirmed (PostgreSQL's clock); returns when. */
+export async function markRevoked(manager: EntityManager, id: string): Promise<Date> {
+  const [{ revokedAt }] = await namedQuery<{ revokedAt: Date }>(
+    manager,
+    'grant-mark-revoked',
+    `UPDATE grants SET state = $2, revoked_at = clock_timestamp(), next_retry_at = NULL WHERE id = $1
+     RETURNING revoked_at AS "revokedAt"`,
+    [id, GrantState.REVOKED],
+  );
+  return revokedAt;
 }
 
 /** Records a failed revocation attempt: its count, error, next retry, and REVOKE_FAILED after the last one. */
@@ -120,22 +155,15 @@ export async function grantStatuses(
   requestIds: string[],
 ): Promise<Map<string, GrantStatus>> {
   if (requestIds.length === 0) return new Map();
-  const rows = (await manager.query(
+  const rows = await namedQuery<GrantStatus & { requestId: string }>(
+    manager,
+    'grant-statuses',
     `SELECT request_id AS "requestId", state, revoke_attempts AS "revokeAttempts",
             next_retry_at AS "nextRetryAt", revoked_at AS "revokedAt", last_error AS "lastError"
        FROM grants WHERE request_id = ANY($1::uuid[])`,
     [requestIds],
-  )) as Array<GrantStatus & { requestId: string }>;
+  );
   return new Map(rows.map(({ requestId, ...status }) => [requestId, status]));
-}
-
-/** How long until `notAfter` by PostgreSQL's clock, in milliseconds (negative once passed). */
-export async function remainingMs(manager: EntityManager, notAfter: Date): Promise<number> {
-  const [{ remaining_ms: remaining }] = (await manager.query(
-    `SELECT (extract(epoch FROM ($1::timestamptz - now())) * 1000)::float8 AS remaining_ms`,
-    [notAfter],
-  )) as Array<{ remaining_ms: number }>;
-  return remaining;
 }
 
 /**

@@ -4,7 +4,6 @@ import { v7 as uuidv7 } from 'uuid';
 import { AuditAction, type AuditPayloads } from '../audit/audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import type { Credential, GrantSpec } from '../connectors/connector.js';
-import { databaseNow } from '../db/clock.js';
 import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
 import type { Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -48,8 +47,15 @@ export type RevocationOutcome =
   | { status: 'not-due'; remainingMs: number }
   | { status: 'unknown-grant' };
 
-/** Ends the request of a grant just revoked, in the same transaction (RequestsService.endAtExpiry). */
-export type EndRequest = (manager: EntityManager, requestId: string, at: Date) => Promise<void>;
+/**
+ * Ends the request of a grant just revoked, in the same transaction (RequestsService.endAtExpiry); the request
+ * is the row the revocation locked (null when there is none).
+ */
+export type EndRequest = (
+  manager: EntityManager,
+  request: ElevationRequestEntity | null,
+  at: Date,
+) => Promise<void>;
 
 type GrantRef = Pick<GrantEntity, 'id' | 'requestId'>;
 type RevokedEvent = AuditPayloads[AuditAction.GrantRevoked];
@@ -278,10 +284,10 @@ export class GrantsService {
    * the connector is called; it is REVOKED once the connector confirms.
    */
   async revoke(grantId: string, endRequest: EndRequest): Promise<RevocationOutcome> {
-    const grant = await store.findGrant(this.dataSource.manager, grantId);
-    if (!grant) return { status: 'unknown-grant' };
+    const found = await store.findForRevocation(this.dataSource.manager, grantId);
+    if (!found) return { status: 'unknown-grant' };
+    const { grant, remainingMs: remaining, policyHash } = found;
     if (grant.state === GrantState.REVOKED) return { status: 'already-revoked' };
-    const remaining = await store.remainingMs(this.dataSource.manager, grant.notAfter);
     if (remaining > 0 && !grant.revokeRequestedAt)
       return { status: 'not-due', remainingMs: Math.ceil(remaining) };
     // Due at notAfter: the request ends now, and its grant is REVOKING until the connector confirms (an
@@ -294,10 +300,7 @@ export class GrantsService {
       if (held) return held;
     }
 
-    const request = await this.dataSource
-      .getRepository(ElevationRequestEntity)
-      .findOneByOrFail({ id: grant.requestId });
-    const policy = await this.policies.byHash(request.policyHash);
+    const policy = await this.policies.byHash(policyHash);
     // External state first, outside the transaction: the connector's revoke is idempotent, so a crash after
     // it and before the commit only means the next attempt revokes an already-revoked credential.
     // The grant id keeps the webhook's Idempotency-Key (`revoke:<grantId>`) the same on every attempt.
@@ -358,9 +361,9 @@ export class GrantsService {
   /** Marks a due ACTIVE grant REVOKING and ends its request, under the request's lock (request → grant). */
   private async beginRevocation(grant: GrantRef, endRequest: EndRequest): Promise<void> {
     await this.transact(async (manager) => {
-      await lockRequest(manager, grant.requestId);
-      if (!(await store.markRevoking(manager, grant.id))) return;
-      await endRequest(manager, grant.requestId, await databaseNow(manager));
+      const request = await lockRequest(manager, grant.requestId);
+      const now = await store.markRevoking(manager, grant.id);
+      if (now) await endRequest(manager, request, now);
     });
   }
 
@@ -390,12 +393,11 @@ export class GrantsService {
     extra: HeldElsewhere,
   ): Promise<RevocationOutcome> {
     // Lock order request → grant → audit chain head, as on every other path, so no two paths deadlock.
-    await lockRequest(manager, requestId);
+    const request = await lockRequest(manager, requestId);
     const locked = await store.lockGrant(manager, grantId);
     if (!locked || locked.state === GrantState.REVOKED) return { status: 'already-revoked' };
-    const now = await databaseNow(manager);
+    const now = await store.markRevoked(manager, grantId);
     const data = revokedEventData(locked, now, extra);
-    await store.markRevoked(manager, grantId, now);
     noteChanged(manager, requestId);
     await appendAuditEvent(manager, {
       actorId: SYSTEM_ACTOR,
@@ -405,7 +407,7 @@ export class GrantsService {
       requestId: locked.requestId,
       data,
     });
-    await endRequest(manager, locked.requestId, now);
+    await endRequest(manager, request, now);
     return { status: 'revoked', lagMs: data.lagMs };
   }
 

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type SelectQueryBuilder } from 'typeorm';
-import { ElevationRequestEntity, UserEntity } from '../db/index.js';
+import { ElevationRequestEntity } from '../db/index.js';
+import { namedQuery } from '../db/named-query.js';
 import { seesEverything, type Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import { findEntitlement, isApprover, type Entitlement, type Policy } from '../domain/policy.js';
@@ -9,6 +10,7 @@ import { RequestState } from '../domain/request-state.js';
 import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
 import { PolicyService } from '../policy/policy.service.js';
 import { grantStatuses, type GrantStatus } from './grant-store.js';
+import { findRequest, requestColumns } from './request-store.js';
 
 export interface RequestListQuery {
   limit: number;
@@ -60,22 +62,31 @@ export class RequestQueries {
     );
   }
 
-  /** Requests the actor may see, newest first, keyset-paginated by id (UUIDv7 ids sort by time). */
+  /**
+   * Requests the actor may see, newest first, keyset-paginated by id (UUIDv7 ids sort by time): one named
+   * statement for every actor and filter, planned once per connection.
+   */
   async list(actor: Actor, query: RequestListQuery): Promise<RequestPage> {
     const { policy } = await this.policies.inForce();
-    const builder = this.dataSource
-      .getRepository(ElevationRequestEntity)
-      .createQueryBuilder('request')
-      .orderBy('request.id', 'DESC')
-      .limit(query.limit + 1);
-    if (!seesEverything(actor)) {
-      builder.where('(request.requester_id = :actorId OR request.entitlement_id = ANY(:approvable))', {
-        actorId: actor.id,
-        approvable: approvableBy(policy, actor),
-      });
-    }
-    if (query.state) builder.andWhere('request.state = :state', { state: query.state });
-    return page(builder, query);
+    const manager = this.dataSource.manager;
+    const rows = await namedQuery<ElevationRequestEntity>(
+      manager,
+      'request-list',
+      `SELECT ${requestColumns(manager)} FROM elevation_requests
+        WHERE ($1::boolean OR requester_id = $2::uuid OR entitlement_id = ANY($3::text[]))
+          AND ($4::text IS NULL OR state = $4::text) AND ($5::uuid IS NULL OR id < $5::uuid)
+        ORDER BY id DESC LIMIT $6`,
+      [
+        seesEverything(actor),
+        actor.id,
+        approvableBy(policy, actor),
+        query.state ?? null,
+        query.cursor ?? null,
+        query.limit + 1,
+      ],
+    );
+    const items = rows.slice(0, query.limit).map((row) => Object.assign(new ElevationRequestEntity(), row));
+    return { items, nextCursor: rows.length > query.limit ? items[items.length - 1].id : null };
   }
 
   /** Pending requests the actor may decide now: a current approver, not the requester, not yet decided. */
@@ -182,17 +193,18 @@ export class RequestQueries {
   /** Usernames by user id, for shaping responses. */
   async usernames(ids: string[]): Promise<Map<string, string>> {
     if (ids.length === 0) return new Map();
-    const users = await this.dataSource
-      .getRepository(UserEntity)
-      .createQueryBuilder('user')
-      .where('user.id = ANY(:ids)', { ids })
-      .getMany();
+    const users = await namedQuery<{ id: string; username: string }>(
+      this.dataSource.manager,
+      'usernames-by-id',
+      `SELECT id, username FROM users WHERE id = ANY($1::uuid[])`,
+      [[...new Set(ids)]],
+    );
     return new Map(users.map((user) => [user.id, user.username]));
   }
 
   /** The request if the actor may see it under `policy`, else 404 (no lock). */
   private async visible(actor: Actor, requestId: string, policy: Policy): Promise<ElevationRequestEntity> {
-    const request = await this.dataSource.getRepository(ElevationRequestEntity).findOneBy({ id: requestId });
+    const request = await findRequest(this.dataSource.manager, requestId);
     if (!request || !canSee(actor, request, policy)) throw requestNotFound(requestId);
     return request;
   }

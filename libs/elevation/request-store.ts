@@ -1,6 +1,7 @@
 import type { EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { ApprovalEntity, ElevationRequestEntity } from '../db/index.js';
+import { namedQuery } from '../db/named-query.js';
 import { UserStatus, type Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Entitlement, Policy } from '../domain/policy.js';
@@ -71,12 +72,43 @@ export async function lockUser(manager: EntityManager, userId: string): Promise<
 
 /** Loads and row-locks a request (FOR UPDATE); null when there is none. */
 export function lockRequest(manager: EntityManager, id: string): Promise<ElevationRequestEntity | null> {
-  return manager.findOne(ElevationRequestEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+  return selectRequest(manager, id, 'FOR UPDATE');
+}
+
+/** Loads a request without a lock (reads outside a command); null when there is none. */
+export function findRequest(manager: EntityManager, id: string): Promise<ElevationRequestEntity | null> {
+  return selectRequest(manager, id, '');
 }
 
 /** Loads a request under a share lock (an extension's original must not change meanwhile). */
 export function shareLockRequest(manager: EntityManager, id: string): Promise<ElevationRequestEntity | null> {
-  return manager.findOne(ElevationRequestEntity, { where: { id }, lock: { mode: 'pessimistic_read' } });
+  return selectRequest(manager, id, 'FOR SHARE');
+}
+
+// Plain SQL, a named statement per lock mode (a revocation locks its request twice, an approval reads it twice): TypeORM's find
+// builds its query anew on every call. Every mapped column, named as the entity's property.
+let columns: string | undefined;
+
+/** Every mapped column of elevation_requests, named as the entity's property, for plain SELECTs. */
+export function requestColumns(manager: EntityManager): string {
+  columns ??= manager.connection
+    .getMetadata(ElevationRequestEntity)
+    .columns.map((column) => `${column.databaseName} AS "${column.propertyName}"`)
+    .join(', ');
+  return columns;
+}
+
+const STATEMENT_NAMES = {
+  'FOR UPDATE': 'request-lock',
+  'FOR SHARE': 'request-share-lock',
+  '': 'request-read',
+};
+
+async function selectRequest(manager: EntityManager, id: string, lock: keyof typeof STATEMENT_NAMES) {
+  const name = STATEMENT_NAMES[lock];
+  const sql = `SELECT ${requestColumns(manager)} FROM elevation_requests WHERE id = $1 ${lock}`;
+  const [row] = await namedQuery<ElevationRequestEntity>(manager, name, sql, [id]);
+  return row ? Object.assign(new ElevationRequestEntity(), row) : null;
 }
 
 /** Loads and row-locks a request, so decisions on one request serialise; 404 when not visible. */

@@ -19,7 +19,6 @@ import {
 } from '../domain/request-state.js';
 import { JobProducer } from '../jobs/job-producer.js';
 import type { StepUpEvidence } from '../webauthn/evidence.js';
-import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
 import {
   afterCommit,
   collectAfterCommit,
@@ -31,6 +30,7 @@ import { assertMayRequest, isRubberStamp, lockOutAfterRepeatedDenials } from './
 import { GrantsService, type Activation } from './grants.service.js';
 import { PolicyService } from '../policy/policy.service.js';
 import * as audit from './request-audit.js';
+import { addSeconds, assertConfirmed, checked } from './request-checks.js';
 import { RequestAnnouncer } from './request-announcer.js';
 import * as store from './request-store.js';
 
@@ -51,14 +51,6 @@ interface Revoker {
 
 type LifecycleOutcome<Done extends string> =
   { status: Done | 'not-applicable' } | { status: 'not-due'; remainingMs: number };
-
-const MILLISECONDS = 1000;
-
-/** A refusal from the pure core is thrown here, at the edge of the command. */
-function checked<T>(outcome: T | DomainError): T {
-  if (outcome instanceof DomainError) throw outcome;
-  return outcome;
-}
 
 /**
  * The only writer of a request's state (STYLE: one writer per aggregate). Each command loads and locks, asks
@@ -339,14 +331,17 @@ export class RequestsService {
     await this.announcer.announce(jobs.changed);
   }
 
-  /** Ends an ACTIVE request whose window has passed; called by the revocation of its grant. */
-  async endAtExpiry(manager: EntityManager, requestId: string, now: Date): Promise<void> {
-    const request = await store.lockRequest(manager, requestId);
+  /** Ends an ACTIVE request whose window has passed; called by the revocation of its grant, which locked it. */
+  async endAtExpiry(
+    manager: EntityManager,
+    request: ElevationRequestEntity | null,
+    now: Date,
+  ): Promise<void> {
     if (!request || request.state !== RequestState.ACTIVE || !request.endsAt) return;
     const next = checked(transition(RequestState.ACTIVE, 'end', { now, notAfter: request.endsAt }));
     await store.compareAndSet(manager, request, next);
     const data = { reason: next.changes.endReason, endedAt: now.toISOString() };
-    await audit.event(manager, SYSTEM_ACTOR, AuditAction.RequestEnded, requestId, data);
+    await audit.event(manager, SYSTEM_ACTOR, AuditAction.RequestEnded, request.id, data);
   }
 
   /**
@@ -489,20 +484,4 @@ export class RequestsService {
   private transactWithJobs<T>(work: (manager: EntityManager, jobs: AfterCommit) => Promise<T>): Promise<T> {
     return transactWithJobs(this.dataSource, this.jobs, work, this.announcer);
   }
-}
-
-function addSeconds(date: Date, seconds: number): Date {
-  return new Date(date.getTime() + seconds * MILLISECONDS);
-}
-
-/** The step-up was made by this actor, for this action, on this request as it stands now (DESIGN §4.4). */
-function assertConfirmed(
-  request: ElevationRequestEntity,
-  evidence: StepUpEvidence,
-  actor: Actor,
-  action: StepUpEvidence['action'],
-): void {
-  const digest = subjectDigest(requestSubject(request));
-  const expected = { userId: actor.id, action, subjectId: request.id, subjectDigest: digest };
-  checked(rules.checkConfirmation(evidence, expected));
 }

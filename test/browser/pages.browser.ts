@@ -99,12 +99,38 @@ describe('every page on a phone and under axe-core', () => {
     expect(alice.problems.filter((problem) => !problem.includes('401'))).toEqual([]);
   }, 60_000);
 
+  let activeId = '';
+
+  it('activates a self-service request from its page, which then offers an extension within the cap', async () => {
+    const alice = people.alice!;
+    activeId = await fileFromPage(alice, {
+      entitlementId: 'api-read-token',
+      durationSeconds: 300,
+      justification: 'Read the audit API (browser test)',
+    });
+    await alice.page.goto(`/requests/${activeId}`);
+    const page = alice.page.locator(`section[data-request-id="${activeId}"]`);
+    await page.locator('[data-state="APPROVED"]').waitFor();
+    await page.getByRole('button', { name: 'Activate' }).click();
+    await alice.page.getByTestId('credential-dialog').waitFor();
+    await alice.page.getByRole('button', { name: 'I have stored it' }).click();
+    await page.locator('[data-state="ACTIVE"]').waitFor();
+    // 15 min at most from activation, 5 taken: 10 more.
+    await page.getByLabel('More minutes (at most 10 more)').waitFor();
+    await expect(page.locator('.timeline').textContent()).resolves.toContain('Activated');
+  }, 30_000);
+
   /** The pages each person can reach, by path (and a step that opens part of it, for the approver's panel). */
   function pagesOf(name: keyof typeof people, pendingId: string): Array<{ path: string; open?: string }> {
     const common = ['/', '/approvals', '/reviews', '/me/passkeys', '/no-such-page'].map((p) => ({ path: p }));
     switch (name) {
       case 'alice':
-        return [...common, { path: `/requests/${deniedId}` }, { path: `/requests/${pendingId}` }];
+        return [
+          ...common,
+          { path: `/requests/${deniedId}` },
+          { path: `/requests/${pendingId}` },
+          { path: `/requests/${activeId}` },
+        ];
       case 'bob':
         return [...common, { path: '/approvals', open: pendingId }, { path: `/requests/${pendingId}` }];
       case 'admin':
@@ -132,7 +158,10 @@ describe('every page on a phone and under axe-core', () => {
     }
     await page.waitForTimeout(SETTLE_MS);
     const named = target.path.startsWith('/requests/') ? `request-${target.path.slice(-4)}` : target.path;
-    const slug = `${named.replace(/[^a-z0-9]+/g, '-')}${target.open ? '-open' : ''}`.replace(/^-+|-+$/g, '');
+    const slug = `${named.replace(/[^a-zA-Z0-9]+/g, '-')}${target.open ? '-open' : ''}`.replace(
+      /^-+|-+$/g,
+      '',
+    );
     await page.screenshot({
       path: `${SHOTS}/${person.username}-${slug || 'home'}-${size.width}.png`,
       fullPage: true,

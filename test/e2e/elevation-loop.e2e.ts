@@ -625,6 +625,30 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
     });
   });
 
+  it('lists the requests each person may see, newest first, by state and one page at a time', async () => {
+    type Item = { id: string; state: string; requesterId: string };
+    const list = async (user: string, query: string) => {
+      const response = await clientAs(stack, user).get(`/api/requests?${query}`);
+      expect(response.status).toBe(200);
+      return response.body as { items: Item[]; nextCursor: string | null };
+    };
+    const mine = (await list(REQUESTER, 'limit=100')).items.map((item) => item.id);
+    expect(mine.length).toBeGreaterThanOrEqual(2);
+    expect([...mine].sort().reverse()).toEqual(mine);
+    const first = await list(REQUESTER, 'limit=1');
+    expect(first.items.map((item) => item.id)).toEqual([mine[0]]);
+    const second = await list(REQUESTER, `limit=1&cursor=${first.nextCursor}`);
+    expect(second.items.map((item) => item.id)).toEqual([mine[1]]);
+    const denied = (await list(REQUESTER, 'state=DENIED&limit=100')).items;
+    expect(denied.length).toBeGreaterThan(0);
+    expect(denied.every((item) => item.state === 'DENIED' && mine.includes(item.id))).toBe(true);
+    // Not an approver of anything: none of alice's requests; an auditor sees every one of them.
+    const others = (await list(NOT_AN_APPROVER, 'limit=100')).items.map((item) => item.id);
+    expect(others.filter((id) => mine.includes(id))).toEqual([]);
+    const audited = (await list(AUDITOR, 'limit=100')).items.map((item) => item.id);
+    expect(mine.every((id) => audited.includes(id))).toBe(true);
+  }, 30_000);
+
   it('rejects UPDATE, DELETE and TRUNCATE on audit_events', async () => {
     for (const statement of [
       `UPDATE audit_events SET action = 'forged' WHERE seq = 1`,

@@ -47,7 +47,9 @@ export function Decisions({ request }: { request: ElevationRequest }) {
       <p>
         {request.breakGlass
           ? 'Break-glass: no approval needed; reviewed afterwards.'
-          : `${approvals.length} of ${request.approvalsRequired} approval${request.approvalsRequired === 1 ? '' : 's'}${approvals.length > 0 ? ':' : ''}`}
+          : request.approvalsRequired === 0
+            ? 'Self-service: no approval needed.'
+            : `${approvals.length} of ${request.approvalsRequired} approval${request.approvalsRequired === 1 ? '' : 's'}${approvals.length > 0 ? ':' : ''}`}
       </p>
       {decisions.length > 0 && (
         <ul className="decisions">

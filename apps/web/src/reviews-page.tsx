@@ -1,6 +1,7 @@
 // `/reviews`: break-glass uses waiting for an approver's after-the-fact review, most overdue first.
 import { useId, useState, type FormEvent } from 'react';
 import { api, type ElevationRequest, type Page } from './api';
+import { useEntitlements } from './entitlement-names';
 import { GrantStatus } from './grant-status';
 import { ErrorMessage, Notice } from './messages';
 import { formatDuration, formatTime } from './time';
@@ -9,6 +10,7 @@ import { useAction, useApiGet } from './use-api';
 export function ReviewsPage() {
   const queue = useApiGet<Page<ElevationRequest>>('/api/reviews');
   const [outcome, setOutcome] = useState<string | null>(null);
+  const { titleOf } = useEntitlements();
   return (
     <>
       <div className="section-head">
@@ -17,7 +19,7 @@ export function ReviewsPage() {
           Refresh
         </button>
       </div>
-      <Notice>{outcome}</Notice>
+      <Notice focus>{outcome}</Notice>
       <ErrorMessage error={queue.error} />
       {queue.data &&
         (queue.data.items.length === 0 ? (
@@ -27,9 +29,10 @@ export function ReviewsPage() {
             <Review
               key={request.id}
               request={request}
+              title={titleOf(request.entitlementId)}
               onReviewed={() => {
                 setOutcome(
-                  `Reviewed ${request.requester ?? 'the'}'s break-glass use of ${request.entitlementId}.`,
+                  `Reviewed ${request.requester ?? 'the'}'s break-glass use of ${titleOf(request.entitlementId)}.`,
                 );
                 queue.reload();
               }}
@@ -40,7 +43,15 @@ export function ReviewsPage() {
   );
 }
 
-function Review({ request, onReviewed }: { request: ElevationRequest; onReviewed: () => void }) {
+function Review({
+  request,
+  title,
+  onReviewed,
+}: {
+  request: ElevationRequest;
+  title: string;
+  onReviewed: () => void;
+}) {
   const id = useId();
   const [comment, setComment] = useState('');
   const action = useAction();
@@ -54,7 +65,7 @@ function Review({ request, onReviewed }: { request: ElevationRequest; onReviewed
   return (
     <article className="panel" data-request-id={request.id}>
       <h2>
-        {request.requester ?? request.requesterId}: {request.entitlementId}
+        {request.requester ?? request.requesterId}: {title}
         {request.overdue && <span className="badge badge-alert">overdue</span>}
       </h2>
       <dl className="facts">
