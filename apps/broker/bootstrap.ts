@@ -3,13 +3,14 @@ import path from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { NextFunction, Request, Response } from 'express';
-import { Logger } from 'nestjs-pino';
 import type { AppConfig } from '../../libs/config/config.js';
+import { AppLogger } from '../../libs/logging/app-logger.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { PolicyService } from '../../libs/policy/policy.service.js';
 import { BrokerModule } from './broker.module.js';
 import { jsonTooDeep, MAX_JSON_DEPTH } from './errors/json-depth.js';
+import { serveOpenApi } from './openapi/openapi.js';
 
 const BODY_LIMIT = '256kb';
 
@@ -42,7 +43,7 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
     bodyParser: false,
     abortOnError: false,
   });
-  app.useLogger(app.get(Logger));
+  app.useLogger(app.get(AppLogger));
   // Every answer, JSON and errors included, is read as the type it declares, never sniffed into HTML or a
   // script. First, so that the body parser's refusals (413, malformed JSON) carry it too.
   app.use((_request: Request, response: Response, next: NextFunction) => {
@@ -66,8 +67,8 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
   );
   app.set('trust proxy', config.trustProxy);
   serveWebUi(app, config.webDir);
-  // Not SIGHUP: that reloads the policy (main.ts).
-  app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
+  if (config.apiDocs) serveOpenApi(app);
+  // No signal hooks here: main.ts drains on SIGTERM and SIGINT (shutdown.ts), SIGHUP reloads the policy.
   const { policy } = await app.get(PolicyService).loadFromDirectory(SYSTEM_ACTOR);
   // Load the SSH CA now, not on the first mint, where it would take a second pooled connection inside the
   // activation transaction (the jwt key is preloaded by the ConnectorRegistry itself).

@@ -26,6 +26,8 @@ import { ClientAuthenticationService } from './tokens/client-authentication.serv
 import { SshKrlController } from './tokens/ssh-krl.controller.js';
 import { IntrospectionService } from './tokens/introspection.service.js';
 import { TokensController } from './tokens/tokens.controller.js';
+import { NotificationSettingsService } from '../../libs/notify/notification-settings.service.js';
+import { NotificationsController } from './notifications/notifications.controller.js';
 
 /** The HTTP API (DESIGN §10). */
 @Module({})
@@ -48,6 +50,7 @@ export class BrokerModule {
         MetricsController,
         AuditController,
         EventsController,
+        NotificationsController,
       ],
       providers: [
         AuditExportService,
@@ -57,6 +60,7 @@ export class BrokerModule {
         IpRateLimitGuard,
         MetricsService,
         LiveUpdates,
+        NotificationSettingsService,
         { provide: APP_GUARD, useClass: SessionGuard },
         { provide: APP_FILTER, useClass: ErrorEnvelopeFilter },
         { provide: APP_PIPE, useFactory: createValidationPipe },

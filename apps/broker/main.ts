@@ -5,11 +5,13 @@ import { DatabaseSetupError } from '../../libs/db/runtime-privileges.js';
 import { PolicyError } from '../../libs/policy/policy-error.js';
 import { PolicyService } from '../../libs/policy/policy.service.js';
 import { createBroker } from './bootstrap.js';
+import { closeOnSignals } from './shutdown.js';
 
 const config = loadConfigOrExit();
 try {
   const app = await createBroker(config);
   await app.listen(config.http.port, config.http.host);
+  closeOnSignals(app, config.shutdownGraceMs);
   const logger = new Logger('Broker');
   logger.log(`Listening on ${config.http.host}:${config.http.port}, public URL ${config.http.publicUrl}`);
   // SIGHUP reloads POLICY_DIR; an invalid policy is logged with file and line, and the old one stays.

@@ -21,6 +21,7 @@ import { startEmbeddedPostgres } from '../../libs/devstack/embedded-postgres.js'
 import { startRedisServer } from '../../libs/devstack/redis-server.js';
 import { readSecretFile, writeSecretFile } from '../../libs/devstack/secret-file.js';
 import { ensureFirstAdminInvite } from '../../libs/identity/invites.js';
+import { humanReadableLogs, type LineFormatter } from './log-format.js';
 
 // This file runs as <outDir>/apps/dev/start.js and starts the broker and worker compiled beside it. `npm start`
 // builds into <checkout>/dist, so the checkout (policies/, .data/) is the outDir's parent; a build elsewhere
@@ -34,6 +35,9 @@ const READY_DEADLINE_MS = 60_000;
 const DEMO_GRANTABLE_ROLES = ['app_read', 'app_write'];
 const READY_POLL_MS = 250;
 const APP_STOP_GRACE_MS = 10_000;
+/** The banner waits until the apps have been silent this long (their boot lines done), at most QUIET_DEADLINE_MS. */
+const QUIET_MS = 1_000;
+const QUIET_DEADLINE_MS = 15_000;
 
 interface RunningApp {
   name: string;
@@ -48,6 +52,9 @@ const services: Array<() => Promise<void>> = [];
 const apps: RunningApp[] = [];
 let stopRequested = false;
 let shuttingDown: Promise<never> | undefined;
+let formatLine: LineFormatter = (line) => line;
+/** When a child last wrote a line. */
+let lastAppOutputAt = Date.now();
 
 function say(message: string): void {
   console.log(`[dev] ${message}`);
@@ -122,12 +129,16 @@ async function boot(): Promise<void> {
   }
 
   checkpoint();
+  formatLine = await humanReadableLogs(process.stdout.isTTY === true);
   startApp('broker', env);
   startApp('worker', env);
 
   await waitUntilReady(Number(env.PORT));
   checkpoint();
   const enrollment = await firstAdminEnrollment(env);
+  // The link is the last thing on screen, not scrolled away by the apps' boot lines.
+  await waitUntilQuiet();
+  checkpoint();
   const url = `http://localhost:${env.PORT}`;
   const rule = '-'.repeat(72);
   console.log(`\n${rule}\n  Broker ready: ${url}`);
@@ -224,13 +235,30 @@ function startApp(name: string, env: NodeJS.ProcessEnv): void {
       if (!stopRequested) void shutdown(1, `${name} could not be started: ${error.message}`);
     });
   });
-  forwardLines(child.stdout, (line) => process.stdout.write(`[${name}] ${line}\n`));
-  forwardLines(child.stderr, (line) => process.stderr.write(`[${name}] ${line}\n`));
+  const forward = (stream: NodeJS.WriteStream) => (line: string) => {
+    const shown = formatLine(line);
+    if (shown !== null) stream.write(`[${name}] ${shown}\n`);
+  };
+  forwardLines(child.stdout, forward(process.stdout));
+  forwardLines(child.stderr, forward(process.stderr));
   apps.push({ name, child, exited });
 }
 
 function forwardLines(stream: Readable, onLine: (line: string) => void): void {
-  createInterface({ input: stream, crlfDelay: Infinity }).on('line', onLine);
+  createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+    lastAppOutputAt = Date.now();
+    onLine(line);
+  });
+}
+
+/** Until the apps have written nothing for QUIET_MS (or QUIET_DEADLINE_MS has passed). */
+async function waitUntilQuiet(): Promise<void> {
+  const deadline = Date.now() + QUIET_DEADLINE_MS;
+  for (let silent = Date.now() - lastAppOutputAt; silent < QUIET_MS; silent = Date.now() - lastAppOutputAt) {
+    checkpoint();
+    if (Date.now() > deadline) return;
+    await delay(QUIET_MS - silent);
+  }
 }
 
 async function waitUntilReady(port: number): Promise<void> {

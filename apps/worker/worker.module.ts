@@ -15,6 +15,8 @@ import { RequestSweeper } from '../../libs/elevation/request-sweeper.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
 import { LifecycleProcessor } from './lifecycle.processor.js';
 import { MaintenanceProcessor } from './maintenance.processor.js';
+import { NotifyService } from '../../libs/notify/notify.service.js';
+import { NotifyProcessor, NotifyScanner } from './notify.processor.js';
 import { RevocationProcessor } from './revocation.processor.js';
 
 const SWEEP_SCHEDULER_ID = 'sweep';
@@ -31,13 +33,24 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
     private readonly grants: GrantsService,
     private readonly requests: RequestSweeper,
     @InjectQueue(QueueName.Maintenance) private readonly maintenanceQueue: Queue,
+    private readonly revocations: RevocationProcessor,
+    private readonly lifecycle: LifecycleProcessor,
+    private readonly maintenance: MaintenanceProcessor,
+    private readonly notifications: NotifyProcessor,
   ) {}
 
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: WorkerModule,
       imports: [ElevationModule.forRoot(config, { applicationName: 'jit-worker' })],
-      providers: [RevocationProcessor, LifecycleProcessor, MaintenanceProcessor],
+      providers: [
+        RevocationProcessor,
+        LifecycleProcessor,
+        MaintenanceProcessor,
+        NotifyService,
+        NotifyProcessor,
+        NotifyScanner,
+      ],
     };
   }
 
@@ -62,8 +75,15 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
     this.schedulerWatchdog.unref();
   }
 
-  beforeApplicationShutdown(): void {
+  /**
+   * Graceful stop (SIGTERM): take no new jobs and let the active ones finish before the database pool and
+   * Redis close in onApplicationShutdown, where @nestjs/bullmq would close the workers in parallel with
+   * them. A job that cannot finish is not lost: its lock lapses and another worker takes it as stalled.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.schedulerWatchdog);
+    const processors = [this.revocations, this.lifecycle, this.maintenance, this.notifications];
+    await Promise.all(processors.map((processor) => processor.worker.close()));
   }
 
   /** Idempotent: upserting an existing scheduler with the same settings changes nothing. */

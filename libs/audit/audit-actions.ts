@@ -32,15 +32,20 @@ export enum AuditAction {
   GrantRevoked = 'grant.revoked',
   /** With an underscore, unlike every other action: stored since the first release, so kept. */
   GrantRevokeFailed = 'grant.revoke_failed',
+  /** An admin asked for a stuck revocation to be tried again (issue 17). */
+  GrantRevokeRetried = 'grant.revoke-retried',
   PolicyActivated = 'policy.activated',
   // People, passkeys and sessions (libs/identity)
   UserCreated = 'user.created',
   UserSuspended = 'user.suspended',
   UserReinstated = 'user.reinstated',
+  /** Where notifications reach a person (issue 18); the address itself is not recorded. */
+  UserEmailChanged = 'user.email-changed',
   InviteCreated = 'invite.created',
   InviteApproved = 'invite.approved',
   InviteApprovalRefused = 'invite.approval-refused',
   InviteUsed = 'invite.used',
+  InviteRevoked = 'invite.revoked',
   RecoveryAcknowledged = 'recovery.acknowledged',
   SessionStarted = 'session.started',
   SessionEnded = 'session.ended',
@@ -156,6 +161,7 @@ export interface AuditPayloads {
     heldBy?: string;
   };
   [AuditAction.GrantRevokeFailed]: Alert & { attempts: number; error: string };
+  [AuditAction.GrantRevokeRetried]: Evidence & { state: string; attempts: number };
   [AuditAction.PolicyActivated]: Partial<Evidence> & {
     hash: string;
     previousHash: string | null;
@@ -164,6 +170,7 @@ export interface AuditPayloads {
   [AuditAction.UserCreated]: { username: string; roles: string[] };
   [AuditAction.UserSuspended]: Evidence & { username: string; reason: string };
   [AuditAction.UserReinstated]: Evidence & { username: string; reason: string };
+  [AuditAction.UserEmailChanged]: Evidence & { username: string; emailSet: boolean; byAdmin: boolean };
   [AuditAction.InviteCreated]: Partial<Evidence> & {
     inviteId: string;
     username: string;
@@ -176,6 +183,7 @@ export interface AuditPayloads {
     expiresAt: string;
   };
   [AuditAction.InviteApproved]: Alert & Evidence & { inviteId: string; username: string; createdBy: string };
+  [AuditAction.InviteRevoked]: { inviteId: string; username: string };
   [AuditAction.InviteApprovalRefused]: Alert & Evidence & { code: string };
   [AuditAction.InviteUsed]: {
     inviteId: string;

@@ -151,4 +151,32 @@ describe('loadConfig', () => {
     expect(config.connectorSecret('DEMO_URL')).toBe('x');
     expect(config.connectorSecret('lowercase')).toBeUndefined();
   });
+
+  it('serves the API description unless API_DOCS=false, and refuses anything but a boolean', () => {
+    expect(loadConfig(VALID).apiDocs).toBe(true);
+    expect(loadConfig({ ...VALID, API_DOCS: 'false' }).apiDocs).toBe(false);
+    expect(problemsOf({ ...VALID, API_DOCS: 'off' })).toEqual([expect.stringMatching(/^API_DOCS /)]);
+  });
+
+  it('reads REDIS_SENTINELS as host:port pairs with the master name, and refuses anything else', () => {
+    expect(loadConfig(VALID).redisSentinel).toBeNull();
+    const config = loadConfig({
+      ...VALID,
+      REDIS_SENTINELS: 's1.internal:26379,10.0.0.7:26380',
+      REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+    });
+    expect(config.redisSentinel).toEqual({
+      hosts: [
+        { host: 's1.internal', port: 26379 },
+        { host: '10.0.0.7', port: 26380 },
+      ],
+      name: 'mymaster',
+      password: 'sentinel-secret',
+    });
+    for (const sentinels of ['s1.internal', 's1:26379,', 'redis://s1:26379', 's1:26379;s2:26379']) {
+      expect(problemsOf({ ...VALID, REDIS_SENTINELS: sentinels })).toEqual([
+        expect.stringMatching(/^REDIS_SENTINELS must be a comma-separated list of host:port/),
+      ]);
+    }
+  });
 });

@@ -17,6 +17,17 @@ const envSchema = z.object({
   MIGRATION_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   ALLOW_PRIVILEGED_DATABASE_ROLE: booleanFlag.default(false),
   REDIS_URL: z.url({ protocol: /^rediss?$/ }),
+  REDIS_SENTINELS: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$/, {
+      message: 'must be a comma-separated list of host:port (the Sentinels)',
+    })
+    .optional(),
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/)
+    .default('mymaster'),
+  REDIS_SENTINEL_PASSWORD: z.string().min(1).optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
   PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -97,8 +108,13 @@ const envSchema = z.object({
   INTROSPECTION_FAILURE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
   METRICS_TOKEN: z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  API_DOCS: booleanFlag.default(true),
   REVOKE_BACKOFF_MS: positiveSeconds.default(1000),
   WEBHOOK_TIMEOUT_MS: positiveSeconds.default(5000),
+  NOTIFY_POLL_INTERVAL_MS: positiveSeconds.default(2000),
+  NOTIFY_ATTEMPTS: positiveSeconds.default(6),
+  NOTIFY_BACKOFF_MS: positiveSeconds.default(2000),
+  SHUTDOWN_GRACE_MS: positiveSeconds.default(10_000),
 });
 
 /** The broker's and worker's whole configuration, validated once at boot. */
@@ -111,6 +127,11 @@ export interface AppConfig {
   /** Set only by the explicit ALLOW_PRIVILEGED_DATABASE_ROLE=true: boot as a role that can rewrite audit_events; logged at boot. */
   allowPrivilegedDatabaseRole: boolean;
   redisUrl: string;
+  /**
+   * Redis through Sentinel (REDIS_SENTINELS): the master named `name`, with REDIS_URL's credentials, database
+   * and TLS but not its host; null: REDIS_URL's host.
+   */
+  redisSentinel: RedisSentinel | null;
   http: { host: string; port: number; publicUrl: string };
   policy: { dir: string; hardMaxDurationSeconds: number };
   /** The built web UI (`npm run build` writes it to dist/web) that the broker serves; absolute. */
@@ -155,14 +176,30 @@ export interface AppConfig {
    */
   introspectionLimit: { failuresPerAddress: number; failuresPerClient: number; windowSeconds: number };
   logLevel: string;
+  /** Serve the OpenAPI document (/api/docs.json) and its Swagger UI (/api/docs); API_DOCS=false turns both off. */
+  apiDocs: boolean;
   /** Bearer token Prometheus presents on GET /metrics; unset keeps /metrics shut. */
   metricsToken: string | null;
   /** First retry delay of a failed revocation, doubled each attempt (with jitter) up to REVOKE_ATTEMPTS. */
   revokeBackoffMs: number;
   /** How long one webhook delivery may take (WEBHOOK_TIMEOUT_MS, default 5000). */
   webhookTimeoutMs: number;
+  /**
+   * Notifications (issue 18): the worker reads new audit events at least every `pollIntervalMs` (and at once
+   * on a request event); each delivery gets `attempts` tries, backing off from `backoffMs`, doubling.
+   */
+  notify: { pollIntervalMs: number; attempts: number; backoffMs: number };
+  /** On SIGTERM, how long the broker lets in-flight requests finish before it cuts them (default 10000). */
+  shutdownGraceMs: number;
   /** Secrets that policy connectors reference by environment variable name (`urlEnv`, `secretEnv`). */
   connectorSecret(name: string): string | undefined;
+}
+
+/** The Sentinels to ask for the current Redis master, and its name. */
+export interface RedisSentinel {
+  hosts: Array<{ host: string; port: number }>;
+  name: string;
+  password?: string;
 }
 
 /** Raised when the environment is missing or has a malformed variable; the message names each one. */
@@ -241,6 +278,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     migrationDatabaseUrl: values.MIGRATION_DATABASE_URL ?? null,
     allowPrivilegedDatabaseRole: values.ALLOW_PRIVILEGED_DATABASE_ROLE,
     redisUrl: values.REDIS_URL,
+    redisSentinel:
+      values.REDIS_SENTINELS === undefined
+        ? null
+        : {
+            hosts: values.REDIS_SENTINELS.split(',').map((pair) => {
+              const separator = pair.lastIndexOf(':');
+              return { host: pair.slice(0, separator), port: Number(pair.slice(separator + 1)) };
+            }),
+            name: values.REDIS_SENTINEL_NAME,
+            password: values.REDIS_SENTINEL_PASSWORD,
+          },
     http: {
       host: values.HOST,
       port: values.PORT,
@@ -287,9 +335,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       windowSeconds: values.INTROSPECTION_FAILURE_WINDOW_SECONDS,
     },
     logLevel: values.LOG_LEVEL,
+    apiDocs: values.API_DOCS,
     metricsToken: values.METRICS_TOKEN ?? null,
     revokeBackoffMs: values.REVOKE_BACKOFF_MS,
     webhookTimeoutMs: values.WEBHOOK_TIMEOUT_MS,
+    notify: {
+      pollIntervalMs: values.NOTIFY_POLL_INTERVAL_MS,
+      attempts: values.NOTIFY_ATTEMPTS,
+      backoffMs: values.NOTIFY_BACKOFF_MS,
+    },
+    shutdownGraceMs: values.SHUTDOWN_GRACE_MS,
     connectorSecret: (name) => (CONNECTOR_SECRET_NAME.test(name) ? env[name] : undefined),
   };
 }

@@ -21,6 +21,7 @@ import { WindowOpened1764500000000 } from './migrations/1764500000000-window-ope
 import { GrantRevoking1764600000000 } from './migrations/1764600000000-grant-revoking.js';
 import { MintAttempts1764700000000 } from './migrations/1764700000000-mint-attempts.js';
 import { NoticeIndex1764800000000 } from './migrations/1764800000000-notice-index.js';
+import { Notifications1764900000000 } from './migrations/1764900000000-notifications.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -51,6 +52,7 @@ export const MIGRATIONS = [
   GrantRevoking1764600000000,
   MintAttempts1764700000000,
   NoticeIndex1764800000000,
+  Notifications1764900000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */

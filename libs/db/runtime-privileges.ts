@@ -30,6 +30,9 @@ export const RUNTIME_PRIVILEGES: Readonly<Record<string, readonly TablePrivilege
   grants: ['SELECT', 'INSERT', 'UPDATE'],
   // A mint attempt's reserved grant id, or its undo still to retry; deleted once concluded (UPDATE: FOR UPDATE).
   mint_attempts: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // The audit seq turned into notifications so far (UPDATE: FOR UPDATE), and each message sent or pending.
+  notification_cursor: ['SELECT', 'UPDATE'],
+  notification_deliveries: ['SELECT', 'INSERT', 'UPDATE'],
   signing_keys: ['SELECT', 'INSERT', 'UPDATE'],
   ssh_revoked_serials: ['SELECT', 'INSERT'],
   // TypeORM's bookkeeping: read at boot to check that the schema is current.

@@ -40,11 +40,39 @@ export interface PolicySettings {
   recoveryCooldownSeconds: number;
 }
 
+/** A notification channel (issue 18); secrets are named environment variables, never in the file. */
+export type NotificationChannelConfig =
+  | {
+      type: 'smtp';
+      host: string;
+      port: number;
+      from: string;
+      /** TLS from the first byte (port 465); otherwise STARTTLS when the server offers it. */
+      secure?: true;
+      userEnv?: string;
+      passwordEnv?: string;
+      events?: string[];
+    }
+  /** Slack-compatible incoming webhook: its URL is the secret, so it comes from the environment. */
+  | { type: 'slack'; urlEnv: string; events?: string[] }
+  /** Signed as the webhook connector signs (X-JIT-Signature over "<timestamp>.<body>"). */
+  | { type: 'webhook'; url: string; secretEnv: string; events?: string[] };
+
+/** The `notifications:` mapping; absent when no file declares it, so older hashes hold. */
+export interface NotificationSettings {
+  /** Several requests pending for one approver within this interval make one digest. */
+  digestIntervalSeconds: number;
+  /** One quiet reminder to approvers who have not decided, this long before a request's pending deadline. */
+  reminderBeforeSeconds: number;
+  channels: Record<string, NotificationChannelConfig>;
+}
+
 export interface Policy {
   groups: Record<string, string[]>;
   connectors: Record<string, ConnectorConfig>;
   entitlements: Entitlement[];
   settings?: PolicySettings;
+  notifications?: NotificationSettings;
 }
 
 /** Self-service skips human approval, so its grants stay short whatever the configured hard cap. */
@@ -56,6 +84,11 @@ export const DEFAULT_ACTIVATION_WINDOW_SECONDS = 15 * 60;
 
 /** The quorum cool-down after a recovery when the policy sets none (DESIGN §5). */
 export const DEFAULT_RECOVERY_COOLDOWN_SECONDS = 24 * 60 * 60;
+
+/** Notification digest interval when the policy sets none (issue 18). */
+export const DEFAULT_DIGEST_INTERVAL_SECONDS = 10 * 60;
+/** How long before a pending deadline approvers get their one reminder, unless the policy says. */
+export const DEFAULT_REMINDER_BEFORE_SECONDS = 15 * 60;
 
 /** What a username looks like, here and wherever users are created. */
 export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;

@@ -41,7 +41,11 @@ export class ElevationModule {
           allowPrivilegedRole: config.allowPrivilegedDatabaseRole,
           onPrivilegedRole: auditPrivilegedRole,
         }),
-        JobsModule.forRoot({ redisUrl: config.redisUrl, prefix: config.queuePrefix }),
+        JobsModule.forRoot({
+          redisUrl: config.redisUrl,
+          redisSentinel: config.redisSentinel,
+          prefix: config.queuePrefix,
+        }),
         KeysModule,
       ],
       providers: SERVICES,

@@ -6,6 +6,7 @@ import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import type { Credential, GrantSpec } from '../connectors/connector.js';
 import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
 import type { Actor } from '../domain/actor.js';
+import type { AuditedEvidence } from '../webauthn/evidence.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import { failedRevocation, GrantState, LAST_ERROR_MAX_LENGTH } from '../domain/grant-state.js';
 import type { Entitlement, Policy } from '../domain/policy.js';
@@ -347,6 +348,30 @@ export class GrantsService {
     }
     if (pending.length > 0) this.logger.debug(`Sweep scheduled ${pending.length} unrevoked grant(s)`);
     return pending.length;
+  }
+
+  /**
+   * An admin's retry of a stuck revocation (REVOKE_FAILED, or due and not revoked): audited with the admin's
+   * step-up, then the grant's revocation job runs now (the same job the sweep would enqueue).
+   */
+  async retryRevocation(actor: Actor, grantId: string, evidence: AuditedEvidence): Promise<GrantState> {
+    const state = await this.transact(async (manager) => {
+      const grant = await store.lockGrant(manager, grantId);
+      if (!grant) throw new DomainError(ErrorCode.NOT_FOUND, 'No such grant');
+      if (grant.state === GrantState.REVOKED)
+        throw new DomainError(ErrorCode.GRANT_ALREADY_REVOKED, 'This grant is already revoked');
+      await appendAuditEvent(manager, {
+        actorId: actor.id,
+        action: AuditAction.GrantRevokeRetried,
+        subjectType: 'grant',
+        subjectId: grantId,
+        requestId: grant.requestId,
+        data: { state: grant.state, attempts: grant.revokeAttempts, evidence },
+      });
+      return grant.state;
+    });
+    await this.jobs.revokeNow(grantId);
+    return state;
   }
 
   /** Grants newest first, optionally in one state; keyset-paginated by id (`cursor` is the last id seen). */

@@ -10,10 +10,13 @@ import {
   approveInvite,
   createInvite,
   ensureFirstAdminInvite,
+  openInvites,
   pendingInvites,
+  revokeInvite,
   type CreatedInvite,
   type InviteInput,
   type InviteSettings,
+  type OpenInvite,
   type PendingInvite,
 } from './invites.js';
 import { NOTICE_PENDING } from './recovery-notices.js';
@@ -92,6 +95,16 @@ export class InvitesService {
   /** Invites waiting for a second admin. */
   pending(): Promise<PendingInvite[]> {
     return this.dataSource.transaction((manager) => pendingInvites(manager));
+  }
+
+  /** Every unused, unexpired invite (issue 17: shown as pending, never as an active account). */
+  open(): Promise<OpenInvite[]> {
+    return this.dataSource.transaction((manager) => openInvites(manager));
+  }
+
+  /** Revokes an unused invite (its link then fails); audited. */
+  revoke(actor: Actor, inviteId: string): Promise<{ id: string; username: string }> {
+    return this.dataSource.transaction((manager) => revokeInvite(manager, actor.id, inviteId));
   }
 
   /**

@@ -412,3 +412,58 @@ export async function lockUsableInvite(
   }
   return invite;
 }
+
+/** An enrollment link not used yet and not expired, as the admin's People page lists it (issue 17). */
+export interface OpenInvite {
+  id: string;
+  username: string;
+  roles: string[];
+  createdBy: string;
+  createdAt: Date;
+  expiresAt: Date;
+  recovery: boolean;
+  /** `pending-approval` while a second admin must approve it, else `pending` (waiting for enrollment). */
+  state: 'pending-approval' | 'pending';
+}
+
+/** Every unused, unexpired invite, newest first: none of them is an "active" account yet. */
+export async function openInvites(manager: EntityManager): Promise<OpenInvite[]> {
+  return (await manager.query(
+    `SELECT i.id, u.username, u.roles, coalesce(c.username, i.created_by) AS "createdBy",
+            i.created_at AS "createdAt", i.expires_at AS "expiresAt", i.recovery,
+            CASE WHEN i.needs_second_admin AND i.approved_at IS NULL THEN 'pending-approval' ELSE 'pending' END
+              AS state
+       FROM enrollment_invites i JOIN users u ON u.id = i.user_id
+       LEFT JOIN users c ON c.id::text = i.created_by
+      WHERE i.used_at IS NULL AND i.expires_at > now()
+      ORDER BY i.created_at DESC LIMIT 500`,
+  )) as OpenInvite[];
+}
+
+/**
+ * Revokes an unused invite: it expires now, so its link fails like an expired one. Audited; an invite
+ * already used or expired answers 409 / 410 and changes nothing.
+ */
+export async function revokeInvite(
+  manager: EntityManager,
+  actorId: string,
+  inviteId: string,
+): Promise<{ id: string; username: string }> {
+  const [invite] = (await manager.query(
+    `SELECT i.id, i.user_id AS "userId", u.username, i.used_at AS "usedAt", i.expires_at <= now() AS expired
+       FROM enrollment_invites i JOIN users u ON u.id = i.user_id WHERE i.id = $1 FOR UPDATE OF i`,
+    [inviteId],
+  )) as Array<{ id: string; userId: string; username: string; usedAt: Date | null; expired: boolean }>;
+  if (!invite) throw new DomainError(ErrorCode.INVITE_NOT_FOUND, 'No such invite');
+  if (invite.usedAt) throw new DomainError(ErrorCode.INVITE_USED, 'This invite has already been used');
+  if (invite.expired) throw new DomainError(ErrorCode.INVITE_EXPIRED, 'This invite has already expired');
+  await manager.query(`UPDATE enrollment_invites SET expires_at = now() WHERE id = $1`, [inviteId]);
+  await appendAuditEvent(manager, {
+    actorId,
+    action: AuditAction.InviteRevoked,
+    subjectType: 'user',
+    subjectId: invite.userId,
+    data: { inviteId, username: invite.username },
+  });
+  return { id: inviteId, username: invite.username };
+}

@@ -3,6 +3,7 @@ export enum QueueName {
   Revocation = 'revocation',
   Lifecycle = 'lifecycle',
   Maintenance = 'maintenance',
+  Notify = 'notify',
 }
 
 /** Every job name; the worker refuses to boot if one has no handler. */
@@ -12,6 +13,7 @@ export enum JobName {
   StartScheduled = 'start-scheduled',
   Sweep = 'sweep',
   Checkpoint = 'checkpoint',
+  DeliverNotification = 'deliver-notification',
 }
 
 /** Payloads carry ids only (DESIGN §4.7): handlers load the truth from PostgreSQL. */
@@ -21,6 +23,7 @@ export interface JobPayloads {
   [JobName.StartScheduled]: { requestId: string };
   [JobName.Sweep]: Record<string, never>;
   [JobName.Checkpoint]: Record<string, never>;
+  [JobName.DeliverNotification]: { deliveryId: string };
 }
 
 /** Which queue each job runs on. */
@@ -30,6 +33,7 @@ export const JOB_QUEUE: Readonly<Record<JobName, QueueName>> = {
   [JobName.StartScheduled]: QueueName.Lifecycle,
   [JobName.Sweep]: QueueName.Maintenance,
   [JobName.Checkpoint]: QueueName.Maintenance,
+  [JobName.DeliverNotification]: QueueName.Notify,
 };
 
 /** The job names that belong to a queue. */
@@ -50,6 +54,11 @@ export function expireJobId(requestId: string): string {
 /** `start-<requestId>`: a scheduled request's activation window opens at notBefore. */
 export function startJobId(requestId: string): string {
   return `start-${requestId}`;
+}
+
+/** `deliver-<deliveryId>`: one notification_deliveries row, sent with retries (issue 18). */
+export function deliverJobId(deliveryId: string): string {
+  return `deliver-${deliveryId}`;
 }
 
 /** Revocation attempts before a grant is marked REVOKE_FAILED (the sweeper keeps retrying after that). */

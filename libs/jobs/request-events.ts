@@ -37,10 +37,10 @@ export class RequestEventPublisher implements OnApplicationShutdown {
   private readonly redis: Redis;
   private readonly channel: string;
 
-  constructor(@Inject(APP_CONFIG) config: Pick<AppConfig, 'queuePrefix' | 'redisUrl'>) {
+  constructor(@Inject(APP_CONFIG) config: Pick<AppConfig, 'queuePrefix' | 'redisUrl' | 'redisSentinel'>) {
     this.channel = requestEventsChannel(config.queuePrefix);
     this.redis = new Redis({
-      ...redisOptionsFromUrl(config.redisUrl),
+      ...redisOptionsFromUrl(config.redisUrl, config.redisSentinel),
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
     });

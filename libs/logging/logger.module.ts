@@ -1,39 +1,54 @@
-import { LoggerModule } from 'nestjs-pino';
-import { destination } from 'pino';
+import {
+  Global,
+  Inject,
+  Module,
+  RequestMethod,
+  type DynamicModule,
+  type MiddlewareConsumer,
+  type NestModule,
+} from '@nestjs/common';
+import type { HttpLogger } from 'pino-http';
 import type { AppConfig } from '../config/config.js';
+import { AppLogger, ROOT_LOGGER } from './app-logger.js';
+import { bindRequestLogger, createHttpLogger, createRootLogger } from './request-logger.js';
 
-/** Log lines are written to stdout in batches of this many bytes, and at least this often. */
-const BATCH_BYTES = 4096;
-const FLUSH_EVERY_MS = 250;
-
-/**
- * A request log line keeps what traces a call (pino-http's id, method, URL, client address, status and
- * response time), not its headers: serialising and redacting every header was a tenth of a read's cost.
- */
-const requestSerializers = {
-  req: (req: { id: unknown; method: string; url: string; remoteAddress?: string }) => ({
-    id: req.id,
-    method: req.method,
-    url: req.url,
-    remoteAddress: req.remoteAddress,
-  }),
-  res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-};
+const HTTP_LOGGER = Symbol('HTTP_LOGGER');
 
 /**
- * Structured JSON logs (pino); credentials and cookies in headers never reach them. Lines are batched
- * (one write per 4 KiB or 250 ms, not one per line) and flushed synchronously when the process exits.
+ * Every path, the root included (`{/*splat}`: express 5's path syntax; the missing leading slash is what makes
+ * `/` match too, as nestjs-pino does).
  */
-export function loggerModule(config: AppConfig) {
-  return LoggerModule.forRoot({
-    pinoHttp: [
-      {
-        level: config.logLevel,
-        redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
-        serializers: requestSerializers,
-        autoLogging: config.env !== 'test',
-      },
-      destination({ dest: 1, minLength: BATCH_BYTES, periodicFlush: FLUSH_EVERY_MS }),
-    ],
-  });
+const EVERY_ROUTE = { path: '{/*splat}', method: RequestMethod.ALL };
+
+/**
+ * Structured JSON logs (pino) for the broker and the worker: Nest's own lines through `AppLogger`, and one
+ * line per HTTP request (pino-http) with its id. Written here rather than taken from nestjs-pino, whose
+ * releases for Nest 12 need Node 22 while we support Node 20.19 (issue 19).
+ */
+@Global()
+@Module({})
+export class LoggingModule implements NestModule {
+  constructor(@Inject(HTTP_LOGGER) private readonly httpLogger: HttpLogger) {}
+
+  static forRoot(config: AppConfig): DynamicModule {
+    const root = createRootLogger(config.logLevel);
+    return {
+      module: LoggingModule,
+      providers: [
+        { provide: ROOT_LOGGER, useValue: root },
+        { provide: HTTP_LOGGER, useValue: createHttpLogger(root, config.env !== 'test') },
+        AppLogger,
+      ],
+      exports: [ROOT_LOGGER, AppLogger],
+    };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(this.httpLogger, bindRequestLogger).forRoutes(EVERY_ROUTE);
+  }
+}
+
+/** The logging module for an app built from `config`. */
+export function loggerModule(config: AppConfig): DynamicModule {
+  return LoggingModule.forRoot(config);
 }

@@ -1,7 +1,10 @@
 import type { z } from 'zod';
 import {
   DEFAULT_ACTIVATION_WINDOW_SECONDS,
+  DEFAULT_DIGEST_INTERVAL_SECONDS,
   DEFAULT_RECOVERY_COOLDOWN_SECONDS,
+  DEFAULT_REMINDER_BEFORE_SECONDS,
+  type NotificationSettings,
   type ConnectorConfig,
   type Entitlement,
   type Policy,
@@ -13,6 +16,7 @@ import {
   validatePolicyFile,
   type connectorSchema,
   type ParsedEntitlement,
+  type notificationsSchema,
   type ParsedFile,
   type settingsSchema,
 } from './policy-schema.js';
@@ -28,6 +32,7 @@ interface Merged {
   connectors: Map<string, { config: ConnectorConfig; origin: Origin }>;
   entitlements: Map<string, { entitlement: Entitlement; origin: Origin }>;
   settings: { settings: PolicySettings; origin: Origin } | null;
+  notifications: { notifications: NotificationSettings; origin: Origin } | null;
 }
 
 /** Parses and validates every file as one policy; throws PolicyError naming file, line and reason. */
@@ -54,6 +59,7 @@ export function parsePolicy(files: PolicyFile[], limits: PolicyLimits): Policy {
     ),
     entitlements: [...merged.entitlements.values()].map(({ entitlement }) => entitlement),
     ...(merged.settings ? { settings: merged.settings.settings } : {}),
+    ...(merged.notifications ? { notifications: merged.notifications.notifications } : {}),
   };
   for (const [connectorName, { config, origin }] of merged.connectors)
     problems.push(...checkConnector(connectorName, config, origin));
@@ -70,12 +76,19 @@ function mergeFiles(parsed: { source: SourceFile; data: ParsedFile }[], problems
     connectors: new Map(),
     entitlements: new Map(),
     settings: null,
+    notifications: null,
   };
   for (const { source, data } of parsed) {
     if (data.settings) {
       const origin = { source, path: ['settings'] };
       if (merged.settings) problems.push(definedTwice('settings', merged.settings.origin, origin));
       else merged.settings = { settings: normaliseSettings(data.settings), origin };
+    }
+    if (data.notifications) {
+      const origin = { source, path: ['notifications'] };
+      if (merged.notifications)
+        problems.push(definedTwice('notifications', merged.notifications.origin, origin));
+      else merged.notifications = { notifications: normaliseNotifications(data.notifications), origin };
     }
     for (const [groupName, members] of Object.entries(data.groups ?? {})) {
       const origin = { source, path: ['groups', groupName] };
@@ -119,6 +132,23 @@ function normaliseConnector(config: z.output<typeof connectorSchema>): Connector
 
 function normaliseSettings(raw: z.output<typeof settingsSchema>): PolicySettings {
   return { recoveryCooldownSeconds: raw.recoveryCooldown ?? DEFAULT_RECOVERY_COOLDOWN_SECONDS };
+}
+
+/** Defaults applied; optional channel keys left out unless set. */
+function normaliseNotifications(raw: z.output<typeof notificationsSchema>): NotificationSettings {
+  const channels = Object.fromEntries(
+    Object.entries(raw.channels)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([channelName, config]) => {
+        const { secure, ...rest } = config as typeof config & { secure?: boolean };
+        return [channelName, secure ? { ...rest, secure: true as const } : rest];
+      }),
+  ) as NotificationSettings['channels'];
+  return {
+    digestIntervalSeconds: raw.digestInterval ?? DEFAULT_DIGEST_INTERVAL_SECONDS,
+    reminderBeforeSeconds: raw.reminderBefore ?? DEFAULT_REMINDER_BEFORE_SECONDS,
+    channels,
+  };
 }
 
 /** Applies the defaults and turns durations into seconds; set-like lists are sorted so order never matters. */

@@ -10,6 +10,7 @@ import { pathText, problemAt, type SourceFile } from './yaml-lines.js';
 const ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const ENV_NAME_PATTERN = /^[A-Z_][A-Z0-9_]*$/;
 const CONNECTOR_TYPES = ['jwt', 'postgres', 'ssh', 'webhook'] as const;
+const CHANNEL_TYPES = ['smtp', 'slack', 'webhook'] as const;
 
 const ID_RULE = 'lowercase letters, digits and "-", starting with a letter or digit, at most 64 characters';
 const USERNAME_RULE =
@@ -126,11 +127,43 @@ const entitlementSchema = z.strictObject({
 
 export const settingsSchema = z.strictObject({ recoveryCooldown: duration.optional() });
 
+/** Notification kinds a channel may be limited to (libs/notify NotificationKind values). */
+const notificationEvents = z
+  .array(z.string().regex(/^[a-z][a-z.-]{0,63}$/))
+  .min(1)
+  .optional();
+const notificationChannelSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('smtp'),
+    host: z.string().regex(/^[A-Za-z0-9.:[\]-]{1,253}$/, { error: 'must be a host name or address' }),
+    port: z.number().int().min(1).max(65535),
+    from: z.email({ error: 'must be an e-mail address' }),
+    secure: z.boolean().optional(),
+    userEnv: envName.optional(),
+    passwordEnv: envName.optional(),
+    events: notificationEvents,
+  }),
+  z.strictObject({ type: z.literal('slack'), urlEnv: envName, events: notificationEvents }),
+  z.strictObject({
+    type: z.literal('webhook'),
+    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+    secretEnv: envName,
+    events: notificationEvents,
+  }),
+]);
+
+export const notificationsSchema = z.strictObject({
+  digestInterval: duration.optional(),
+  reminderBefore: duration.optional(),
+  channels: z.record(name, notificationChannelSchema),
+});
+
 const policyFileSchema = z.strictObject({
   groups: z.record(name, z.array(username)).optional(),
   connectors: z.record(name, connectorSchema).optional(),
   entitlements: z.array(entitlementSchema).optional(),
   settings: settingsSchema.optional(),
+  notifications: notificationsSchema.optional(),
 });
 
 export type ParsedFile = z.output<typeof policyFileSchema>;
@@ -142,7 +175,8 @@ function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {
     return 'is required';
   if (issue.code === 'invalid_union' && issue.note === 'No matching discriminator') {
     const missing = (issue.input as Record<string, unknown> | null)?.type === undefined;
-    return `${missing ? 'is required, one of' : 'must be one of'} ${CONNECTOR_TYPES.join(', ')}`;
+    const types = issue.path?.includes('notifications') ? CHANNEL_TYPES : CONNECTOR_TYPES;
+    return `${missing ? 'is required, one of' : 'must be one of'} ${types.join(', ')}`;
   }
   if (issue.code === 'invalid_type') {
     const expected: Record<string, string> = {

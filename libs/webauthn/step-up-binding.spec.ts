@@ -185,6 +185,8 @@ describe('STEP_UP_ACTIONS', () => {
       'authenticator.remove',
       'user.suspend',
       'user.roles',
+      'user.email',
+      'grant.retry-revoke',
     ]);
     expect(Object.isFrozen(STEP_UP_ACTIONS)).toBe(true);
   });

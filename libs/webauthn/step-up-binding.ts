@@ -19,6 +19,8 @@ export const STEP_UP_ACTIONS = Object.freeze([
   'authenticator.remove',
   'user.suspend',
   'user.roles',
+  'user.email',
+  'grant.retry-revoke',
 ] as const);
 
 /** One action a step-up is bound to. */

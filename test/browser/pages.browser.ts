@@ -122,7 +122,9 @@ describe('every page on a phone and under axe-core', () => {
 
   /** The pages each person can reach, by path (and a step that opens part of it, for the approver's panel). */
   function pagesOf(name: keyof typeof people, pendingId: string): Array<{ path: string; open?: string }> {
-    const common = ['/', '/approvals', '/reviews', '/me/passkeys', '/no-such-page'].map((p) => ({ path: p }));
+    const common = ['/', '/approvals', '/reviews', '/me/passkeys', '/me/notifications', '/no-such-page'].map(
+      (p) => ({ path: p }),
+    );
     switch (name) {
       case 'alice':
         return [
@@ -134,7 +136,7 @@ describe('every page on a phone and under axe-core', () => {
       case 'bob':
         return [...common, { path: '/approvals', open: pendingId }, { path: `/requests/${pendingId}` }];
       case 'admin':
-        return [...common, { path: '/admin' }];
+        return [...common, { path: '/admin' }, { path: '/admin/people' }, { path: '/admin/access' }];
       case 'audrey':
         return [...common, { path: `/requests/${deniedId}` }];
     }

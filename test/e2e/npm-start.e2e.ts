@@ -7,6 +7,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import pg from 'pg';
@@ -23,6 +24,9 @@ const BUILD_TIMEOUT_MS = 80_000;
 const BANNER_DEADLINE_MS = 90_000;
 const EXIT_DEADLINE_MS = 30_000;
 const OUTPUT_TAIL_LINES = 200;
+const BANNER_RULE = '-'.repeat(72);
+/** How long the banner must stay the last output (start.js itself waits for 1 s of silence before it). */
+const QUIET_CHECK_MS = 1_000;
 
 /** One process as seen in /proc (or `ps`); `identity` tells a recycled pid from the original process. */
 interface ProcessInfo {
@@ -152,6 +156,8 @@ describe('npm start (apps/dev/start.ts)', () => {
   let bannerSeen = false;
   const descendants: ProcessInfo[] = [];
   const output: string[] = [];
+  /** Everything the current start.js printed on stdout, in order (output keeps only a tail of all runs). */
+  let launchLines: string[] = [];
 
   const tail = (): string => output.join('\n');
   const baseUrl = (): string => `http://127.0.0.1:${port}`;
@@ -159,6 +165,7 @@ describe('npm start (apps/dev/start.ts)', () => {
   const record = (stream: string, line: string): void => {
     output.push(`${stream}: ${line}`);
     if (output.length > OUTPUT_TAIL_LINES) output.shift();
+    if (stream === 'out') launchLines.push(line);
     if (stream === 'out' && line.trim() === `Broker ready: http://localhost:${port}`) bannerSeen = true;
   };
 
@@ -180,17 +187,16 @@ describe('npm start (apps/dev/start.ts)', () => {
       throw withOutput(error);
     });
 
-  beforeAll(async () => {
-    buildDir = await buildToTempDir('jit-npm-start-build-', 'tsconfig.build.json', BUILD_TIMEOUT_MS);
-    // Directly under the temp root: as root, PostgreSQL runs as `postgres` and must traverse its parent.
-    dataDir = await mkdtemp(path.join(tmpdir(), 'jit-npm-start-data-'));
-
-    port = await freePort();
-    const child = spawn(process.execPath, [path.join(buildDir, 'dist', 'apps', 'dev', 'start.js')], {
-      cwd: buildDir,
+  /** Runs start.js (again: same JIT_DATA_DIR and port) until it prints its banner. */
+  const launch = async (): Promise<void> => {
+    exit = undefined;
+    bannerSeen = false;
+    launchLines = [];
+    const child = spawn(process.execPath, [path.join(buildDir!, 'dist', 'apps', 'dev', 'start.js')], {
+      cwd: buildDir!,
       env: startEnv({
         PORT: String(port),
-        JIT_DATA_DIR: dataDir,
+        JIT_DATA_DIR: dataDir!,
         // The outDir's parent is not the checkout: point at its policies, as README's POLICY_DIR allows.
         POLICY_DIR: path.join(PROJECT_ROOT, 'policies'),
       }),
@@ -218,9 +224,52 @@ describe('npm start (apps/dev/start.ts)', () => {
         BANNER_DEADLINE_MS,
         `"Broker ready: http://localhost:${port}"`,
       );
+      // Closed by its rule: the banner, with the link if there is one, is complete.
+      await waitFor(
+        async () => (launchLines.filter((line) => line === BANNER_RULE).length >= 2 ? true : undefined),
+        5_000,
+        'the end of the banner',
+      );
     } catch (error) {
       throw withOutput(error);
     }
+    await recordDescendants();
+  };
+
+  /** The first-admin link in the current run's banner, or null when it printed none. */
+  const printedInvite = (): string | null => {
+    const linkPattern = new RegExp(`^\\s*http://localhost:${port}/enroll\\?invite=([A-Za-z0-9_-]{43})$`);
+    return launchLines.map((line) => linkPattern.exec(line)?.[1]).find(Boolean) ?? null;
+  };
+
+  /**
+   * Nothing but the banner (and the link in it) follows the apps' last log line, one second on: it is what
+   * the person sees while start.js waits.
+   */
+  const expectBannerLast = async (): Promise<void> => {
+    await delay(QUIET_CHECK_MS);
+    const start = launchLines.findLastIndex((line) => line.trim().startsWith('Broker ready:'));
+    expect(start).toBeGreaterThan(0);
+    const after = launchLines.slice(start + 1);
+    const bannerLine =
+      /^(\s*Public URL:.*|\s*First admin enrollment link.*|\s*http:\/\/\S+\/enroll\?invite=\S+|\s*Stop with Ctrl-C\.|-{72}|)$/;
+    expect(after.filter((line) => !bannerLine.test(line))).toEqual([]);
+  };
+
+  const post = (route: string, body: unknown) =>
+    fetch(`${baseUrl()}${route}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: `http://localhost:${port}` },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(5_000),
+    });
+
+  beforeAll(async () => {
+    buildDir = await buildToTempDir('jit-npm-start-build-', 'tsconfig.build.json', BUILD_TIMEOUT_MS);
+    // Directly under the temp root: as root, PostgreSQL runs as `postgres` and must traverse its parent.
+    dataDir = await mkdtemp(path.join(tmpdir(), 'jit-npm-start-data-'));
+    port = await freePort();
+    await launch();
   });
 
   afterAll(async () => {
@@ -242,6 +291,30 @@ describe('npm start (apps/dev/start.ts)', () => {
     for (const dir of [buildDir, dataDir]) {
       if (dir !== undefined) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     }
+  });
+
+  let firstInvite: string | null = null;
+
+  test('prints the apps logs readably, and the first-admin link as the last thing before it waits', async () => {
+    firstInvite = printedInvite();
+    expect(firstInvite).not.toBeNull();
+    expect(tail()).toContain('First admin enrollment link');
+    await expectBannerLast();
+    // pino-pretty, not JSON: `[broker] [12:00:00.000] INFO: (Broker) Listening on ...`.
+    const appLines = launchLines.filter((line) => /^\[(broker|worker)\] /.test(line));
+    expect(appLines.length).toBeGreaterThan(3);
+    expect(appLines.filter((line) => /^\[(broker|worker)\] \{/.test(line))).toEqual([]);
+    expect(appLines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^\[broker\] \[\d\d:\d\d:\d\d\.\d{3}\] INFO.*Listening on/),
+      ]),
+    );
+    // The broker's request lines (JSON with req and res, never headers) become `GET /path status time`.
+    expect(appLines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^\[broker\] \[[\d:.]+\] INFO: GET \/health\/ready 200 \d+ms$/),
+      ]),
+    );
   });
 
   test('serves /health/ready, the error envelope on /api/me and the JWKS', async () => {
@@ -267,46 +340,6 @@ describe('npm start (apps/dev/start.ts)', () => {
       kid: expect.any(String),
     });
     expect(keys[0]).not.toHaveProperty('d');
-  });
-
-  test('prints a one-time link that enrolls the first admin with a passkey', async () => {
-    const linkPattern = new RegExp(`^\\s*(http://localhost:${port}/enroll\\?invite=([A-Za-z0-9_-]{43}))$`);
-    const line = await waitFor(
-      async () =>
-        output.map((entry) => entry.replace(/^out: /, '').match(linkPattern)).find(Boolean) ?? undefined,
-      5_000,
-      'the first-admin enrollment link',
-    ).catch((error: unknown) => {
-      throw withOutput(error);
-    });
-    expect(tail()).toContain('First admin enrollment link');
-    const invite = line[2];
-    const origin = `http://localhost:${port}`;
-    const post = (route: string, body: unknown) =>
-      fetch(`${baseUrl()}${route}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', origin },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(5_000),
-      });
-    const authenticator = new SoftAuthenticator({ origin });
-    const options = await post('/api/auth/enroll/options', { invite });
-    expect(options.status).toBe(200);
-    const verified = await post('/api/auth/enroll/verify', {
-      invite,
-      response: authenticator.register((await options.json()) as never),
-    });
-    expect(verified.status).toBe(200);
-    const cookie = sessionCookieFrom(verified.headers);
-    const me = await fetch(`${baseUrl()}/api/me`, {
-      headers: { cookie },
-      signal: AbortSignal.timeout(5_000),
-    });
-    expect(await me.json()).toMatchObject({ username: 'admin', roles: ['admin'] });
-    // One use only.
-    const again = await post('/api/auth/enroll/options', { invite });
-    expect(again.status).toBe(410);
-    expect(((await again.json()) as { error: { code: string } }).error.code).toBe('INVITE_USED');
   });
 
   test('SIGHUP to the broker reloads the policy and keeps it serving', async () => {
@@ -419,5 +452,48 @@ describe('npm start (apps/dev/start.ts)', () => {
     const table = await processTable();
     expect(descendants.filter((info) => stillRunning(info, table)).map(describeProcess)).toEqual([]);
     await expect(fetch(`${baseUrl()}/health/live`, { signal: AbortSignal.timeout(2_000) })).rejects.toThrow();
+  });
+
+  test('restarted while no admin exists, it again ends with a link (a new one) that enrolls the first admin', async () => {
+    await launch();
+    const invite = printedInvite();
+    expect(invite).not.toBeNull();
+    expect(invite).not.toBe(firstInvite);
+    await expectBannerLast();
+    // The previous run's link was replaced.
+    const stale = await post('/api/auth/enroll/options', { invite: firstInvite });
+    expect(stale.status).toBeGreaterThanOrEqual(400);
+    expect(stale.status).toBeLessThan(500);
+
+    const origin = `http://localhost:${port}`;
+    const authenticator = new SoftAuthenticator({ origin });
+    const options = await post('/api/auth/enroll/options', { invite });
+    expect(options.status).toBe(200);
+    const verified = await post('/api/auth/enroll/verify', {
+      invite,
+      response: authenticator.register((await options.json()) as never),
+    });
+    expect(verified.status).toBe(200);
+    const cookie = sessionCookieFrom(verified.headers);
+    const me = await fetch(`${baseUrl()}/api/me`, {
+      headers: { cookie },
+      signal: AbortSignal.timeout(5_000),
+    });
+    expect(await me.json()).toMatchObject({ username: 'admin', roles: ['admin'] });
+    // One use only.
+    const again = await post('/api/auth/enroll/options', { invite });
+    expect(again.status).toBe(410);
+    expect(((await again.json()) as { error: { code: string } }).error.code).toBe('INVITE_USED');
+  });
+
+  test('restarted once an admin exists, it prints no link; Ctrl-C still exits 0', async () => {
+    start!.kill('SIGINT');
+    expect(await waitForExit(EXIT_DEADLINE_MS)).toEqual({ code: 0, signal: null });
+    await launch();
+    expect(printedInvite()).toBeNull();
+    expect(launchLines.join('\n')).not.toContain('First admin enrollment link');
+    await expectBannerLast();
+    start!.kill('SIGINT');
+    expect(await waitForExit(EXIT_DEADLINE_MS)).toEqual({ code: 0, signal: null });
   });
 });

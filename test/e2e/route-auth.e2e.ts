@@ -18,9 +18,19 @@ const PUBLIC_ROUTES = [
   'GET /api/ssh/ca.pub',
   // The audit key, so an offline verifier can pin the manifest signature.
   'GET /.well-known/audit-jwks.json',
+  // The OpenAPI document and its Swagger UI (apps/broker/openapi): the API's shapes, no data.
+  'GET /api/docs',
+  'GET /api/docs.json',
 ];
 /** Public routes that a build may or may not register. */
-const OPTIONAL_PUBLIC_ROUTES: string[] = [];
+const OPTIONAL_PUBLIC_ROUTES: string[] = [
+  // The Swagger UI's script and the stock files it refuses (404), as @nestjs/swagger registers them.
+  'GET /api/docs/',
+  'GET /api/docs/swagger-ui-init.js',
+  'GET /api/docs/docs/swagger-ui-init.js',
+  'GET /api/docs/index.html',
+  'GET /api/docs/LICENSE',
+];
 
 const SOME_UUID = '0190f3a2-7c1e-7b3a-9d4e-5f6a7b8c9d0e';
 

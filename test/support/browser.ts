@@ -47,7 +47,10 @@ export interface BrowserStack {
 }
 
 /** Builds the web UI into a temporary directory, starts the stack serving it and launches Chromium. */
-export async function startBrowserStack(): Promise<BrowserStack> {
+/** `options` go to startStack (a suite's own policy directory and environment); WEB_DIR is added. */
+export async function startBrowserStack(
+  options: { policyDir?: string; env?: Record<string, string> } = {},
+): Promise<BrowserStack> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `Chromium is not installed at ${CHROMIUM}: install it with \`sudo apt-get install -y chromium\` ` +
@@ -71,7 +74,7 @@ export async function startBrowserStack(): Promise<BrowserStack> {
       ],
       { cwd: PROJECT_ROOT, timeout: BUILD_TIMEOUT_MS },
     );
-    stack = await startStack({ env: { WEB_DIR: webDir } });
+    stack = await startStack({ ...options, env: { ...options.env, WEB_DIR: webDir } });
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
     const started = stack;
     return {

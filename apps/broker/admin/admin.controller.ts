@@ -1,3 +1,4 @@
+import { EntityNotFoundError } from 'typeorm';
 import { Body, Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
@@ -7,6 +8,7 @@ import { PolicyService } from '../../../libs/policy/policy.service.js';
 import { InvitesService } from '../../../libs/identity/invites.service.js';
 import { StepUpService } from '../../../libs/identity/step-up.service.js';
 import { UsersService } from '../../../libs/identity/users.service.js';
+import { evidenceForAudit } from '../../../libs/webauthn/evidence.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
 import {
@@ -16,6 +18,7 @@ import {
   ListGrantsQuery,
   ListUsersQuery,
   PolicyReloadDto,
+  RetryRevocationDto,
   SetUserStatusDto,
 } from './admin.dto.js';
 
@@ -60,9 +63,22 @@ export class AdminController {
 
   /** Invites waiting for a second admin (`?state=pending-approval`, the only state listed). */
   @Get('invites')
-  async listInvites(@CurrentActor() actor: Actor, @Query() _query: ListInvitesQuery) {
+  async listInvites(@CurrentActor() actor: Actor, @Query() query: ListInvitesQuery) {
     requireAdmin(actor);
+    if (query.state === 'open') return { items: await this.invites.open(), nextCursor: null };
     return { items: await this.invites.pending(), nextCursor: null };
+  }
+
+  /** Revokes an unused invite: its link fails from now on (409 INVITE_USED, 410 INVITE_EXPIRED otherwise). */
+  @Post('invites/:id/revoke')
+  @HttpCode(200)
+  async revokeInvite(
+    @CurrentActor() actor: Actor,
+    @Param('id', UuidPipe) id: string,
+    @Body(EmptyBodyPipe) _body: unknown,
+  ) {
+    requireAdmin(actor);
+    return { ...(await this.invites.revoke(actor, id)), state: 'revoked' };
   }
 
   /**
@@ -148,6 +164,20 @@ export class AdminController {
     return { inForce, items, nextCursor: null };
   }
 
+  /** One stored policy version's document, for the diff between two versions; 404 for an unknown hash. */
+  @Get('policies/:hash')
+  async policyVersion(@CurrentActor() actor: Actor, @Param('hash') hash: string) {
+    requireAdmin(actor);
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not a policy hash');
+    try {
+      return { hash, content: await this.policies.byHash(hash) };
+    } catch (error) {
+      if (error instanceof EntityNotFoundError)
+        throw new DomainError(ErrorCode.NOT_FOUND, 'No such policy version');
+      throw error;
+    }
+  }
+
   /**
    * Reloads POLICY_DIR with a `policy.reload` step-up (subject `policy`, params `{}`); an invalid policy
    * answers 422 with file, line and reason, and the version in force stays.
@@ -170,5 +200,22 @@ export class AdminController {
       cursor: query.cursor ?? null,
       limit: query.limit ?? 50,
     });
+  }
+
+  /**
+   * Tries a stuck revocation again at once (REVOKE_FAILED or overdue), with a `grant.retry-revoke` step-up whose subject
+   * is the grant id (params `{}`); audited. 409 GRANT_ALREADY_REVOKED when there is nothing to retry.
+   */
+  @Post('grants/:id/retry-revocation')
+  @HttpCode(202)
+  async retryRevocation(
+    @CurrentActor() actor: Actor,
+    @Param('id', UuidPipe) id: string,
+    @Body() body: RetryRevocationDto,
+  ) {
+    requireAdmin(actor);
+    const evidence = await this.stepUp.verifyFor(actor, 'grant.retry-revoke', id, body);
+    const state = await this.grants.retryRevocation(actor, id, evidenceForAudit(evidence));
+    return { id, state, retried: true };
   }
 }

@@ -61,8 +61,14 @@ export class ApproveInviteDto {
 
 export class ListInvitesQuery {
   @IsOptional()
-  @IsIn(['pending-approval'])
-  state?: 'pending-approval';
+  @IsIn(['pending-approval', 'open'])
+  state?: 'pending-approval' | 'open';
+}
+
+export class RetryRevocationDto {
+  /** A `grant.retry-revoke` step-up: subject the grant id, params `{}`. */
+  @IsStepUp()
+  stepUp?: StepUpDto;
 }
 
 export class PolicyReloadDto {

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { DataSource } from 'typeorm';
 import { AuditAction } from '../../../libs/audit/audit-actions.js';
 import { appendAuditEvent, toChainedEvent } from '../../../libs/audit/audit-log.js';
+import { authenticatorNamesOf, userIdOf, usernamesOf } from '../../../libs/audit/audit-names.js';
 import { buildRequestBundle, type BundleSigning, type RequestBundle } from '../../../libs/audit/bundle.js';
 import {
   auditPageQuery,
@@ -13,6 +14,7 @@ import {
   type AuditExportFilters,
   type AuditSource,
 } from '../../../libs/audit/export.js';
+import { requestChain, type RequestChain } from '../../../libs/audit/request-chain.js';
 import type {
   ExportedEvent,
   ExportFilters,
@@ -30,6 +32,14 @@ import { evidenceForAudit, type StepUpEvidence } from '../../../libs/webauthn/ev
 
 /** No upper bound on seq for the event list: a page is read as it stands. */
 const NO_HEAD = Number.MAX_SAFE_INTEGER;
+
+/** A page of GET /api/audit/events, with usernames for its actors and the id the `actor` filter named. */
+export interface AuditEventPage {
+  items: ExportedEvent[];
+  nextCursor: string | null;
+  usernames: Record<string, string>;
+  actorId: string | null;
+}
 
 /** What a client asks to export: the body of POST /api/audit/export. */
 export interface AuditExportCall {
@@ -60,20 +70,58 @@ export class AuditExportService {
     private readonly stepUp: StepUpService,
   ) {}
 
-  /** One page of events as exported, in seq order after `afterSeq`; the cursor is the last seq of the page. */
+  /**
+   * One page of events as exported, in seq order after `afterSeq`; the cursor is the last seq of the page.
+   * `username` filters by a person's name (refused with actorId, or when nobody has it).
+   */
   async events(
     filters: AuditExportFilters,
     page: { afterSeq: number; limit: number },
-  ): Promise<{ items: ExportedEvent[]; nextCursor: string | null }> {
+    username?: string,
+  ): Promise<AuditEventPage> {
+    let actorId = filters.actorId;
+    if (username !== undefined) {
+      if (actorId !== undefined)
+        throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Give actor or actorId, not both');
+      actorId = (await userIdOf(this.dataSource, username)) ?? undefined;
+      if (actorId === undefined)
+        throw new DomainError(ErrorCode.VALIDATION_FAILED, `No user named ${username}`);
+    }
     const { text, values } = auditPageQuery(
-      normaliseAuditFilters(filters),
+      normaliseAuditFilters({ ...filters, ...(actorId === undefined ? {} : { actorId }) }),
       page.afterSeq,
       NO_HEAD,
       page.limit + 1,
     );
     const rows = rowsOf(await this.dataSource.query(text, values)) as AuditEventEntity[];
     const items = rows.slice(0, page.limit).map(toChainedEvent);
-    return { items, nextCursor: rows.length > page.limit ? String(items[items.length - 1].seq) : null };
+    const usernames = await usernamesOf(
+      this.dataSource,
+      items.map((item) => item.actorId),
+    );
+    return {
+      items,
+      nextCursor: rows.length > page.limit ? String(items[items.length - 1].seq) : null,
+      usernames: Object.fromEntries(usernames),
+      actorId: actorId ?? null,
+    };
+  }
+
+  /** One request's approval chain for reading (see requestChain), from its bundle as exported now. */
+  async chain(actor: Actor, requestId: string): Promise<RequestChain> {
+    const bundle = await this.bundle(actor, requestId);
+    const credentialIds = bundle.events
+      .map((event) => (event.data.evidence as { credentialId?: unknown } | undefined)?.credentialId)
+      .filter((id): id is string => typeof id === 'string');
+    const [usernames, authenticatorNames] = await Promise.all([
+      usernamesOf(this.dataSource, [
+        bundle.request.requesterId,
+        ...bundle.events.map((event) => event.actorId),
+      ]),
+      authenticatorNamesOf(this.dataSource, credentialIds),
+    ]);
+    const { rpId, origins } = this.config.webauthn;
+    return requestChain(bundle, { relyingParty: { rpId, origins }, usernames, authenticatorNames });
   }
 
   /**

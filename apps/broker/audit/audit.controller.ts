@@ -42,12 +42,26 @@ export class AuditController {
 
   constructor(private readonly audit: AuditExportService) {}
 
-  /** Events as exported, in seq order, filtered; `{ items, nextCursor }` where the cursor is the last seq. */
+  /**
+   * Events as exported, in seq order, filtered; `{ items, nextCursor, usernames, actorId }` where the cursor is
+   * the last seq, `usernames` names the items' actors and `actorId` is the id the `actor` filter named.
+   */
   @Get('api/audit/events')
   async events(@CurrentActor() actor: Actor, @Query() query: ListAuditEventsQuery) {
     requireAuditorOrAdmin(actor);
-    const { limit = DEFAULT_PAGE_SIZE, cursor, ...filters } = query;
-    return this.audit.events(filters, { afterSeq: Number(cursor ?? 0), limit });
+    const { limit = DEFAULT_PAGE_SIZE, cursor, actor: username, ...filters } = query;
+    return this.audit.events(filters, { afterSeq: Number(cursor ?? 0), limit }, username);
+  }
+
+  /**
+   * One request's approval chain for reading: its steps in order, each decision's step-up re-checked as the
+   * offline verifier checks it (`binding.verified`), names for ids, grants with their revocation lag.
+   */
+  @Get('api/audit/requests/:id/chain')
+  @Header('Cache-Control', 'no-store')
+  async chain(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string) {
+    requireAuditorOrAdmin(actor);
+    return this.audit.chain(actor, id);
   }
 
   /**

@@ -54,6 +54,12 @@ export class AuditFiltersDto {
 
 /** `GET /api/audit/events?…filters&limit=&cursor=`; the cursor is the seq of the last event of the previous page. */
 export class ListAuditEventsQuery extends AuditFiltersDto {
+  /** A username, resolved to its user id (the answer's `actorId`); not together with actorId. */
+  @IsOptional()
+  @IsString()
+  @Matches(/^[A-Za-z0-9._@-]{1,100}$/, { message: 'actor must be a username' })
+  actor?: string;
+
   @IsOptional()
   @Type(() => Number)
   @IsInt()

@@ -26,7 +26,7 @@ export class RateLimitStore implements OnApplicationShutdown {
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
     this.redis = new Redis({
-      ...redisOptionsFromUrl(config.redisUrl),
+      ...redisOptionsFromUrl(config.redisUrl, config.redisSentinel),
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
       lazyConnect: false,

@@ -54,6 +54,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.AUTHENTICATOR_NOT_FOUND]: 404,
   [ErrorCode.ALREADY_DECIDED]: 409,
   [ErrorCode.REQUEST_NOT_PENDING]: 409,
+  [ErrorCode.GRANT_ALREADY_REVOKED]: 409,
   [ErrorCode.REQUEST_NOT_APPROVED]: 409,
   [ErrorCode.REQUEST_NOT_ACTIVE]: 409,
   [ErrorCode.REQUEST_FINISHED]: 409,

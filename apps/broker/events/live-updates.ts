@@ -42,7 +42,7 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
     private readonly policies: PolicyService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
-    this.subscriber = new Redis(redisOptionsFromUrl(config.redisUrl));
+    this.subscriber = new Redis(redisOptionsFromUrl(config.redisUrl, config.redisSentinel));
     this.subscriber.on('error', (error: Error) => this.logger.warn(`Live updates: ${error.message}`));
     this.subscriber.on('message', (_channel: string, message: string) => void this.deliver(message));
     this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
@@ -53,10 +53,15 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
     await this.subscriber.subscribe(requestEventsChannel(this.config.queuePrefix));
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.heartbeat);
+  /** Ends every open stream (a draining broker); browsers reconnect, through the proxy, to another broker. */
+  closeAllStreams(): void {
     for (const stream of this.streams) stream.response.end();
     this.streams.clear();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.heartbeat);
+    this.closeAllStreams();
     await this.subscriber.quit().catch(() => this.subscriber.disconnect());
   }
 

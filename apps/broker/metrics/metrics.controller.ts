@@ -5,6 +5,7 @@ import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { Public } from '../auth/public.decorator.js';
 import { MetricsService } from './metrics.service.js';
+import { ApiBearerAuth } from '@nestjs/swagger';
 
 /** Prometheus scrape endpoint, behind a bearer token (METRICS_TOKEN); without one configured it stays shut. */
 @Controller()
@@ -19,6 +20,7 @@ export class MetricsController {
   }
 
   @Public()
+  @ApiBearerAuth('metrics')
   @Get('metrics')
   @Header('Cache-Control', 'no-store')
   async scrape(@Req() request: Request): Promise<string> {

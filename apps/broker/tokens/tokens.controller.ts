@@ -5,6 +5,7 @@ import { ConnectorRegistry } from '../../../libs/elevation/connector-registry.js
 import { Public, SkipOriginCheck } from '../auth/public.decorator.js';
 import { ClientAuthenticationService } from './client-authentication.service.js';
 import { IntrospectionService } from './introspection.service.js';
+import { ApiBasicAuth } from '@nestjs/swagger';
 
 export class IntrospectDto {
   @IsString()
@@ -40,6 +41,7 @@ export class TokensController {
    */
   @Public()
   @SkipOriginCheck()
+  @ApiBasicAuth('client')
   @Post('api/introspect')
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')

@@ -12,7 +12,7 @@ import { ErrorMessage } from './messages';
 import { PasskeysPage } from './passkeys-page';
 import { RecoveryNotices } from './recovery-notice';
 import { ReviewsPage } from './reviews-page';
-import { Link, navigate, usePathname } from './router';
+import { Link, matchRoute, navigate, usePathname } from './router';
 import { RequestPage } from './request-page';
 
 /** Pages that work without a session. */
@@ -103,6 +103,8 @@ function nextAfterSignIn(): string {
 }
 
 function pageFor(path: string, me: Me): ReactNode {
+  const routed = matchRoute(path);
+  if (routed) return routed.route.page(routed.params);
   const requestId = /^\/requests\/([^/]+)$/.exec(path)?.[1];
   if (requestId) return <RequestPage key={requestId} id={decodeURIComponent(requestId)} me={me} />;
   switch (path) {

@@ -1,11 +1,11 @@
 // The frame around every page: skip link, header with navigation (folded behind a button on phones),
 // sign-out, the passkey-waiting line, and the page title and focus that follow navigation.
 import { useEffect, useState, type ReactNode } from 'react';
-import { api, type Me } from './api';
+import { api, type Entitlement, type Me } from './api';
 import { ErrorMessage } from './messages';
 import { PasskeyWaiting } from './passkey-waiting';
-import { inAppMoves, Link, navigate, usePathname } from './router';
-import { useAction } from './use-api';
+import { inAppMoves, Link, matchRoute, navigate, navItemsFor, usePathname, type NavAudience } from './router';
+import { useAction, useApiGet } from './use-api';
 
 const TITLES: Record<string, string> = {
   '/': 'My requests',
@@ -19,7 +19,10 @@ const TITLES: Record<string, string> = {
 
 /** The document title for a path: one per page (WCAG 2.4.2). */
 export function titleFor(path: string): string {
-  const page = TITLES[path] ?? (path.startsWith('/requests/') ? 'Request' : 'Page not found');
+  const page =
+    TITLES[path] ??
+    matchRoute(path)?.route.title ??
+    (path.startsWith('/requests/') ? 'Request' : 'Page not found');
   return `${page} — JIT access`;
 }
 
@@ -38,6 +41,25 @@ function useTitleAndFocus(path: string): void {
   }, [path]);
 }
 
+/** What the navigation needs to know about `me`: roles, and (once loaded) what the policy lets them do. */
+function useNavAudience(me: Me | undefined): NavAudience {
+  const entitlements = useApiGet<{ items: Entitlement[] }>(me ? '/api/entitlements' : null);
+  const items = entitlements.data?.items;
+  return {
+    roles: me?.roles ?? [],
+    canRequest: items ? items.some((item) => item.eligible) : null,
+    canApprove: items ? items.some((item) => item.approver) : null,
+  };
+}
+
+/** Unseen approvals and waiting reviews for an approver's navigation, refetched on every move (issue 18). */
+function useUnread(approver: boolean, path: string): Record<string, number> {
+  const unread = useApiGet<{ approvals: number; reviews: number }>(approver ? '/api/me/unread' : null);
+  const reload = unread.reload;
+  useEffect(() => reload(), [path, reload]);
+  return { '/approvals': unread.data?.approvals ?? 0, '/reviews': unread.data?.reviews ?? 0 };
+}
+
 export function Frame({
   me,
   onSignedOut,
@@ -50,6 +72,8 @@ export function Frame({
   const path = usePathname();
   const logout = useAction();
   const [menuOpen, setMenuOpen] = useState(false);
+  const audience = useNavAudience(me);
+  const unread = useUnread(me !== undefined && audience.canApprove === true, path);
   useTitleAndFocus(path);
   useEffect(() => setMenuOpen(false), [path]);
   const signOut = () =>
@@ -78,11 +102,12 @@ export function Frame({
         )}
         {me && (
           <nav id="main-nav" aria-label="Main" className={menuOpen ? 'open' : undefined}>
-            <Link to="/">Requests</Link>
-            <Link to="/approvals">Approvals</Link>
-            <Link to="/reviews">Reviews</Link>
-            <Link to="/me/passkeys">Passkeys</Link>
-            {me.roles.includes('admin') && <Link to="/admin">Admin</Link>}
+            {navItemsFor(audience).map((item) => (
+              <Link key={item.to} to={item.to}>
+                {item.label}
+                {unread[item.to] ? <span className="badge"> ({unread[item.to]} new)</span> : null}
+              </Link>
+            ))}
           </nav>
         )}
         {me && (

@@ -1,5 +1,11 @@
 // A router on location.pathname (no hash): pushState to move, popstate for back/forward.
 import { useSyncExternalStore, type MouseEvent, type ReactNode } from 'react';
+import { AdminAccessPage } from './admin-access-page';
+import { AdminPeoplePage } from './admin-people-page';
+import { AuditChainPage } from './audit-chain-page';
+import { AuditEventsPage } from './audit-events-page';
+import { AuditExportPage } from './audit-export-page';
+import { NotificationsPage } from './notifications-page';
 
 const listeners = new Set<() => void>();
 /** How many times the app moved to another page without a reload (focus follows only those moves). */
@@ -50,4 +56,94 @@ export function Link({ to, children, className }: { to: string; children: ReactN
       {children}
     </a>
   );
+}
+
+/** Who is looking, as the navigation needs it: roles, and what the policy lets them do as a requester. */
+export interface NavAudience {
+  roles: readonly string[];
+  /** Eligible for at least one entitlement (null while not known yet). */
+  canRequest: boolean | null;
+  /** Approver of at least one entitlement (null while not known yet). */
+  canApprove: boolean | null;
+}
+
+/** One link of the main navigation and who sees it. */
+export interface NavItem {
+  to: string;
+  label: string;
+  shownTo: (audience: NavAudience) => boolean;
+}
+
+/** Shown to holders of `role` (a person with several roles sees the union of their items). */
+export const withRole =
+  (role: string) =>
+  (audience: NavAudience): boolean =>
+    audience.roles.includes(role);
+
+/**
+ * The main navigation, in order. A workspace item (Audit, Admin, People, Access) is shown by role; a requester
+ * item only to someone the policy lets use it, so an auditor who may request nothing sees no "My requests".
+ * A page for a role adds its item here and its route to ROUTES.
+ */
+export const NAV_ITEMS: readonly NavItem[] = [
+  { to: '/', label: 'Requests', shownTo: (audience) => audience.canRequest === true },
+  { to: '/approvals', label: 'Approvals', shownTo: (audience) => audience.canApprove === true },
+  { to: '/reviews', label: 'Reviews', shownTo: (audience) => audience.canApprove === true },
+  { to: '/audit', label: 'Audit', shownTo: withRole('auditor') },
+  { to: '/admin', label: 'Admin', shownTo: withRole('admin') },
+  { to: '/admin/people', label: 'People', shownTo: withRole('admin') },
+  { to: '/admin/access', label: 'Access', shownTo: withRole('admin') },
+  { to: '/me/passkeys', label: 'Passkeys', shownTo: () => true },
+  { to: '/me/notifications', label: 'Notifications', shownTo: () => true },
+];
+
+/** The navigation items `audience` sees. */
+export function navItemsFor(audience: NavAudience): NavItem[] {
+  return NAV_ITEMS.filter((item) => item.shownTo(audience));
+}
+
+/** A page reached by a path pattern (`/requests/:id/chain`); `page` renders it with the path's parameters. */
+export interface Route {
+  pattern: string;
+  title: string;
+  page: (params: Readonly<Record<string, string>>) => ReactNode;
+}
+
+/**
+ * Pages routed by pattern (the older pages are still switched in app.tsx). `page` is called at render time,
+ * so the page modules, which import this one for Link and navigate, are read by then.
+ */
+export const ROUTES: readonly Route[] = [
+  { pattern: '/audit', title: 'Audit events', page: () => <AuditEventsPage /> },
+  { pattern: '/admin/people', title: 'People', page: () => <AdminPeoplePage /> },
+  { pattern: '/admin/access', title: 'Access now', page: () => <AdminAccessPage /> },
+  { pattern: '/audit/export', title: 'Export the audit trail', page: () => <AuditExportPage /> },
+  { pattern: '/me/notifications', title: 'Notifications', page: () => <NotificationsPage /> },
+  {
+    pattern: '/requests/:id/chain',
+    title: 'Approval chain',
+    page: ({ id }) => <AuditChainPage key={id} id={id} />,
+  },
+];
+
+/** The route whose pattern matches `path`, with its decoded parameters; null when none does. */
+export function matchRoute(path: string): { route: Route; params: Record<string, string> } | null {
+  const parts = path.split('/');
+  for (const route of ROUTES) {
+    const pattern = route.pattern.split('/');
+    if (pattern.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    const matches = pattern.every((segment, index) => {
+      if (!segment.startsWith(':')) return segment === parts[index];
+      if (parts[index] === '') return false;
+      try {
+        params[segment.slice(1)] = decodeURIComponent(parts[index]);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (matches) return { route, params };
+  }
+  return null;
 }

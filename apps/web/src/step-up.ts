@@ -18,7 +18,10 @@ export type StepUpAction =
   | 'policy.reload'
   | 'authenticator.add'
   | 'authenticator.remove'
-  | 'user.suspend';
+  | 'user.suspend'
+  | 'user.email'
+  | 'audit.export'
+  | 'grant.retry-revoke';
 
 /** The `stepUp` field of a protected call's body. */
 export interface StepUpProof {
