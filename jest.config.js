@@ -21,6 +21,9 @@ const common = {
 
 export default {
   testTimeout: 30_000,
+  // Two suites at a time: most e2e time is spent waiting on windows, timers and child processes, so a
+  // 2-core machine runs the tiers in about half the serial time (jest's default there is one worker).
+  maxWorkers: 2,
   projects: [
     {
       ...common,

@@ -98,7 +98,7 @@ describe('the auditor’s workspace', () => {
   }
 
   it('shows each person the navigation of their roles: Audit to auditors, the union to an admin-auditor', async () => {
-    expect(await navOf('audrey')).toEqual(['Audit', 'Passkeys']);
+    expect(await navOf('audrey')).toEqual(['Audit', 'Passkeys', 'Notifications']);
     expect(await navOf('root')).toEqual(expect.arrayContaining(['Audit', 'Admin', 'Passkeys']));
     const alice = await navOf('alice');
     expect(alice).toContain('Requests');

@@ -184,7 +184,7 @@ describe('the web UI with passkeys in Chromium', () => {
     await enrollThroughUi(admin, await inviteToken(stack!, 'erin', ['admin']));
 
     // The invite's step-up signs exactly the body the page then sends (invite.create, subject the username).
-    await admin.page.getByRole('link', { name: 'Admin' }).click();
+    await admin.page.getByRole('link', { name: 'People' }).click();
     await admin.page.getByLabel('Username').fill('frank');
     await admin.page.getByLabel('Display name (optional)').fill('Frank');
     await admin.page.getByLabel('auditor').check();
@@ -215,6 +215,7 @@ describe('the web UI with passkeys in Chromium', () => {
     await frankRow.getByRole('button', { name: 'Reinstate with passkey' }).click();
     await admin.page.getByRole('status').filter({ hasText: 'frank is now active' }).waitFor();
 
+    await admin.page.getByRole('link', { name: 'Admin', exact: true }).click();
     await admin.page.getByRole('button', { name: 'Reload policy with passkey' }).click();
     await admin.page.getByRole('status').filter({ hasText: 'have not changed' }).waitFor();
 

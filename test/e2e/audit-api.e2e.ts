@@ -272,7 +272,7 @@ describe('audit API: events, signed exports, bundles, checkpoints (real broker a
       expect.arrayContaining(['request.created', 'break-glass.activated', 'grant.issued']),
     );
     const future = await auditor.get('/api/audit/events?from=2999-01-01T00:00:00Z');
-    expect(future.body).toEqual({ items: [], nextCursor: null });
+    expect(future.body).toEqual({ items: [], nextCursor: null, usernames: {}, actorId: null });
 
     for (const person of [carol, alice, bob]) {
       const refused = await person.get('/api/audit/events');
