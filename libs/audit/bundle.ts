@@ -1,5 +1,6 @@
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { RequestSubject } from '../webauthn/step-up-binding.js';
+import type { BundleGrant } from './audit-wire.js';
 import { readAuditEventPages, readChainHead, rowsOf, runQuery, type AuditSource } from './export.js';
 import {
   canonicalDigest,
@@ -31,19 +32,7 @@ export interface BundlePolicyVersion {
   loadedBy: string;
 }
 
-/** A credential issued for the request: its fingerprint, never the secret; lag = revokedAt − notAfter. */
-export interface BundleGrant {
-  id: string;
-  connector: string;
-  connectorType: string;
-  fingerprint: string;
-  issuedAt: string;
-  notAfter: string;
-  state: string;
-  revokedAt: string | null;
-  revokeAttempts: number;
-  revocationLagMs: number | null;
-}
+export type { BundleGrant } from './audit-wire.js';
 
 /**
  * The approval chain of one request, verifiable offline with verifyBundle: the request, its policy version,

@@ -1,22 +1,11 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../domain/canonical-json.js';
+import type { ChainedEvent } from './audit-wire.js';
 
 /** The hash of "no previous event": 32 zero bytes. */
 export const GENESIS_HASH = Buffer.alloc(32);
 
-/** An audit event as it is hashed and exported: everything but its own hash. */
-export interface ChainedEvent {
-  seq: number;
-  at: string;
-  actorId: string;
-  action: string;
-  subjectType: string;
-  subjectId: string;
-  requestId: string | null;
-  data: Record<string, unknown>;
-  /** Hex of the previous event's hash. */
-  prevHash: string;
-}
+export type { ChainedEvent } from './audit-wire.js';
 
 /** hash = sha256(prevHash bytes ‖ JCS(event without hash)), DESIGN §9. */
 export function chainHash(prevHash: Buffer, event: ChainedEvent): Buffer {

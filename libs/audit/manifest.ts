@@ -1,11 +1,9 @@
 import { createHash, createPublicKey, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { FlattenedSign, flattenedVerify } from 'jose';
 import { canonicalJson } from '../domain/canonical-json.js';
-import type { ChainedEvent } from './chain.js';
 import { decodeBase64Url } from './evidence-check.js';
 
-/** An audit event as exported: the hashed body plus its own hash (hex). */
-export type ExportedEvent = ChainedEvent & { hash: string };
+export type { ExportedEvent } from './audit-wire.js';
 
 export const EXPORT_FORMATS = Object.freeze(['ndjson', 'csv', 'json'] as const);
 

@@ -2,49 +2,12 @@
 // decision with its step-up re-checked the way the offline verifier checks it (libs/audit/evidence-check.ts).
 import { subjectDigest } from '../webauthn/step-up-binding.js';
 import { AuditAction } from './audit-actions.js';
+import type { BindingCheck, ChainStep, ChainStepKind } from './audit-wire.js';
 import type { RequestBundle } from './bundle.js';
 import { checkStepUpAssertion, parseStepUpEvidence, type RelyingParty } from './evidence-check.js';
 import type { ExportedEvent } from './manifest.js';
 
-/** Whether a step-up assertion binds this person to this decision on this request, and why not. */
-export interface BindingCheck {
-  verified: boolean;
-  /** Null when verified; else the first reason it does not hold. */
-  reason: string | null;
-  /** The passkey that signed: the credential id, and its name when the broker still knows it. */
-  credentialId: string | null;
-  authenticatorName: string | null;
-}
-
-export type ChainStepKind =
-  | 'requested'
-  | 'approval'
-  | 'denial'
-  | 'approved'
-  | 'denied'
-  | 'activated'
-  | 'issued'
-  | 'revoked'
-  | 'credential-revoked'
-  | 'revoke-failed'
-  | 'ended'
-  | 'expired'
-  | 'other';
-
-/** One step of the timeline, with the audit event it comes from (seq and hash, to find it in an export). */
-export interface ChainStep {
-  kind: ChainStepKind;
-  action: string;
-  at: string;
-  seq: number;
-  hash: string;
-  /** The acting person's username, or the actor id (`system`, `cli`) when it is not a person. */
-  actor: string;
-  comment: string | null;
-  binding: BindingCheck | null;
-  /** Step-specific facts: justification, ticket, policyHash, fingerprint, notAfter, lagMs, reason… */
-  details: Record<string, unknown>;
-}
+export type { BindingCheck, ChainStep, ChainStepKind } from './audit-wire.js';
 
 export interface RequestChain {
   requestId: string;

@@ -1,18 +1,11 @@
-// The audit API's answers as the auditor's pages read them (GET /api/audit/events, /requests/:id/chain).
+// The audit API's answers as the auditor's pages read them (GET /api/audit/events, /requests/:id/chain); the
+// shapes the broker shares are declared once, in libs/audit/audit-wire.ts.
+import type { BundleGrant, ChainStep, ExportedEvent } from '../../../libs/audit/audit-wire.js';
+
+export type { ChainStep } from '../../../libs/audit/audit-wire.js';
 
 /** One event of the hash chain, as exported: `hash` = sha256(prevHash ‖ JCS(event without hash)). */
-export interface AuditEvent {
-  seq: number;
-  at: string;
-  actorId: string;
-  action: string;
-  subjectType: string;
-  subjectId: string;
-  requestId: string | null;
-  data: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
+export type AuditEvent = ExportedEvent;
 
 export interface AuditEventPage {
   items: AuditEvent[];
@@ -33,38 +26,6 @@ export interface AuditFilters {
   entitlementId?: string;
 }
 
-export interface BindingCheck {
-  verified: boolean;
-  reason: string | null;
-  credentialId: string | null;
-  authenticatorName: string | null;
-}
-
-export interface ChainStep {
-  kind: string;
-  action: string;
-  at: string;
-  seq: number;
-  hash: string;
-  actor: string;
-  comment: string | null;
-  binding: BindingCheck | null;
-  details: Record<string, unknown>;
-}
-
-export interface ChainGrant {
-  id: string;
-  connector: string;
-  connectorType: string;
-  fingerprint: string;
-  issuedAt: string;
-  notAfter: string;
-  state: string;
-  revokedAt: string | null;
-  revokeAttempts: number;
-  revocationLagMs: number | null;
-}
-
 export interface RequestChain {
   requestId: string;
   request: {
@@ -81,7 +42,7 @@ export interface RequestChain {
     endReason: string | null;
   };
   policyVersion: { hash: string; loadedAt: string; loadedBy: string } | null;
-  grants: ChainGrant[];
+  grants: BundleGrant[];
   steps: ChainStep[];
 }
 
