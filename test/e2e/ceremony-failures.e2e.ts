@@ -18,6 +18,7 @@ import {
   type Person,
   type TestStack,
 } from '../support/stack.js';
+import { storedChain } from '../support/audit-chain.js';
 import { SoftAuthenticator } from '../support/soft-authenticator.js';
 
 /** Text PostgreSQL refuses in text and jsonb: U+0000, and a UTF-16 surrogate without its pair. */
@@ -102,17 +103,7 @@ async function authenticatorRow(stack: TestStack, credentialId: string) {
 
 /** Every stored event re-hashes to its stored hash: the sanitised text is what was hashed. */
 async function expectChainHolds(stack: TestStack): Promise<void> {
-  const { rows } = await stack.db.query(
-    `SELECT seq::int AS seq, at, actor_id AS "actorId", action, subject_type AS "subjectType",
-            subject_id AS "subjectId", request_id AS "requestId", data, prev_hash AS "prevHash", hash
-       FROM audit_events ORDER BY seq`,
-  );
-  const events = rows.map((row) => ({
-    ...row,
-    at: (row.at as Date).toISOString(),
-    prevHash: (row.prevHash as Buffer).toString('hex'),
-    hash: (row.hash as Buffer).toString('hex'),
-  }));
+  const events = await storedChain(stack.db);
   expect(verifyChain(events)).toBeNull();
 }
 

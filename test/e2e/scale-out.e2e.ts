@@ -19,6 +19,7 @@ import { createBrokerDatabase, dropLoginRoles } from '../../libs/devstack/databa
 import { databaseUrl, dropDatabase } from '../../libs/devstack/databases.js';
 import { freePort } from '../../libs/devstack/free-port.js';
 import { createInvite } from '../../libs/identity/invites.js';
+import { storedChain } from '../support/audit-chain.js';
 import { SoftAuthenticator } from '../support/soft-authenticator.js';
 import { waitFor } from '../support/stack.js';
 import { buildToTempDir } from '../support/temp-build.js';
@@ -366,17 +367,7 @@ async function expectRevokedOnce(cluster: Cluster, grantIds: string[], redeliver
 }
 
 async function expectChainHolds(cluster: Cluster): Promise<void> {
-  const { rows } = await cluster.db.query(
-    `SELECT seq::int AS seq, at, actor_id AS "actorId", action, subject_type AS "subjectType",
-            subject_id AS "subjectId", request_id AS "requestId", data, prev_hash AS "prevHash", hash
-       FROM audit_events ORDER BY seq`,
-  );
-  const events = rows.map((row) => ({
-    ...row,
-    at: (row.at as Date).toISOString(),
-    prevHash: (row.prevHash as Buffer).toString('hex'),
-    hash: (row.hash as Buffer).toString('hex'),
-  }));
+  const events = await storedChain(cluster.db);
   expect(events.length).toBeGreaterThan(1000);
   expect(verifyChain(events)).toBeNull();
 }

@@ -366,3 +366,23 @@ export function memoryAuditSource(
   };
   return { source, calls };
 }
+
+/** Anything with pg's `query(text)`: a Pool or a Client. */
+interface Queryable {
+  query(text: string): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
+/** Every stored audit event in seq order, shaped as exported (times ISO, hashes hex), for verifyChain. */
+export async function storedChain(db: Queryable): Promise<ExportedEvent[]> {
+  const { rows } = await db.query(
+    `SELECT seq::int AS seq, at, actor_id AS "actorId", action, subject_type AS "subjectType",
+            subject_id AS "subjectId", request_id AS "requestId", data, prev_hash AS "prevHash", hash
+       FROM audit_events ORDER BY seq`,
+  );
+  return rows.map((row) => ({
+    ...(row as unknown as ExportedEvent),
+    at: (row.at as Date).toISOString(),
+    prevHash: (row.prevHash as Buffer).toString('hex'),
+    hash: (row.hash as Buffer).toString('hex'),
+  }));
+}
