@@ -5,12 +5,14 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { NextFunction, Request, Response } from 'express';
 import type { AppConfig } from '../../libs/config/config.js';
 import { AppLogger } from '../../libs/logging/app-logger.js';
+import { Metrics } from '../../libs/metrics/metrics.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { PolicyService } from '../../libs/policy/policy.service.js';
 import { BrokerModule } from './broker.module.js';
 import { jsonTooDeep, MAX_JSON_DEPTH } from './errors/json-depth.js';
 import { serveOpenApi } from './openapi/openapi.js';
+import { httpMetrics } from './metrics/http-metrics.js';
 
 const BODY_LIMIT = '256kb';
 
@@ -44,6 +46,7 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
     abortOnError: false,
   });
   app.useLogger(app.get(AppLogger));
+  app.use(httpMetrics(app.get(Metrics)));
   // Every answer, JSON and errors included, is read as the type it declares, never sniffed into HTML or a
   // script. First, so that the body parser's refusals (413, malformed JSON) carry it too.
   app.use((_request: Request, response: Response, next: NextFunction) => {

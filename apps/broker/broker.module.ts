@@ -3,6 +3,7 @@ import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 import type { AppConfig } from '../../libs/config/config.js';
 import { ElevationModule } from '../../libs/elevation/elevation.module.js';
 import { IdentityModule } from '../../libs/identity/identity.module.js';
+import { MetricsModule } from '../../libs/metrics/metrics.module.js';
 import { AdminController } from './admin/admin.controller.js';
 import { ApprovalsController } from './approvals/approvals.controller.js';
 import { AuditExportService } from './audit/audit-export.service.js';
@@ -35,7 +36,11 @@ export class BrokerModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: BrokerModule,
-      imports: [ElevationModule.forRoot(config, { applicationName: 'jit-broker' }), IdentityModule],
+      imports: [
+        ElevationModule.forRoot(config, { applicationName: 'jit-broker' }),
+        IdentityModule,
+        MetricsModule.forRoot('broker'),
+      ],
       controllers: [
         HealthController,
         AuthController,

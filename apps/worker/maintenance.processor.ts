@@ -40,6 +40,8 @@ export class MaintenanceProcessor extends WorkerHost {
     // Each part on its own: a Redis timeout while re-enqueueing grants must not skip the other parts.
     const parts: Record<string, () => Promise<number>> = {
       grants: () => this.grants.sweep(),
+      // Before mintUndos: an attempt whose broker stopped mid-mint becomes an undo it sends in the same sweep.
+      abandonedMints: () => this.grants.claimAbandonedReservations(),
       mintUndos: () => this.grants.retryMintUndos(),
       requests: () => this.requests.sweepLifecycle(),
       overdueReviews: () => this.requests.reportOverdueReviews(),

@@ -12,6 +12,7 @@ import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { JobName, QueueName, type JobPayloads } from '../../libs/jobs/jobs.js';
 import { redisOptionsFromUrl } from '../../libs/jobs/jobs.module.js';
 import { requestEventsChannel } from '../../libs/jobs/request-events.js';
+import { Metrics } from '../../libs/metrics/metrics.js';
 import { NotifyService } from '../../libs/notify/notify.service.js';
 import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
 
@@ -22,11 +23,13 @@ type DeliverJob = Job<JobPayloads[JobName.DeliverNotification]>;
 export class NotifyProcessor extends WorkerHost {
   private readonly logger = new Logger(NotifyProcessor.name);
   private readonly handlers: JobHandlers = {
-    [JobName.DeliverNotification]: (job) =>
-      this.notify.deliver((job as DeliverJob).data.deliveryId, job.attemptsMade + 1),
+    [JobName.DeliverNotification]: (job) => this.deliver(job as DeliverJob),
   };
 
-  constructor(private readonly notify: NotifyService) {
+  constructor(
+    private readonly notify: NotifyService,
+    private readonly metrics: Metrics,
+  ) {
     super();
     assertHandlesEveryJob(QueueName.Notify, this.handlers);
   }
@@ -38,6 +41,14 @@ export class NotifyProcessor extends WorkerHost {
 
   process(job: Job): Promise<unknown> {
     return dispatch(QueueName.Notify, this.handlers, job);
+  }
+
+  /** One attempt, counted in jit_notifications_total; a retry throws so that BullMQ backs off and runs it again. */
+  private async deliver(job: DeliverJob): Promise<unknown> {
+    const { channel, outcome, error } = await this.notify.deliver(job.data.deliveryId, job.attemptsMade + 1);
+    if (outcome !== 'skipped') this.metrics.notifications.inc({ channel, result: outcome });
+    if (outcome === 'retry') throw error;
+    return { channel, outcome };
   }
 }
 

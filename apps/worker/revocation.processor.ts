@@ -4,6 +4,7 @@ import { DelayedError, type Job, type MinimalJob } from 'bullmq';
 import { GrantsService } from '../../libs/elevation/grants.service.js';
 import { RequestsService } from '../../libs/elevation/requests.service.js';
 import { JobName, QueueName, revokeRetryDelayMs, type JobPayloads } from '../../libs/jobs/jobs.js';
+import { Metrics } from '../../libs/metrics/metrics.js';
 import { assertHandlesEveryJob, dispatch, type JobHandlers } from './job-handlers.js';
 
 // The retry delay each failed attempt chose and recorded as the grant's nextRetryAt, keyed by the error
@@ -43,6 +44,7 @@ export class RevocationProcessor extends WorkerHost {
   constructor(
     private readonly grants: GrantsService,
     private readonly requests: RequestsService,
+    private readonly metrics: Metrics,
   ) {
     super();
     assertHandlesEveryJob(QueueName.Revocation, this.handlers);
@@ -63,7 +65,12 @@ export class RevocationProcessor extends WorkerHost {
         const finalAttempt = attemptsMade >= (job.opts.attempts ?? 1);
         const delayMs = finalAttempt ? null : revokeRetryDelayMs(attemptsMade, baseDelayOf(job));
         const nextRetryAt = delayMs === null ? null : new Date(Date.now() + delayMs);
-        await this.grants.recordFailure((job.data as { grantId: string }).grantId, failure, nextRetryAt);
+        const grantId = (job.data as { grantId: string }).grantId;
+        const recorded = await this.grants.recordFailure(grantId, failure, nextRetryAt);
+        if (recorded) {
+          const result = finalAttempt ? 'failed' : 'retry';
+          this.metrics.revocations.inc({ connector: recorded.connectorType, result });
+        }
         if (delayMs !== null) chosenDelays.set(failure, delayMs);
         throw failure;
       })
@@ -74,8 +81,10 @@ export class RevocationProcessor extends WorkerHost {
     const outcome = await this.grants.revoke(job.data.grantId, (manager, request, at) =>
       this.requests.endAtExpiry(manager, request, at),
     );
-    if (outcome.status === 'revoked')
+    if (outcome.status === 'revoked') {
+      this.metrics.observeRevoked(outcome.connectorType, outcome.lagMs);
       this.logger.log(`Revoked grant ${job.data.grantId}, lag ${outcome.lagMs} ms`);
+    }
     return outcome;
   }
 

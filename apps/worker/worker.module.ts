@@ -13,16 +13,18 @@ import { ElevationModule } from '../../libs/elevation/elevation.module.js';
 import { GrantsService } from '../../libs/elevation/grants.service.js';
 import { RequestSweeper } from '../../libs/elevation/request-sweeper.js';
 import { JobName, QueueName } from '../../libs/jobs/jobs.js';
+import { MetricsModule } from '../../libs/metrics/metrics.module.js';
 import { LifecycleProcessor } from './lifecycle.processor.js';
 import { MaintenanceProcessor } from './maintenance.processor.js';
 import { NotifyService } from '../../libs/notify/notify.service.js';
 import { NotifyProcessor, NotifyScanner } from './notify.processor.js';
 import { RevocationProcessor } from './revocation.processor.js';
+import { WorkerMetricsServer } from './metrics.server.js';
 
 const SWEEP_SCHEDULER_ID = 'sweep';
 const CHECKPOINT_SCHEDULER_ID = 'checkpoint';
 
-/** The worker: BullMQ processors only (no HTTP). */
+/** The worker: BullMQ processors, and its metrics endpoint when WORKER_METRICS_PORT is set. */
 @Module({})
 export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Worker');
@@ -42,7 +44,10 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: WorkerModule,
-      imports: [ElevationModule.forRoot(config, { applicationName: 'jit-worker' })],
+      imports: [
+        ElevationModule.forRoot(config, { applicationName: 'jit-worker' }),
+        MetricsModule.forRoot('worker'),
+      ],
       providers: [
         RevocationProcessor,
         LifecycleProcessor,
@@ -50,6 +55,7 @@ export class WorkerModule implements OnApplicationBootstrap, BeforeApplicationSh
         NotifyService,
         NotifyProcessor,
         NotifyScanner,
+        WorkerMetricsServer,
       ],
     };
   }

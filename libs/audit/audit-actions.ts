@@ -34,6 +34,8 @@ export enum AuditAction {
   GrantRevokeFailed = 'grant.revoke_failed',
   /** An admin asked for a stuck revocation to be tried again (issue 17). */
   GrantRevokeRetried = 'grant.revoke-retried',
+  /** A mint whose broker stopped mid-flight, found by the sweep and taken back (issue 13). */
+  GrantMintAbandoned = 'grant.mint-abandoned',
   PolicyActivated = 'policy.activated',
   // People, passkeys and sessions (libs/identity)
   UserCreated = 'user.created',
@@ -162,6 +164,15 @@ export interface AuditPayloads {
   };
   [AuditAction.GrantRevokeFailed]: Alert & { attempts: number; error: string };
   [AuditAction.GrantRevokeRetried]: Evidence & { state: string; attempts: number };
+  [AuditAction.GrantMintAbandoned]: Alert & {
+    connector: string;
+    /** The request's state when the sweep found the attempt (null: a break-glass that never committed). */
+    requestState: string | null;
+    /** When the attempt was reserved. */
+    reservedAt: string;
+    /** `revoke`: a compensating revoke is queued (mint_attempts); `none`: the connector's mint leaves nothing. */
+    undo: 'revoke' | 'none';
+  };
   [AuditAction.PolicyActivated]: Partial<Evidence> & {
     hash: string;
     previousHash: string | null;
@@ -196,7 +207,8 @@ export interface AuditPayloads {
   };
   [AuditAction.RecoveryAcknowledged]: { inviteId: string; authenticatorId: string };
   [AuditAction.SessionStarted]: { authenticatorId: string; ip: string | null; expiresAt: string };
-  [AuditAction.SessionEnded]: { reason: 'logout' };
+  /** `ended-by-admin` with `userId`: an admin ended one of someone's sessions. */
+  [AuditAction.SessionEnded]: { reason: 'logout' } | { reason: 'ended-by-admin'; userId: string };
   [AuditAction.SessionsEnded]: { reason: string; count: number };
   [AuditAction.AuthenticatorRegistered]: {
     userId: string;
@@ -211,12 +223,22 @@ export interface AuditPayloads {
     inviteId?: string;
   };
   [AuditAction.AuthenticatorRemoved]: Evidence & { userId: string; credentialId: string };
-  [AuditAction.AuthenticatorDisabled]: Alert & {
-    reason: 'sign-count-regression';
-    userId: string;
-    credentialId: string | null;
-    detail: string;
-  };
+  [AuditAction.AuthenticatorDisabled]:
+    | (Alert & {
+        reason: 'sign-count-regression';
+        userId: string;
+        credentialId: string | null;
+        detail: string;
+      })
+    /** An admin disabled it; `lastUsable` (with `alert`) when the person has no usable passkey left. */
+    | (Evidence & {
+        reason: 'admin';
+        userId: string;
+        credentialId: string;
+        detail: string;
+        lastUsable: boolean;
+        alert?: true;
+      });
   [AuditAction.LoginFailed]: CeremonyFailure;
   [AuditAction.EnrollFailed]: CeremonyFailure;
   [AuditAction.RegisterFailed]: CeremonyFailure;

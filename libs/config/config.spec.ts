@@ -179,4 +179,17 @@ describe('loadConfig', () => {
       ]);
     }
   });
+
+  it('runs the worker metrics endpoint only on an explicit port, and refuses 0 or a non-port', () => {
+    expect(loadConfig(VALID).workerMetricsPort).toBeNull();
+    expect(loadConfig({ ...VALID, WORKER_METRICS_PORT: '9464' }).workerMetricsPort).toBe(9464);
+    expect(problemsOf({ ...VALID, WORKER_METRICS_PORT: '0' })).toEqual([
+      "WORKER_METRICS_PORT must be 1-65535; leave it unset to turn the worker's metrics endpoint off",
+    ]);
+    for (const port of ['70000', 'nine', '-1']) {
+      expect(problemsOf({ ...VALID, WORKER_METRICS_PORT: port })).toEqual([
+        expect.stringMatching(/^WORKER_METRICS_PORT /),
+      ]);
+    }
+  });
 });

@@ -107,6 +107,12 @@ const envSchema = z.object({
   INTROSPECTION_FAILURE_LIMIT_PER_CLIENT: positiveSeconds.default(100),
   INTROSPECTION_FAILURE_WINDOW_SECONDS: positiveSeconds.default(15 * 60),
   METRICS_TOKEN: z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
+  WORKER_METRICS_PORT: z.coerce
+    .number()
+    .int()
+    .min(1, { message: "must be 1-65535; leave it unset to turn the worker's metrics endpoint off" })
+    .max(65535)
+    .optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   API_DOCS: booleanFlag.default(true),
   REVOKE_BACKOFF_MS: positiveSeconds.default(1000),
@@ -115,6 +121,9 @@ const envSchema = z.object({
   NOTIFY_ATTEMPTS: positiveSeconds.default(6),
   NOTIFY_BACKOFF_MS: positiveSeconds.default(2000),
   SHUTDOWN_GRACE_MS: positiveSeconds.default(10_000),
+  SSE_MAX_STREAMS_PER_USER: positiveSeconds.default(8),
+  SSE_MAX_STREAMS: positiveSeconds.default(2000),
+  SSE_HEARTBEAT_SECONDS: positiveSeconds.default(15),
 });
 
 /** The broker's and worker's whole configuration, validated once at boot. */
@@ -180,6 +189,11 @@ export interface AppConfig {
   apiDocs: boolean;
   /** Bearer token Prometheus presents on GET /metrics; unset keeps /metrics shut. */
   metricsToken: string | null;
+  /**
+   * The worker's own scrape endpoint (`GET /metrics` on HOST:WORKER_METRICS_PORT, same METRICS_TOKEN);
+   * null (unset) runs no endpoint. 0 is refused: it would mean a random port nobody scrapes.
+   */
+  workerMetricsPort: number | null;
   /** First retry delay of a failed revocation, doubled each attempt (with jitter) up to REVOKE_ATTEMPTS. */
   revokeBackoffMs: number;
   /** How long one webhook delivery may take (WEBHOOK_TIMEOUT_MS, default 5000). */
@@ -191,6 +205,11 @@ export interface AppConfig {
   notify: { pollIntervalMs: number; attempts: number; backoffMs: number };
   /** On SIGTERM, how long the broker lets in-flight requests finish before it cuts them (default 10000). */
   shutdownGraceMs: number;
+  /**
+   * Live-update streams (GET /api/events) one broker holds: at most `maxStreamsPerUser` for one person and
+   * `maxStreams` in all (429 past either); every `heartbeatSeconds` each is kept alive and its session checked.
+   */
+  liveUpdates: { maxStreamsPerUser: number; maxStreams: number; heartbeatSeconds: number };
   /** Secrets that policy connectors reference by environment variable name (`urlEnv`, `secretEnv`). */
   connectorSecret(name: string): string | undefined;
 }
@@ -337,6 +356,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     logLevel: values.LOG_LEVEL,
     apiDocs: values.API_DOCS,
     metricsToken: values.METRICS_TOKEN ?? null,
+    workerMetricsPort: values.WORKER_METRICS_PORT ?? null,
     revokeBackoffMs: values.REVOKE_BACKOFF_MS,
     webhookTimeoutMs: values.WEBHOOK_TIMEOUT_MS,
     notify: {
@@ -345,6 +365,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       backoffMs: values.NOTIFY_BACKOFF_MS,
     },
     shutdownGraceMs: values.SHUTDOWN_GRACE_MS,
+    liveUpdates: {
+      maxStreamsPerUser: values.SSE_MAX_STREAMS_PER_USER,
+      maxStreams: values.SSE_MAX_STREAMS,
+      heartbeatSeconds: values.SSE_HEARTBEAT_SECONDS,
+    },
     connectorSecret: (name) => (CONNECTOR_SECRET_NAME.test(name) ? env[name] : undefined),
   };
 }

@@ -22,6 +22,7 @@ import { GrantRevoking1764600000000 } from './migrations/1764600000000-grant-rev
 import { MintAttempts1764700000000 } from './migrations/1764700000000-mint-attempts.js';
 import { NoticeIndex1764800000000 } from './migrations/1764800000000-notice-index.js';
 import { Notifications1764900000000 } from './migrations/1764900000000-notifications.js';
+import { MintUndoResend1764960000000 } from './migrations/1764960000000-mint-undo-resend.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -53,6 +54,7 @@ export const MIGRATIONS = [
   MintAttempts1764700000000,
   NoticeIndex1764800000000,
   Notifications1764900000000,
+  MintUndoResend1764960000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */

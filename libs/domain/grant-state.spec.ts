@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { failedRevocation, GrantState, LAST_ERROR_MAX_LENGTH } from './grant-state.js';
+import { failedRevocation, GrantState, LAST_ERROR_MAX_LENGTH, publicRevokeError } from './grant-state.js';
 
 const retryAt = new Date('2026-12-04T09:00:02.000Z');
 
@@ -50,5 +50,34 @@ describe('failedRevocation', () => {
       null,
     );
     expect(attempt.lastError).toHaveLength(LAST_ERROR_MAX_LENGTH);
+  });
+});
+
+describe('publicRevokeError', () => {
+  it('shows a failure the webhook connector worded itself', () => {
+    for (const message of [
+      'Webhook "ticketing" answered 503 to revoke',
+      'Webhook "ticketing" did not answer within 5000 ms to revoke',
+      'Webhook "ticketing" could not be reached to revoke',
+    ]) {
+      expect(publicRevokeError(message)).toBe(message);
+    }
+  });
+
+  it('replaces anything else with one fixed sentence (no host, class name or stack)', () => {
+    const generic = publicRevokeError('x');
+    expect(generic).toMatch(/did not confirm the revocation/);
+    for (const message of [
+      'Error: connect ECONNREFUSED 10.0.3.7:5432',
+      'DatabaseError: role "jit_ab12" does not exist\n    at PostgresConnector.revoke (postgres.connector.ts:140)',
+      'Webhook "ticketing" could not be reached to revoke\n    at WebhookConnector.deliver',
+      'TypeError: fetch failed',
+    ]) {
+      expect(publicRevokeError(message)).toBe(generic);
+    }
+  });
+
+  it('is null when there was no failure', () => {
+    expect(publicRevokeError(null)).toBeNull();
   });
 });

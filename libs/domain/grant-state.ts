@@ -46,3 +46,18 @@ export function failedRevocation(
     alert: failed && grant.state !== GrantState.REVOKE_FAILED,
   };
 }
+
+// The failures a webhook connector words itself (WebhookConnector.failure): the connector's policy name, what
+// happened, no host, class name or stack. Anything else may carry internals and is shown as GENERIC_FAILURE.
+const WORDED_FAILURE =
+  /^Webhook "[^"\n]{1,100}" (answered [0-9]{3}|did not answer within [0-9]{1,9} ms|could not be reached) to (mint|revoke)$/;
+const GENERIC_FAILURE = 'The connector did not confirm the revocation (details in the broker logs)';
+
+/**
+ * Pure: the last error of a grant as a request's view shows it: a connector failure the broker worded itself,
+ * or a fixed sentence; the raw text stays in the grant row, the logs and the admin's revocation list.
+ */
+export function publicRevokeError(lastError: string | null): string | null {
+  if (lastError === null) return null;
+  return WORDED_FAILURE.test(lastError) ? lastError : GENERIC_FAILURE;
+}

@@ -12,16 +12,27 @@ export type ConnectorConfig =
   /** `allowInsecureHttp` is present (true) only when the file says so, so the hashes of other policies hold. */
   | { type: 'webhook'; url: string; secretEnv: string; allowInsecureHttp?: true };
 
+/** Every connector kind (a grant's `connectorType`); the record makes the compiler check the list is whole. */
+export const CONNECTOR_KINDS = Object.keys({
+  jwt: true,
+  postgres: true,
+  ssh: true,
+  webhook: true,
+} satisfies Record<ConnectorConfig['type'], true>) as Array<ConnectorConfig['type']>;
+
 export interface Entitlement {
   id: string;
   title: string;
+  /** Present only when the policy gives one, so the hashes of policies without it hold. */
+  description?: string;
   connector: string;
   scope: Record<string, unknown>;
   /** Group names whose members may request it. */
   eligible: string[];
   maxDurationSeconds: number;
   /** `ticketPattern` is compiled as `new RegExp(ticketPattern)` (no flags); null means no ticket is asked for. */
-  requires: { justification: boolean; ticketPattern: string | null };
+  /** `ticketHint` (the format in words) is present only when the policy gives one. */
+  requires: { justification: boolean; ticketPattern: string | null; ticketHint?: string };
   /** Null exactly when the entitlement is break-glass or self-service. */
   approval: {
     approvals: number;

@@ -175,7 +175,11 @@ export function approvableBy(policy: Policy, actor: Pick<Actor, 'username'>): st
 }
 
 /** An admin, an auditor, or a member of a group the break-glass entitlement notifies. */
-export function mayReview(actor: Actor, request: RequestFacts, policy: Policy): boolean {
+export function mayReview(
+  actor: Actor,
+  request: Pick<RequestFacts, 'entitlementId'>,
+  policy: Policy,
+): boolean {
   if (seesEverything(actor)) return true;
   const notified = findEntitlement(policy, request.entitlementId)?.breakGlass?.notify ?? [];
   return notified.some((group) => membersOf(policy, group).includes(actor.username));
@@ -348,7 +352,9 @@ export function checkFiling(
   original: ExtendedRequest | null,
 ): DomainError | null {
   if (input.notBefore && input.notBefore.getTime() <= now.getTime()) {
-    return new DomainError(ErrorCode.VALIDATION_FAILED, 'notBefore must be in the future');
+    return new DomainError(ErrorCode.VALIDATION_FAILED, 'notBefore must be in the future', [
+      { field: 'notBefore', problems: ['must be in the future'] },
+    ]);
   }
   if (!input.extendsRequestId) return null;
   if (!original || original.requesterId !== actor.id) return requestNotFound(input.extendsRequestId);

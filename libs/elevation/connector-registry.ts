@@ -29,6 +29,11 @@ export class ConnectorRegistry implements OnApplicationBootstrap, OnApplicationS
     this.ssh = new SshConnector(dataSource, signingKeys);
   }
 
+  /** The longest a connector's mint may take before the broker gives up on its answer (a webhook's timeout). */
+  get mintTimeoutMs(): number {
+    return this.config.webhookTimeoutMs;
+  }
+
   /** The connector named `name` in `policy`, configured exactly as that policy version says. */
   get(policy: Policy, name: string): Connector {
     const settings = policy.connectors[name];

@@ -238,18 +238,47 @@ export async function reserveGrantId(
   return row?.grantId ?? null;
 }
 
-/** Row-locks the reservation of `grantId` for the request (held until the activation ends); false if gone. */
+/**
+ * The grant id of a break-glass activation, committed before its mint is sent. Its request does not exist
+ * until the activation commits (request_id null), so the row names what an undo needs.
+ */
+export async function reserveBreakGlassGrantId(
+  manager: EntityManager,
+  grantId: string,
+  target: { connector: string; policyHash: string; overlapKey: string | null },
+): Promise<void> {
+  await manager.query(
+    `INSERT INTO mint_attempts (grant_id, request_id, connector, policy_hash, overlap_key)
+     VALUES ($1, NULL, $2, $3, $4)`,
+    [grantId, target.connector, target.policyHash, target.overlapKey],
+  );
+}
+
+/**
+ * Row-locks the reservation of `grantId` for the request (null: a break-glass activation's), held until the
+ * activation ends; false if gone.
+ */
 export async function claimReservation(
   manager: EntityManager,
-  requestId: string,
+  requestId: string | null,
   grantId: string,
 ): Promise<boolean> {
   const rows = (await manager.query(
     `SELECT 1 FROM mint_attempts
-      WHERE grant_id = $2 AND request_id = $1 AND undo_external_ref IS NULL FOR UPDATE`,
+      WHERE grant_id = $2 AND request_id IS NOT DISTINCT FROM $1::uuid AND undo_external_ref IS NULL
+      FOR UPDATE`,
     [requestId, grantId],
   )) as unknown[];
   return rows.length > 0;
+}
+
+/** Ends the reservation of one grant id; whether there was one. */
+export async function deleteReservationOf(manager: EntityManager, grantId: string): Promise<boolean> {
+  const [, deleted] = (await manager.query(
+    `DELETE FROM mint_attempts WHERE grant_id = $1 AND undo_external_ref IS NULL`,
+    [grantId],
+  )) as [unknown[], number];
+  return deleted > 0;
 }
 
 /** Ends the request's reservation (of `grantId` only, when given); whether there was one. */
@@ -275,12 +304,14 @@ export interface PendingUndo {
   policyHash: string;
   overlapKey: string | null;
   attempts: number;
+  /** The undo went through once; this is its one re-send after the mint timeout. */
+  resend: boolean;
 }
 
 /** Records (or counts again) an undo that failed; the sweep retries it. */
 export async function recordFailedUndo(
   manager: EntityManager,
-  undo: Omit<PendingUndo, 'attempts'>,
+  undo: Omit<PendingUndo, 'attempts' | 'resend'>,
   lastError: string,
 ): Promise<void> {
   await manager.query(
@@ -301,13 +332,42 @@ export async function recordFailedUndo(
   );
 }
 
-/** Every undo still to retry, oldest first. */
+/** Every undo still to retry, or whose one re-send is due, oldest first. */
 export async function pendingUndos(manager: EntityManager): Promise<PendingUndo[]> {
   return (await manager.query(
     `SELECT grant_id AS "grantId", request_id AS "requestId", undo_external_ref AS "externalRef", connector,
-            policy_hash AS "policyHash", overlap_key AS "overlapKey", undo_attempts AS attempts
-       FROM mint_attempts WHERE undo_external_ref IS NOT NULL ORDER BY reserved_at`,
+            policy_hash AS "policyHash", overlap_key AS "overlapKey", undo_attempts AS attempts,
+            resend_at IS NOT NULL AS resend
+       FROM mint_attempts
+      WHERE undo_external_ref IS NOT NULL AND (resend_at IS NULL OR resend_at <= now())
+      ORDER BY reserved_at`,
   )) as PendingUndo[];
+}
+
+/**
+ * After an undo went through: keeps it to be sent once more `afterMs` from now (a late mint may arrive after
+ * its compensating revoke, which the receiver then answered 404); the sweep sends it, then forgets it.
+ */
+export async function scheduleResend(
+  manager: EntityManager,
+  undo: Omit<PendingUndo, 'attempts' | 'resend'>,
+  afterMs: number,
+): Promise<void> {
+  await manager.query(
+    `INSERT INTO mint_attempts
+       (grant_id, request_id, undo_external_ref, connector, policy_hash, overlap_key, resend_at)
+     VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7::float8 / 1000))
+     ON CONFLICT (grant_id) DO UPDATE SET undo_external_ref = $3, resend_at = EXCLUDED.resend_at`,
+    [
+      undo.grantId,
+      undo.requestId,
+      undo.externalRef,
+      undo.connector,
+      undo.policyHash,
+      undo.overlapKey,
+      afterMs,
+    ],
+  );
 }
 
 /** Forgets an undo once the connector confirmed it (or another live grant holds its state). */
@@ -315,4 +375,60 @@ export async function deleteUndo(manager: EntityManager, grantId: string): Promi
   await manager.query(`DELETE FROM mint_attempts WHERE grant_id = $1 AND undo_external_ref IS NOT NULL`, [
     grantId,
   ]);
+}
+
+/** A reservation whose activation never concluded (its broker stopped mid-mint), with what undoing it needs. */
+export interface AbandonedReservation {
+  grantId: string;
+  /** Null for a break-glass activation: its request never committed. */
+  requestId: string | null;
+  reservedAt: Date;
+  requestState: string | null;
+  policyHash: string;
+  /** A break-glass reservation names its connector and overlap key; an activation's come from its request. */
+  connector: string | null;
+  overlapKey: string | null;
+  entitlementId: string | null;
+  subject: string | null;
+  scope: Record<string, unknown> | null;
+}
+
+/**
+ * Row-locks the reservations no live activation holds (SKIP LOCKED: an activation keeps its row locked
+ * across the mint) whose grant never committed, and whose request is no longer APPROVED or which are older
+ * than `olderThanMs`: their broker stopped mid-mint.
+ */
+export async function lockAbandonedReservations(
+  manager: EntityManager,
+  olderThanMs: number,
+): Promise<AbandonedReservation[]> {
+  return (await manager.query(
+    `SELECT m.grant_id AS "grantId", m.request_id AS "requestId", m.reserved_at AS "reservedAt",
+            r.state AS "requestState", COALESCE(r.policy_hash, m.policy_hash) AS "policyHash",
+            m.connector, m.overlap_key AS "overlapKey", r.entitlement_id AS "entitlementId",
+            u.username AS subject, r.scope
+       FROM mint_attempts m
+       LEFT JOIN elevation_requests r ON r.id = m.request_id
+       LEFT JOIN users u ON u.id = r.requester_id
+      WHERE m.undo_external_ref IS NULL
+        AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = m.grant_id)
+        AND (r.state <> 'APPROVED' OR m.reserved_at < now() - make_interval(secs => $1::float8 / 1000))
+      ORDER BY m.reserved_at
+      FOR UPDATE OF m SKIP LOCKED`,
+    [olderThanMs],
+  )) as AbandonedReservation[];
+}
+
+/**
+ * Whether a grant of the request, or of a request extending it (revoked with it), is not yet confirmed
+ * revoked: what an early revoke's answer (202 or 200) must reflect.
+ */
+export async function revocationPending(manager: EntityManager, requestId: string): Promise<boolean> {
+  const [row] = (await manager.query(
+    `SELECT EXISTS (
+       SELECT 1 FROM grants g JOIN elevation_requests r ON r.id = g.request_id
+        WHERE (r.id = $1 OR r.extends_request_id = $1) AND g.state <> $2) AS pending`,
+    [requestId, GrantState.REVOKED],
+  )) as Array<{ pending: boolean }>;
+  return row.pending;
 }

@@ -3,13 +3,15 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { AuditAction, type AuditPayloads } from '../audit/audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
-import type { Credential, GrantSpec } from '../connectors/connector.js';
+import type { Connector, Credential, GrantSpec } from '../connectors/connector.js';
+import { databaseNow } from '../db/clock.js';
 import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
 import type { Actor } from '../domain/actor.js';
 import type { AuditedEvidence } from '../webauthn/evidence.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import { failedRevocation, GrantState, LAST_ERROR_MAX_LENGTH } from '../domain/grant-state.js';
-import type { Entitlement, Policy } from '../domain/policy.js';
+import { findEntitlement, type Entitlement, type Policy } from '../domain/policy.js';
+import { RequestState } from '../domain/request-enums.js';
 import { JobProducer } from '../jobs/job-producer.js';
 import { noteChanged, transactWithJobs, type AfterCommit } from './after-commit.js';
 import { ConnectorRegistry } from './connector-registry.js';
@@ -17,7 +19,13 @@ import * as store from './grant-store.js';
 import { PolicyService } from '../policy/policy.service.js';
 import { RequestAnnouncer } from './request-announcer.js';
 import { lockRequest } from './request-store.js';
-import { grantRow, heldElsewhere, persistFailedUndo, type MintUndo } from './mint-compensation.js';
+import {
+  grantRow,
+  heldElsewhere,
+  persistFailedUndo,
+  undoRecord,
+  type MintUndo,
+} from './mint-compensation.js';
 
 export type { GrantListItem } from './grant-store.js';
 
@@ -43,7 +51,7 @@ export interface MintInput {
 }
 
 export type RevocationOutcome =
-  | { status: 'revoked'; lagMs: number }
+  | { status: 'revoked'; lagMs: number; connectorType: string }
   | { status: 'already-revoked' }
   | { status: 'not-due'; remainingMs: number }
   | { status: 'unknown-grant' };
@@ -58,7 +66,18 @@ export type EndRequest = (
   at: Date,
 ) => Promise<void>;
 
+/** What a break-glass activation's reservation needs: its request does not exist before the mint. */
+export interface BreakGlassTarget {
+  policy: Policy;
+  policyHash: string;
+  entitlement: Entitlement;
+  subject: string;
+}
+
 type GrantRef = Pick<GrantEntity, 'id' | 'requestId'>;
+// How much longer than a mint's timeout a reservation must be left before the sweep calls it abandoned: an
+// activation reserves, then waits for its request's lock before it takes the reservation's row lock.
+const ABANDONED_MINT_MARGIN_MS = 60_000;
 type RevokedEvent = AuditPayloads[AuditAction.GrantRevoked];
 /** What a revocation without the connector adds to its event: which grant still holds the external state. */
 type HeldElsewhere = Pick<RevokedEvent, 'externalRevokeSkipped' | 'heldBy'>;
@@ -84,14 +103,25 @@ export class GrantsService {
   /**
    * A credential exists outside the broker once minted, and may exist once a mint was sent even when it
    * failed or timed out: if its grant does not commit, take it back before the caller's error is answered.
-   * With a `requestId` (an activation, not a break-glass), the grant id is reserved first: see reserve().
+   * The attempt's grant id is reserved first (see reserve()): by request id for an activation, by what its
+   * undo needs for a break-glass activation, whose request does not exist yet.
    */
-  async withMintUndo<T>(requestId: string | null, work: (issued: MintUndo) => Promise<T>): Promise<T> {
-    const issued: MintUndo = { reservation: requestId ? await this.reserve(requestId) : undefined };
+  async withMintUndo<T>(
+    target: string | BreakGlassTarget,
+    work: (issued: MintUndo) => Promise<T>,
+  ): Promise<T> {
+    const reservation =
+      typeof target === 'string' ? await this.reserve(target) : await this.reserveBreakGlass(target);
+    const issued: MintUndo = { reservation };
     try {
       return await work(issued);
     } catch (error) {
-      if (issued.undo && (await this.endAttempt(issued))) await this.undoMint(issued);
+      if (issued.undo) {
+        if (await this.endAttempt(issued)) await this.undoMint(issued);
+      }
+      // Nothing to take back (refused before the mint, or a connector whose failed mint applied nothing): the
+      // reservation just ends, so the abandoned-mint sweep never alerts on a mint that was not sent.
+      else if (reservation) await this.endAttempt({ reservation });
       throw error;
     }
   }
@@ -112,17 +142,44 @@ export class GrantsService {
   }
 
   /**
+   * A break-glass activation's grant id, committed before its mint is sent with the connector, policy version
+   * and overlap key an undo needs, so that the sweep takes the mint back if the broker stops mid-mint.
+   * Best effort, as reserve().
+   */
+  private async reserveBreakGlass(target: BreakGlassTarget): Promise<MintUndo['reservation']> {
+    const { policy, policyHash, entitlement, subject } = target;
+    const grantId = uuidv7();
+    try {
+      const connector = this.connectors.get(policy, entitlement.connector);
+      const spec = {
+        grantId,
+        requestId: grantId,
+        subject,
+        entitlementId: entitlement.id,
+        scope: entitlement.scope,
+      };
+      const overlapKey = connector.overlapKey?.({ ...spec, notAfter: new Date() }) ?? null;
+      const fields = { connector: entitlement.connector, policyHash, overlapKey };
+      await store.reserveBreakGlassGrantId(this.dataSource.manager, grantId, fields);
+      return { requestId: null, grantId };
+    } catch (error) {
+      this.logger.warn(`Could not reserve a grant id for a break-glass of ${subject}: ${String(error)}`);
+      return undefined;
+    }
+  }
+
+  /**
    * Ends a failed attempt's reservation before its undo is sent, so that no later attempt mints that grant id
    * again. False when another attempt committed the same grant id meanwhile: it is live, nothing to undo.
    */
   private async endAttempt({ reservation, grant }: MintUndo): Promise<boolean> {
-    if (!reservation || reservation.grantId !== grant?.id) return true;
+    if (!reservation || (grant && reservation.grantId !== grant.id)) return true;
     try {
       const manager = this.dataSource.manager;
-      if (await store.deleteReservation(manager, reservation.requestId, reservation.grantId)) return true;
+      if (await store.deleteReservationOf(manager, reservation.grantId)) return true;
       return (await store.findGrant(manager, reservation.grantId)) === null;
     } catch (error) {
-      this.logger.warn(`Could not end the reservation of grant ${grant.id}: ${String(error)}`);
+      this.logger.warn(`Could not end the reservation of grant ${reservation.grantId}: ${String(error)}`);
       return true;
     }
   }
@@ -140,6 +197,7 @@ export class GrantsService {
       }
       await undo!();
       this.logger.warn(`Took back credential ${externalRef} of grant ${grant?.id}: its grant did not commit`);
+      if (grant) await this.scheduleResend(grant, policyHash);
     } catch (undoError) {
       this.logger.error(`ALERT: could not undo credential ${externalRef}: ${String(undoError)}`);
       if (!grant) return;
@@ -152,9 +210,22 @@ export class GrantsService {
     }
   }
 
+  /** Keeps an undo that went through to be sent once more after the mint timeout (store.scheduleResend). */
+  private async scheduleResend(grant: GrantEntity, policyHash: string): Promise<void> {
+    try {
+      await this.transact(async (manager) => {
+        const undo = await undoRecord(manager, grant, policyHash);
+        await store.scheduleResend(manager, undo, this.connectors.mintTimeoutMs);
+      });
+    } catch (error) {
+      this.logger.warn(`Could not schedule the re-send of the undo of grant ${grant.id}: ${String(error)}`);
+    }
+  }
+
   /**
    * Retries every undo that failed (mint_attempts), from PostgreSQL, with the grant's `revoke:<grantId>` key;
-   * run by each sweep until the connector confirms. Returns how many are still pending.
+   * run by each sweep until the connector confirms, then once more after the mint timeout (a late mint may
+   * have arrived after it). Returns how many are still pending.
    */
   async retryMintUndos(): Promise<number> {
     const manager = this.dataSource.manager;
@@ -162,13 +233,16 @@ export class GrantsService {
     for (const undo of await store.pendingUndos(manager)) {
       try {
         const holder = { id: undo.grantId, overlapKey: undo.overlapKey };
-        if (!(await this.dataSource.transaction((locked) => heldElsewhere(locked, holder)))) {
+        const heldByOther = await this.dataSource.transaction((locked) => heldElsewhere(locked, holder));
+        if (!heldByOther) {
           const policy = await this.policies.byHash(undo.policyHash);
           await this.connectors
             .get(policy, undo.connector)
             .revoke(undo.externalRef, { grantId: undo.grantId });
         }
-        await store.deleteUndo(manager, undo.grantId);
+        const done = undo.resend || heldByOther;
+        if (done) await store.deleteUndo(manager, undo.grantId);
+        else await store.scheduleResend(manager, undo, this.connectors.mintTimeoutMs);
         this.logger.warn(`Took back credential ${undo.externalRef} of grant ${undo.grantId} on a retry`);
       } catch (error) {
         pending += 1;
@@ -178,6 +252,81 @@ export class GrantsService {
       }
     }
     return pending;
+  }
+
+  /**
+   * Finds the activation attempts whose broker stopped mid-mint (issue 13): reservations no live activation
+   * holds, without a grant, whose request is no longer APPROVED or which are older than the mint timeout plus
+   * a margin. A mint the receiver may have applied is recorded as an undo (mint_attempts), which
+   * retryMintUndos sends as a revoke with the attempt's `revoke:<grantId>` key; each is an alert event.
+   * Returns how many were found.
+   */
+  async claimAbandonedReservations(): Promise<number> {
+    const olderThanMs = this.connectors.mintTimeoutMs + ABANDONED_MINT_MARGIN_MS;
+    return this.transact(async (manager) => {
+      const abandoned = await store.lockAbandonedReservations(manager, olderThanMs);
+      for (const attempt of abandoned) await this.claimAbandoned(manager, attempt);
+      return abandoned.length;
+    });
+  }
+
+  /** Turns one abandoned reservation into a pending undo, or ends it when its connector's mint leaves nothing. */
+  private async claimAbandoned(manager: EntityManager, attempt: store.AbandonedReservation): Promise<void> {
+    const { grantId, requestId, policyHash } = attempt;
+    const resolved = await this.connectorOf(attempt).catch((error: unknown) => {
+      // Left for a later sweep (a missing connector secret can be fixed); the lock ends with the transaction.
+      this.logger.error(
+        `ALERT: the abandoned mint of grant ${grantId} cannot be undone yet: ${String(error)}`,
+      );
+      return null;
+    });
+    if (!resolved) return;
+    const { connector, connectorName } = resolved;
+    // Only a connector whose mint can be applied remotely without its answer (a webhook) has anything to undo;
+    // the others mint in one remote transaction (PostgreSQL) or locally (JWT, SSH), gone with the broker.
+    const undo = connector.compensateMint ? 'revoke' : 'none';
+    if (connector.compensateMint) {
+      const overlapKey = attempt.requestId ? overlapKeyOf(connector, attempt) : attempt.overlapKey;
+      const pending = {
+        grantId,
+        requestId,
+        externalRef: grantId,
+        connector: connectorName,
+        policyHash,
+        overlapKey,
+      };
+      await store.recordFailedUndo(manager, pending, 'the broker stopped mid-mint');
+    } else {
+      await store.deleteReservationOf(manager, grantId);
+    }
+    this.logger.error(
+      `ALERT: the mint of grant ${grantId} (request ${requestId}) was abandoned; undo: ${undo}`,
+    );
+    await appendAuditEvent(manager, {
+      actorId: SYSTEM_ACTOR,
+      action: AuditAction.GrantMintAbandoned,
+      subjectType: 'grant',
+      subjectId: grantId,
+      requestId,
+      data: {
+        alert: true,
+        connector: connectorName,
+        requestState: attempt.requestState,
+        reservedAt: new Date(attempt.reservedAt).toISOString(),
+        undo,
+      },
+    });
+  }
+
+  /**
+   * The connector an activation attempt minted through: its request's entitlement in its policy version, or
+   * the one a break-glass reservation names.
+   */
+  private async connectorOf({ policyHash, entitlementId, connector }: store.AbandonedReservation) {
+    const policy = await this.policies.byHash(policyHash);
+    const connectorName = connector ?? findEntitlement(policy, entitlementId ?? '')?.connector;
+    if (!connectorName) throw new Error(`Entitlement ${entitlementId} is not in policy ${policyHash}`);
+    return { connector: this.connectors.get(policy, connectorName), connectorName };
   }
 
   /**
@@ -223,6 +372,7 @@ export class GrantsService {
     issued.grant = grant;
     await store.insertGrant(manager, grant);
     await store.deleteReservation(manager, request.id);
+    if (issued.reservation) await store.deleteReservationOf(manager, grant.id);
     jobs.revokeAt.push({ grantId: grant.id, notAfter });
     return { request, grant, credential: value.credential };
   }
@@ -233,8 +383,10 @@ export class GrantsService {
    */
   private async attemptGrantId(manager: EntityManager, requestId: string, issued: MintUndo): Promise<string> {
     const reserved = issued.reservation;
-    if (reserved?.requestId === requestId) {
-      if (await store.claimReservation(manager, requestId, reserved.grantId)) return reserved.grantId;
+    // A break-glass reservation (no request id) is this attempt's own: its request is being inserted now.
+    if (reserved && (reserved.requestId ?? requestId) === requestId) {
+      const claimed = await store.claimReservation(manager, reserved.requestId, reserved.grantId);
+      if (claimed) return reserved.grantId;
     }
     issued.reservation = undefined;
     return uuidv7();
@@ -293,7 +445,10 @@ export class GrantsService {
       return { status: 'not-due', remainingMs: Math.ceil(remaining) };
     // Due at notAfter: the request ends now, and its grant is REVOKING until the connector confirms (an
     // early revoke did both in its own transaction).
-    if (grant.state === GrantState.ACTIVE) await this.beginRevocation(grant, endRequest);
+    // A REVOKE_FAILED grant past notAfter ends its request too, if that never happened (a grant that failed
+    // before issue 13 went ACTIVE → REVOKE_FAILED and left its request ACTIVE).
+    const stuck = grant.state === GrantState.REVOKE_FAILED && remaining <= 0;
+    if (grant.state === GrantState.ACTIVE || stuck) await this.beginRevocation(grant, endRequest);
 
     // Shared external state that another live grant still holds stays; this grant alone ends.
     if (grant.overlapKey) {
@@ -313,16 +468,22 @@ export class GrantsService {
   /**
    * Records a failed attempt and when the job tries again (`nextRetryAt`); after its last attempt (null) the
    * grant becomes REVOKE_FAILED with an alert event, and the sweep keeps retrying it (never a silent drop).
+   * Returns the grant's connector kind and whether this attempt raised the alert; null when nothing was recorded.
    */
-  async recordFailure(grantId: string, error: unknown, nextRetryAt: Date | null): Promise<void> {
+  async recordFailure(
+    grantId: string,
+    error: unknown,
+    nextRetryAt: Date | null,
+  ): Promise<{ connectorType: string; alert: boolean } | null> {
     const message = error instanceof Error ? error.message : String(error);
-    await this.transact(async (manager) => {
+    return this.transact(async (manager) => {
       const grant = await store.lockGrant(manager, grantId);
-      if (!grant || grant.state === GrantState.REVOKED) return;
+      if (!grant || grant.state === GrantState.REVOKED) return null;
       const attempt = failedRevocation(grant, message, nextRetryAt);
       await store.recordAttempt(manager, grantId, attempt);
       noteChanged(manager, grant.requestId);
-      if (!attempt.alert) return;
+      const recorded = { connectorType: grant.connectorType, alert: attempt.alert };
+      if (!attempt.alert) return recorded;
       this.logger.error(`ALERT: grant ${grantId} could not be revoked: ${message}`);
       await appendAuditEvent(manager, {
         actorId: SYSTEM_ACTOR,
@@ -332,6 +493,7 @@ export class GrantsService {
         requestId: grant.requestId,
         data: { alert: true, attempts: attempt.revokeAttempts, error: message.slice(0, 500) },
       });
+      return recorded;
     });
   }
 
@@ -383,12 +545,18 @@ export class GrantsService {
     return store.listGrants(this.dataSource.manager, query);
   }
 
-  /** Marks a due ACTIVE grant REVOKING and ends its request, under the request's lock (request → grant). */
+  /**
+   * Marks a due ACTIVE grant REVOKING and ends its request, under the request's lock (request → grant); a
+   * REVOKE_FAILED grant keeps its state, and its request, if still ACTIVE, ends all the same.
+   */
   private async beginRevocation(grant: GrantRef, endRequest: EndRequest): Promise<void> {
     await this.transact(async (manager) => {
       const request = await lockRequest(manager, grant.requestId);
       const now = await store.markRevoking(manager, grant.id);
-      if (now) await endRequest(manager, request, now);
+      if (now) return endRequest(manager, request, now);
+      if (request?.state !== RequestState.ACTIVE || !request.endsAt) return;
+      const at = await databaseNow(manager);
+      if (request.endsAt <= at) await endRequest(manager, request, at);
     });
   }
 
@@ -433,13 +601,26 @@ export class GrantsService {
       data,
     });
     await endRequest(manager, request, now);
-    return { status: 'revoked', lagMs: data.lagMs };
+    return { status: 'revoked', lagMs: data.lagMs, connectorType: locked.connectorType };
   }
 
   /** A transaction whose request and grant changes are announced to live-update streams once committed. */
   private transact<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
     return transactWithJobs(this.dataSource, this.jobs, (manager) => work(manager), this.announcer);
   }
+}
+
+/** The overlap key an abandoned activation's grant would have had (its request's subject, entitlement, scope). */
+function overlapKeyOf(connector: Connector, attempt: store.AbandonedReservation): string | null {
+  if (!connector.overlapKey) return null;
+  return connector.overlapKey({
+    grantId: attempt.grantId,
+    requestId: attempt.requestId ?? attempt.grantId,
+    subject: attempt.subject ?? '',
+    entitlementId: attempt.entitlementId ?? '',
+    scope: attempt.scope ?? {},
+    notAfter: new Date(attempt.reservedAt),
+  });
 }
 
 /** When a grant's revocation became due: notAfter, or the early revoke if that came first. */

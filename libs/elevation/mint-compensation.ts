@@ -16,7 +16,7 @@ export interface MintUndo {
   /** The grant as it would have been stored: what a failed undo records in mint_attempts to retry it. */
   grant?: GrantEntity;
   /** The grant id reserved for this activation attempt (mint_attempts), while this attempt holds it. */
-  reservation?: { requestId: string; grantId: string };
+  reservation?: { requestId: string | null; grantId: string };
   /** The policy version the connector's settings come from, for a retried undo. */
   policyHash?: string;
 }
@@ -62,6 +62,20 @@ export async function heldElsewhere(
   return (await store.lockOverlapHolder(manager, grant.overlapKey, grant.id)) !== null;
 }
 
+/** What mint_attempts keeps of an undo: the grant's references (a request that did not commit is null). */
+export async function undoRecord(manager: EntityManager, grant: GrantEntity, policyHash: string) {
+  const requestExists = await manager.existsBy(ElevationRequestEntity, { id: grant.requestId });
+  const { id: grantId, externalRef, connector, overlapKey } = grant;
+  return {
+    grantId,
+    requestId: requestExists ? grant.requestId : null,
+    externalRef,
+    connector,
+    policyHash,
+    overlapKey,
+  };
+}
+
 /**
  * After a failed undo: records it in mint_attempts for the sweep to retry with the same Idempotency-Key, and
  * appends a `grant.revoke_failed` alert. A break-glass request that did not commit is not referenced.
@@ -72,11 +86,9 @@ export async function persistFailedUndo(
   policyHash: string,
   error: string,
 ): Promise<void> {
-  const requestExists = await manager.existsBy(ElevationRequestEntity, { id: grant.requestId });
-  const requestId = requestExists ? grant.requestId : null;
   const lastError = error.slice(0, LAST_ERROR_MAX_LENGTH);
-  const { id: grantId, externalRef, connector, overlapKey } = grant;
-  const undo = { grantId, requestId, externalRef, connector, policyHash, overlapKey };
+  const undo = await undoRecord(manager, grant, policyHash);
+  const { grantId, requestId } = undo;
   await store.recordFailedUndo(manager, undo, lastError);
   await appendAuditEvent(manager, {
     actorId: SYSTEM_ACTOR,

@@ -9,13 +9,17 @@ import { approvableBy, canSee, checkReview, requestNotFound } from '../domain/re
 import { RequestState } from '../domain/request-state.js';
 import { requestSubject, subjectDigest } from '../webauthn/step-up-binding.js';
 import { PolicyService } from '../policy/policy.service.js';
-import { grantStatuses, type GrantStatus } from './grant-store.js';
+import { grantStatuses, revocationPending, type GrantStatus } from './grant-store.js';
 import { findRequest, requestColumns } from './request-store.js';
 
 export interface RequestListQuery {
   limit: number;
   cursor?: string | null;
   state?: RequestState | null;
+  /** Only requests for this entitlement (list only). */
+  entitlementId?: string | null;
+  /** Only requests filed by this username (list only). */
+  requester?: string | null;
 }
 
 /** What a request view shows besides the row: requesters' usernames and grants, by id. */
@@ -75,6 +79,8 @@ export class RequestQueries {
       `SELECT ${requestColumns(manager)} FROM elevation_requests
         WHERE ($1::boolean OR requester_id = $2::uuid OR entitlement_id = ANY($3::text[]))
           AND ($4::text IS NULL OR state = $4::text) AND ($5::uuid IS NULL OR id < $5::uuid)
+          AND ($7::text IS NULL OR entitlement_id = $7::text)
+          AND ($8::text IS NULL OR requester_id = (SELECT id FROM users WHERE username = $8::text))
         ORDER BY id DESC LIMIT $6`,
       [
         seesEverything(actor),
@@ -83,6 +89,8 @@ export class RequestQueries {
         query.state ?? null,
         query.cursor ?? null,
         query.limit + 1,
+        query.entitlementId ?? null,
+        query.requester ?? null,
       ],
     );
     const items = rows.slice(0, query.limit).map((row) => Object.assign(new ElevationRequestEntity(), row));
@@ -178,6 +186,11 @@ export class RequestQueries {
       ),
     ]);
     return { usernames, grants };
+  }
+
+  /** Whether the request's grant, or an extension's revoked with it, still waits for the connector. */
+  revocationPending(requestId: string): Promise<boolean> {
+    return revocationPending(this.dataSource.manager, requestId);
   }
 
   /** The approvers' decisions on one request, oldest first: who, approve or deny, the comment or reason. */

@@ -26,6 +26,7 @@ import {
   transactWithJobs,
   type AfterCommit,
 } from './after-commit.js';
+import { Metrics } from '../metrics/metrics.js';
 import { assertMayRequest, isRubberStamp, lockOutAfterRepeatedDenials } from './anti-fatigue.js';
 import { GrantsService, type Activation } from './grants.service.js';
 import { PolicyService } from '../policy/policy.service.js';
@@ -68,6 +69,7 @@ export class RequestsService {
     private readonly jobs: JobProducer,
     private readonly announcer: RequestAnnouncer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly metrics: Metrics,
   ) {}
 
   /**
@@ -125,7 +127,9 @@ export class RequestsService {
     checked(rules.checkConfirmation(evidence, expected));
     const { notify, postReviewWithinSeconds } = entitlement.breakGlass!;
     const notifyUsers = [...new Set(notify.flatMap((group) => membersOf(policy, group)))].sort();
-    return this.grants.withMintUndo(null, (issued) =>
+    // Its grant id is reserved before the mint, so a broker that stops mid-mint leaves it for the sweep to undo.
+    const target = { policy, policyHash: hash, entitlement, subject: actor.username };
+    return this.grants.withMintUndo(target, (issued) =>
       this.transactWithJobs(async (manager, jobs) => {
         await store.lockUser(manager, actor.id);
         const { now, notAfter } = await store.windowFrom(manager, input.durationSeconds);
@@ -167,7 +171,8 @@ export class RequestsService {
     evidence: StepUpEvidence,
   ): Promise<ElevationRequestEntity> {
     const { policy } = await this.policies.inForce();
-    return this.transactWithJobs(async (manager, jobs) => {
+    let flagged = false;
+    const decided = await this.transactWithJobs(async (manager, jobs) => {
       const request = await store.lockVisible(manager, actor, requestId, policy);
       assertConfirmed(request, evidence, actor, decision);
       const now = await databaseNow(manager);
@@ -177,6 +182,7 @@ export class RequestsService {
       const approval = { requestId, approverId: actor.id, decision, comment, at: now };
       const limits = this.config.antiFatigue;
       const rubberStamp = decision === Decision.APPROVE && (await isRubberStamp(manager, limits, approval));
+      flagged = rubberStamp;
       await store.insertApproval(manager, approval, evidence);
       if (rubberStamp) {
         this.logger.warn(`Rubber-stamp signal: ${actor.username} approved ${requestId} within seconds`);
@@ -189,6 +195,8 @@ export class RequestsService {
       }
       return request;
     });
+    if (flagged) this.metrics.rubberStampFlags.inc();
+    return decided;
   }
 
   /**

@@ -29,16 +29,19 @@ const MAX_USER_AGENT = 512;
 /** A read moves a session's idle clock at most this often. */
 const MAX_TOUCH_INTERVAL_SECONDS = 60;
 
+/** A usable session `s` of user `u`, idle for less than $2 seconds: the one rule for every check. */
+const SESSION_USABLE = `s.ended_at IS NULL AND u.status = 'active'
+    AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
+    AND NOT EXISTS (SELECT 1 FROM authenticators a WHERE a.id = s.authenticator_id
+                      AND (a.disabled_at IS NOT NULL OR a.removed_at IS NOT NULL))`;
+
 /** The live session behind a token hash ($1), with its user, under the idle ($2) and touch ($3) limits. */
 const SESSION_LOOKUP = `SELECT s.id AS "sessionId", u.id, u.username, u.display_name AS "displayName", u.roles,
         s.last_seen_at <= now() - make_interval(secs => $3) AS stale,
         EXISTS (SELECT 1 FROM authenticators a JOIN enrollment_invites i ON ${NOTICE_PENDING}
                  WHERE a.id = s.authenticator_id) AS "noticesPending"
    FROM sessions s JOIN users u ON u.id = s.user_id
-  WHERE s.token_hash = $1 AND s.ended_at IS NULL AND u.status = 'active'
-    AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
-    AND NOT EXISTS (SELECT 1 FROM authenticators a WHERE a.id = s.authenticator_id
-                      AND (a.disabled_at IS NOT NULL OR a.removed_at IS NOT NULL))`;
+  WHERE s.token_hash = $1 AND ${SESSION_USABLE}`;
 
 interface SessionRow {
   sessionId: string;
@@ -100,8 +103,10 @@ export class SessionsService {
    * row as it is now (one indexed read, no write), so an ended session or a suspended user is refused at
    * once. The idle clock (`last_seen_at`) is moved only once it is `touchIntervalSeconds` old: a read
    * writes at most once a minute per session, and a session ends at most that much before its idle limit.
+   * `touch: false` (background traffic: live-update streams, polling) checks the session without moving
+   * its idle clock, so an open tab alone never keeps a session alive.
    */
-  async authenticate(token: string): Promise<SessionActor> {
+  async authenticate(token: string, { touch = true }: { touch?: boolean } = {}): Promise<SessionActor> {
     const hash = tokenHash(token);
     // Named, so each pooled connection plans it once: planning took more than running it.
     const pool = (this.dataSource.driver as unknown as { master: Pool }).master;
@@ -114,8 +119,19 @@ export class SessionsService {
     });
     if (!row) return this.refuse(hash);
     const { sessionId, stale, noticesPending, ...actor } = row;
-    if (stale) await this.touch(sessionId);
+    if (stale && touch) await this.touch(sessionId);
     return { sessionId, actor, noticesPending };
+  }
+
+  /** Which of these sessions are still usable (as authenticate() judges); reading them moves no idle clock. */
+  async usableSessionIds(sessionIds: string[]): Promise<Set<string>> {
+    if (sessionIds.length === 0) return new Set();
+    const rows = (await this.dataSource.query(
+      `SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.id = ANY($1::uuid[]) AND ${SESSION_USABLE}`,
+      [sessionIds, this.config.sessions.idleSeconds],
+    )) as Array<{ id: string }>;
+    return new Set(rows.map((row) => row.id));
   }
 
   /** How old `last_seen_at` may get before a call moves it: a minute, or a tenth of a shorter idle limit. */

@@ -9,6 +9,7 @@ import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent, flushAuditEvents } from '../audit/audit-log.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { AuthenticatorEntity, StepUpChallengeEntity } from '../db/index.js';
+import { Metrics } from '../metrics/metrics.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { Actor } from '../domain/actor.js';
 import { authenticationOptions, verifyAssertion } from '../webauthn/ceremonies.js';
@@ -73,6 +74,7 @@ export class StepUpService {
   constructor(
     private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly metrics: Metrics,
   ) {}
 
   /** Issues a challenge for `actor` bound to action, subject and digest; expires after STEP_UP_TTL_SECONDS. */
@@ -145,7 +147,11 @@ export class StepUpService {
         return { error };
       }
     });
-    if ('error' in outcome) throw outcome.error;
+    if (outcome.error) {
+      // Counted once its audit event committed: the counter and the audit log agree.
+      this.metrics.stepUpFailures.inc({ code: outcome.error.code });
+      throw outcome.error;
+    }
     return outcome.evidence;
   }
 

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { AuditAction } from '../audit/audit-actions.js';
 import { appendAuditEvent } from '../audit/audit-log.js';
 import type { UserRole, UserStatus } from '../db/index.js';
@@ -9,7 +9,18 @@ import type { AfterCommit } from '../elevation/after-commit.js';
 import { unlockEntitlement } from '../elevation/anti-fatigue.js';
 import { RequestsService } from '../elevation/requests.service.js';
 import { evidenceForAudit, type StepUpEvidence } from '../webauthn/evidence.js';
+import { authenticatorsOf } from './authenticator-store.js';
+import { personDetail, type PersonDetail } from './person-detail.js';
 import { SessionsService } from './sessions.service.js';
+
+/** The user named `username`, row-locked (one change to a person at a time); 404 USER_NOT_FOUND otherwise. */
+async function lockUser(manager: EntityManager, username: string): Promise<{ id: string }> {
+  const [user] = (await manager.query(`SELECT id FROM users WHERE username = $1 FOR UPDATE`, [
+    username,
+  ])) as Array<{ id: string }>;
+  if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
+  return user;
+}
 
 /** A user as admins list them. */
 export interface UserListItem {
@@ -108,6 +119,85 @@ export class UsersService {
       }>;
       if (!user) throw new DomainError(ErrorCode.USER_NOT_FOUND, `No user "${username}"`);
       return this.sessions.endAllForUser(manager, admin.id, user.id, 'ended-by-admin');
+    });
+  }
+
+  /** One person with groups, roles, passkeys and live sessions (personDetail). */
+  person(username: string): Promise<PersonDetail> {
+    return personDetail(this.dataSource.manager, username);
+  }
+
+  /**
+   * Disables one of someone else's passkeys (lost or stolen) after an `authenticator.disable` step-up: it can
+   * no longer sign in or confirm anything, and the sessions it opened end. Disabling the last usable one is
+   * allowed, since refusing would leave a stolen key working, but loud: `lastUsable` and an alert in the event.
+   */
+  async disableAuthenticator(
+    admin: Actor,
+    username: string,
+    authenticatorId: string,
+    reason: string,
+    evidence: StepUpEvidence,
+  ): Promise<{ disabledAt: string; sessionsEnded: number; lastUsable: boolean }> {
+    return this.dataSource.transaction(async (manager) => {
+      const user = await lockUser(manager, username);
+      if (user.id === admin.id) {
+        throw new DomainError(ErrorCode.FORBIDDEN, 'Remove your own passkeys on your Passkeys page');
+      }
+      const owned = await authenticatorsOf(manager, user.id);
+      const target = owned.find((item) => item.id === authenticatorId);
+      if (!target)
+        throw new DomainError(ErrorCode.AUTHENTICATOR_NOT_FOUND, `${username} has no such passkey`);
+      if (target.disabledAt) {
+        throw new DomainError(ErrorCode.AUTHENTICATOR_ALREADY_DISABLED, 'This passkey is already disabled');
+      }
+      const lastUsable = !owned.some((item) => item.id !== authenticatorId && !item.disabledAt);
+      const [[{ disabledAt }]] = (await manager.query(
+        `UPDATE authenticators SET disabled_at = now(), disabled_reason = $2 WHERE id = $1
+          RETURNING disabled_at AS "disabledAt"`,
+        [authenticatorId, `disabled by an admin: ${reason}`],
+      )) as [Array<{ disabledAt: Date }>, number];
+      const [ended] = (await manager.query(
+        `UPDATE sessions SET ended_at = now(), end_reason = 'authenticator-disabled'
+          WHERE authenticator_id = $1 AND ended_at IS NULL RETURNING id`,
+        [authenticatorId],
+      )) as [Array<{ id: string }>, number];
+      await appendAuditEvent(manager, {
+        actorId: admin.id,
+        action: AuditAction.AuthenticatorDisabled,
+        subjectType: 'authenticator',
+        subjectId: authenticatorId,
+        data: {
+          reason: 'admin',
+          userId: user.id,
+          credentialId: target.credentialId,
+          detail: reason,
+          lastUsable,
+          ...(lastUsable ? { alert: true as const } : {}),
+          evidence: evidenceForAudit(evidence),
+        },
+      });
+      return { disabledAt: disabledAt.toISOString(), sessionsEnded: ended.length, lastUsable };
+    });
+  }
+
+  /** Ends one session of a user (admin); audited. 404 SESSION_NOT_FOUND when it is not theirs or not live. */
+  async endSession(admin: Actor, username: string, sessionId: string): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      const user = await lockUser(manager, username);
+      const [ended] = (await manager.query(
+        `UPDATE sessions SET ended_at = now(), end_reason = 'ended-by-admin'
+          WHERE id = $1 AND user_id = $2 AND ended_at IS NULL RETURNING id`,
+        [sessionId, user.id],
+      )) as [Array<{ id: string }>, number];
+      if (ended.length === 0) throw new DomainError(ErrorCode.SESSION_NOT_FOUND, 'No such live session');
+      await appendAuditEvent(manager, {
+        actorId: admin.id,
+        action: AuditAction.SessionEnded,
+        subjectType: 'session',
+        subjectId: sessionId,
+        data: { reason: 'ended-by-admin', userId: user.id },
+      });
     });
   }
 

@@ -156,10 +156,13 @@ export class NotifyService {
   }
 
   /**
-   * Sends one delivery; records the attempt. Throws while attempts remain (BullMQ retries with backoff);
-   * the last failed attempt marks it failed.
+   * Sends one delivery; records the attempt. A failed attempt with attempts left answers `retry` with its
+   * error (the caller throws it, so BullMQ retries with backoff); the last failed attempt marks it failed.
    */
-  async deliver(deliveryId: string, attempt: number): Promise<{ channel: string; outcome: DeliveryOutcome }> {
+  async deliver(
+    deliveryId: string,
+    attempt: number,
+  ): Promise<{ channel: string; outcome: DeliveryOutcome; error?: unknown }> {
     const [row] = (await this.dataSource.query(
       `SELECT channel, recipient, status, body FROM notification_deliveries WHERE id = $1`,
       [deliveryId],
@@ -183,7 +186,7 @@ export class NotifyService {
         );
         return { channel: row.channel, outcome: 'failed' };
       }
-      throw error;
+      return { channel: row.channel, outcome: 'retry', error };
     }
     await this.dataSource.query(
       `UPDATE notification_deliveries SET attempts = attempts + 1, status = 'sent', sent_at = clock_timestamp(),

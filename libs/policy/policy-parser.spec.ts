@@ -32,11 +32,16 @@ describe('parsePolicy: the example policy', () => {
     expect(findEntitlement(policy, 'demo-db-read')).toEqual({
       id: 'demo-db-read',
       title: 'Demo database, read-only',
+      description: 'A database login that can read every table of the demo application, change none.',
       connector: 'demo-db',
       scope: { grantRoles: ['app_read'] },
       eligible: ['engineers'],
       maxDurationSeconds: 3600,
-      requires: { justification: true, ticketPattern: '^(INC|CHG)-[0-9]+$' },
+      requires: {
+        justification: true,
+        ticketPattern: '^(INC|CHG)-[0-9]+$',
+        ticketHint: 'an incident or change number, like INC-1234 or CHG-1234',
+      },
       approval: {
         approvals: 1,
         approverGroups: ['approvers'],
@@ -56,6 +61,9 @@ describe('parsePolicy: the example policy', () => {
     });
     expect(findEntitlement(policy, 'demo-db-write')?.approval?.approvals).toBe(2);
     expect(findEntitlement(policy, 'no-such-thing')).toBeUndefined();
+    // Optional text is absent, not null, when not given: policies written before it keep their hashes.
+    expect(Object.keys(findEntitlement(policy, 'api-read-token')!)).not.toContain('description');
+    expect(Object.keys(findEntitlement(policy, 'api-read-token')!.requires)).not.toContain('ticketHint');
   });
 
   it('hashes to 64 hex characters, the same across key order, member order and comments', () => {
@@ -70,11 +78,15 @@ entitlements:
     scope: { scopes: ['admin:read', 'admin:write'] }
     connector: api-token
     title: Admin API, read/write token
+    description: A bearer token for the admin API that can change accounts and settings.
     id: api-admin-token
   - { id: demo-db-read, title: 'Demo database, read-only', connector: demo-db, scope: { grantRoles: [app_read] },
       eligible: [engineers], maxDuration: 60m, approval: { approvals: 1, approverGroups: [approvers] },
-      requires: { ticketPattern: '^(INC|CHG)-[0-9]+$' } }
+      description: 'A database login that can read every table of the demo application, change none.',
+      requires: { ticketHint: 'an incident or change number, like INC-1234 or CHG-1234',
+                  ticketPattern: '^(INC|CHG)-[0-9]+$' } }
   - id: demo-db-write
+    description: A database login that can read and change every table of the demo application.
     title: Demo database, read/write
     connector: demo-db
     scope: { grantRoles: [app_write] }
@@ -85,6 +97,7 @@ entitlements:
       connector: api-token, title: 'Admin API, read-only token', id: api-read-token }
   - id: demo-db-breakglass
     title: Demo database, read/write (break-glass)
+    description: Read/write access to the demo database at once, for an outage; reviewed afterwards.
     breakGlass: { postReviewWithin: 1d, notify: [approvers] }
     connector: demo-db
     scope: { grantRoles: [app_write] }

@@ -157,6 +157,8 @@ function normaliseEntitlement(raw: ParsedEntitlement): Entitlement {
   return {
     id: raw.id,
     title: raw.title ?? raw.id,
+    // Optional text only when given: a key that is absent keeps older policies' hashes.
+    ...(raw.description ? { description: raw.description } : {}),
     connector: raw.connector,
     scope: raw.scope,
     eligible: asSet(raw.eligible),
@@ -164,6 +166,7 @@ function normaliseEntitlement(raw: ParsedEntitlement): Entitlement {
     requires: {
       justification: raw.requires?.justification ?? true,
       ticketPattern: raw.requires?.ticketPattern ?? null,
+      ...(raw.requires?.ticketHint ? { ticketHint: raw.requires.ticketHint } : {}),
     },
     approval: raw.approval
       ? {

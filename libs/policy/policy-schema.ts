@@ -96,12 +96,19 @@ export const connectorSchema = z.discriminatedUnion('type', [
 const entitlementSchema = z.strictObject({
   id: entitlementId,
   title: text.optional(),
+  /** Shown to requesters and approvers: what the privilege lets one do. */
+  description: text.optional(),
   connector: z.string(),
   scope,
   eligible: groupList,
   maxDuration: duration,
   requires: z
-    .strictObject({ justification: z.boolean().optional(), ticketPattern: text.nullable().optional() })
+    .strictObject({
+      justification: z.boolean().optional(),
+      ticketPattern: text.nullable().optional(),
+      /** The ticket format in words ("an incident number, like INC-1234"), shown instead of the pattern. */
+      ticketHint: text.optional(),
+    })
     .optional(),
   approval: z
     .strictObject({

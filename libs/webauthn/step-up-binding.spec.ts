@@ -183,6 +183,7 @@ describe('STEP_UP_ACTIONS', () => {
       'policy.reload',
       'authenticator.add',
       'authenticator.remove',
+      'authenticator.disable',
       'user.suspend',
       'user.roles',
       'user.email',

@@ -17,6 +17,7 @@ export const STEP_UP_ACTIONS = Object.freeze([
   'policy.reload',
   'authenticator.add',
   'authenticator.remove',
+  'authenticator.disable',
   'user.suspend',
   'user.roles',
   'user.email',

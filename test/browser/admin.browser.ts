@@ -1,6 +1,7 @@
 // The admin's workspace in Chromium (issue 17): an active grant with its time left on Access now; the
 // stuck-revocation banner while the webhook receiver is down, cleared by a retry with the admin's passkey;
-// a pending invite revoked from People (its link then fails); and a policy diff after a reload on Admin.
+// a pending invite revoked from People (its link then fails); a person's page where a session is ended and a
+// passkey disabled with the admin's step-up; and a policy diff after a reload on Admin.
 // The admin has their own browser context and virtual passkey; alice and bob act through the API with their
 // own soft passkeys. Screenshots at 1280×800 go to test/browser/artifacts/, and axe-core judges each page.
 import { createServer, type Server } from 'node:http';
@@ -18,7 +19,15 @@ import {
   type BrowserStack,
 } from '../support/browser.js';
 import { policyDirFromFixture } from '../support/policy-fixture.js';
-import { clientAs, enrollAll, inviteToken, PROJECT_ROOT, waitFor, type TestStack } from '../support/stack.js';
+import {
+  clientAs,
+  enrollAll,
+  httpClient,
+  inviteToken,
+  PROJECT_ROOT,
+  waitFor,
+  type TestStack,
+} from '../support/stack.js';
 
 const ARTIFACTS = path.join(PROJECT_ROOT, 'test', 'browser', 'artifacts');
 const DESKTOP = { width: 1280, height: 800 };
@@ -244,6 +253,71 @@ describe('the admin’s workspace', () => {
       expect.stringContaining('"maxDurationSeconds": 7200'),
     ]);
     await shootAndJudge(page, 'admin-policy');
+  }, 60_000);
+
+  it('shows one person: ends a session, disables a passkey with a step-up; nothing to disable on one’s own page', async () => {
+    const stack = env!.stack;
+    // bob (an approver in the policy) is not needed after this.
+    const bob = clientAs(stack, 'bob');
+    const signIn = async () => {
+      const anonymous = httpClient(stack, null);
+      const options = await anonymous.post('/api/auth/login/options', {});
+      return anonymous.post('/api/auth/login/verify', {
+        response: bob.authenticator.authenticate(options.body),
+      });
+    };
+    expect((await signIn()).status).toBe(200);
+    const { page } = admin!;
+    await page.goto('/admin/people');
+    await page.getByRole('link', { name: 'bob', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: 'bob' }).waitFor();
+    const sessions = page.getByTestId('person-sessions').locator('tbody tr');
+    await sessions.nth(1).waitFor();
+    await expect(sessions.count()).resolves.toBe(2);
+
+    // Newest first: the last row is the enrollment's session, the one bob's client holds.
+    await sessions.last().getByRole('button', { name: 'End session' }).click();
+    await page.getByText(/The session started .* has ended/).waitFor();
+    await sessions.nth(1).waitFor({ state: 'detached' });
+    await expect(sessions.count()).resolves.toBe(1);
+    expect((await bob.get('/api/me')).status).toBe(401);
+
+    const passkeys = page.getByTestId('person-passkeys');
+    await passkeys.getByRole('button', { name: 'Disable…' }).click();
+    await expect(passkeys.getByRole('alert').textContent()).resolves.toContain('last usable passkey');
+    await page.getByLabel('Why disable it?').fill('phone lost on the train');
+    await shootAndJudge(page, 'admin-person');
+    await page.getByRole('button', { name: 'Disable with passkey' }).click();
+    await page.getByText(/is disabled; 1 session\(s\) it opened ended/).waitFor();
+    await passkeys.getByText(/disabled .*phone lost on the train/).waitFor();
+    const refused = await signIn();
+    expect({ status: refused.status, code: refused.body?.error?.code }).toEqual({
+      status: 401,
+      code: 'AUTHENTICATOR_DISABLED',
+    });
+    const { rows } = await stack.db.query(
+      `SELECT action, data FROM audit_events WHERE action IN ('authenticator.disabled', 'session.ended')
+          AND data->>'userId' = $1 ORDER BY seq`,
+      [bob.userId],
+    );
+    expect(rows).toEqual([
+      { action: 'session.ended', data: { reason: 'ended-by-admin', userId: bob.userId } },
+      {
+        action: 'authenticator.disabled',
+        data: expect.objectContaining({
+          reason: 'admin',
+          detail: 'phone lost on the train',
+          lastUsable: true,
+          alert: true,
+          evidence: expect.objectContaining({ action: 'authenticator.disable' }),
+        }),
+      },
+    ]);
+
+    // One's own page: passkeys are managed on the Passkeys page, so nothing to disable here.
+    await page.goto('/admin/people/root');
+    await page.getByText('Your own passkeys are managed on your Passkeys page.').waitFor();
+    await expect(page.getByRole('button', { name: 'Disable…' }).count()).resolves.toBe(0);
   }, 60_000);
 
   it('left no serious accessibility finding and no page error', () => {

@@ -106,6 +106,11 @@ describe('the auditor’s workspace', () => {
     expect(alice).not.toContain('Admin');
     expect(alice).not.toContain('Approvals');
     expect(await navOf('bob')).toEqual(expect.arrayContaining(['Approvals', 'Reviews']));
+    // `/` is the requester's page: an auditor who may request nothing lands on Audit instead.
+    const { page } = person('audrey');
+    await page.goto('/');
+    await page.waitForURL('**/audit');
+    await page.getByRole('heading', { level: 1, name: 'Audit events' }).waitFor();
   }, 30_000);
 
   let requestId = '';

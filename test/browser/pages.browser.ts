@@ -1,7 +1,9 @@
 // Every page of the web UI, for each role, on a phone and to a screen reader's eyes: at 390×844 nothing
 // scrolls sideways, and axe-core finds no serious or critical WCAG violation. Plus the request page: a
-// denied requester, following a deep link through sign-in, reads why it was denied.
-import { readFile } from 'node:fs/promises';
+// denied requester, following a deep link through sign-in, reads why it was denied; the request form tells
+// refusals in words next to their field; an approver's review list holds a finished break-glass use.
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
@@ -19,6 +21,17 @@ const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 800 };
 /** Pages fetch after their heading renders; this lets their data arrive before the page is judged. */
 const SETTLE_MS = 600;
+/** The example policy plus a break-glass entitlement whose credential (a JWT) needs no target system. */
+const BREAK_GLASS_POLICY = `entitlements:
+  - id: api-breakglass-token
+    title: Admin API, read/write token (break-glass)
+    description: The admin API at once, for an outage; an approver reviews the use afterwards.
+    connector: api-token
+    scope: { scopes: ['admin:write'] }
+    eligible: [oncall]
+    maxDuration: 30m
+    breakGlass: { notify: [approvers], postReviewWithin: 24h }
+`;
 
 interface AxeViolation {
   id: string;
@@ -37,8 +50,14 @@ describe('every page on a phone and under axe-core', () => {
     audrey: undefined,
   };
 
+  let policyDir = '';
+
   beforeAll(async () => {
-    env = await startBrowserStack();
+    policyDir = await mkdtemp(path.join(tmpdir(), 'jit-pages-policy-'));
+    await copyFile(path.join(PROJECT_ROOT, 'policies', 'example.yaml'), path.join(policyDir, 'example.yaml'));
+    await writeFile(path.join(policyDir, 'break-glass.yaml'), BREAK_GLASS_POLICY);
+    // A denial's cool-down long enough to be seen counting down.
+    env = await startBrowserStack({ policyDir, env: { DENIAL_COOLDOWN_SECONDS: '600' } });
     axeSource = await readFile(path.join(PROJECT_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
     const roles = { alice: [], bob: [], admin: ['admin'], audrey: ['auditor'] } as const;
     for (const [name, granted] of Object.entries(roles)) {
@@ -50,7 +69,22 @@ describe('every page on a phone and under axe-core', () => {
 
   afterAll(async () => {
     await env?.close();
+    if (policyDir) await rm(policyDir, { recursive: true, force: true });
   }, 30_000);
+
+  /** axe-core's serious and critical findings on the page as it is now. */
+  async function seriousFindings(page: BrowserPerson['page']): Promise<string[]> {
+    // Evaluated over CDP, so the page's CSP (script-src 'self') does not apply to the checker itself.
+    await page.evaluate(axeSource);
+    const violations = (await page.evaluate(
+      `axe.run(document, { resultTypes: ['violations'] }).then((result) => result.violations)`,
+    )) as AxeViolation[];
+    return violations
+      .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+      .map(
+        (violation) => `${violation.id}: ${violation.help} at ${JSON.stringify(violation.nodes[0]?.target)}`,
+      );
+  }
 
   /** bob denies the request from his inbox, with his passkey and a reason. */
   async function denyInUi(requestId: string, reason: string): Promise<void> {
@@ -120,6 +154,107 @@ describe('every page on a phone and under axe-core', () => {
     await expect(page.locator('.timeline').textContent()).resolves.toContain('Activated');
   }, 30_000);
 
+  it('tells a refused request in words next to its field, and clears the news of a filing on the next edit', async () => {
+    const { page } = people.alice!;
+    await page.setViewportSize(DESKTOP);
+    await page.goto('/');
+    const form = page.locator('form', { has: page.getByRole('button', { name: 'Request access' }) });
+    await page.getByLabel('Entitlement', { exact: true }).selectOption('demo-db-read');
+    // The ticket format in the policy's words, never its pattern.
+    await expect(form.textContent()).resolves.toContain('an incident or change number, like INC-1234');
+    await expect(form.textContent()).resolves.not.toContain('^(INC|CHG)');
+    await form.getByLabel(/^Justification/).fill('Look up one order (browser test)');
+    const ticket = form.getByLabel(/^Ticket/);
+    await ticket.fill('nope');
+    await form.getByRole('button', { name: 'Request access' }).click();
+    const ticketError = form.locator('[data-field-error="ticket"]');
+    await expect(ticketError.textContent()).resolves.toBe(
+      'This is not an incident or change number, like INC-1234 or CHG-1234.',
+    );
+    await expect(ticket.getAttribute('aria-invalid')).resolves.toBe('true');
+    await expect(ticket.getAttribute('aria-describedby')).resolves.toBe(await ticketError.getAttribute('id'));
+    await expect(page.evaluate('document.activeElement?.id')).resolves.toBe(await ticket.getAttribute('id'));
+    await expect(seriousFindings(page)).resolves.toEqual([]);
+
+    // Fixing the ticket clears its problem; a duration past the cap is told on the duration field.
+    await ticket.fill('INC-1234');
+    expect(await ticketError.count()).toBe(0);
+    const minutes = form.getByLabel(/^Duration in minutes/);
+    await minutes.fill('999');
+    await form.getByRole('button', { name: 'Request access' }).click();
+    await expect(form.locator('[data-field-error="minutes"]').textContent()).resolves.toBe(
+      'Demo database, read-only lasts at most 1 h.',
+    );
+    await minutes.fill('30');
+    await form.getByRole('button', { name: 'Request access' }).click();
+    const filed = form.getByRole('status').filter({ hasText: 'Filed. It waits for 1 approval.' });
+    await filed.waitFor();
+    await form.getByLabel(/^Justification/).fill('The next one');
+    await filed.waitFor({ state: 'detached' });
+  }, 30_000);
+
+  it('shows a denial cool-down as a countdown next to the entitlement', async () => {
+    const { page } = people.alice!;
+    await page.goto('/');
+    const form = page.locator('form', { has: page.getByRole('button', { name: 'Request access' }) });
+    // demo-db-write was denied in the first test, and the cool-down is 10 minutes.
+    await page.getByLabel('Entitlement', { exact: true }).selectOption('demo-db-write');
+    await form.getByLabel(/^Justification/).fill('Fix one row again (browser test)');
+    await form.getByRole('button', { name: 'Request access' }).click();
+    const problem = form.locator('[data-field-error="entitlement"]');
+    await expect(problem.textContent()).resolves.toMatch(
+      /^Your last request for Demo database, read\/write was denied\. You may ask again in (10 min|9 min [0-9]+ s)\.$/,
+    );
+    const first = await problem.locator('[data-countdown]').textContent();
+    // It ticks: read again until the second changes (the page's CSP forbids a string waitForFunction).
+    const deadline = Date.now() + 5000;
+    while ((await problem.locator('[data-countdown]').textContent()) === first) {
+      if (Date.now() > deadline) throw new Error(`the cool-down stayed at ${first}`);
+      await page.waitForTimeout(100);
+    }
+    await expect(page.getByLabel('Entitlement', { exact: true }).getAttribute('aria-invalid')).resolves.toBe(
+      'true',
+    );
+    await expect(seriousFindings(page)).resolves.toEqual([]);
+  }, 30_000);
+
+  it('puts a finished break-glass use in the approver’s review list, and the entitlement’s description before the passkey prompt', async () => {
+    const alice = people.alice!;
+    await alice.page.goto('/');
+    const form = alice.page.locator('form', { has: alice.page.getByLabel('Entitlement', { exact: true }) });
+    await alice.page.getByLabel('Entitlement', { exact: true }).selectOption('api-breakglass-token');
+    await form.getByLabel(/^Justification/).fill('The admin API is down for everyone (browser test)');
+    await form.getByRole('button', { name: 'Use break-glass' }).click();
+    await alice.page.getByTestId('credential-dialog').waitFor();
+    await alice.page.getByRole('button', { name: 'I have stored it' }).click();
+    const row = alice.page
+      .locator('tr[data-request-id]')
+      .filter({ hasText: 'Admin API, read/write token (break-glass)' })
+      .first();
+    const usedId = (await row.getAttribute('data-request-id'))!;
+    await row.getByRole('button', { name: 'Revoke…' }).click();
+    await row.getByLabel('Why revoke now?').fill('Outage over');
+    await row.getByRole('button', { name: 'Revoke', exact: true }).click();
+    await alice.page.locator(`tr[data-request-id="${usedId}"] [data-state="REVOKED"]`).waitFor();
+
+    const bob = people.bob!;
+    await bob.page.goto('/reviews');
+    const review = bob.page.locator(`article[data-request-id="${usedId}"]`);
+    await review.getByRole('heading', { name: 'alice: Admin API, read/write token (break-glass)' }).waitFor();
+    await expect(review.textContent()).resolves.toContain('The admin API is down for everyone');
+
+    await bob.page.goto('/approvals');
+    await bob.page
+      .locator('tr[data-request-id]')
+      .filter({ hasText: 'Demo database, read-only' })
+      .first()
+      .getByRole('button', { name: /^Open/ })
+      .click();
+    await expect(bob.page.getByTestId('entitlement-description').textContent()).resolves.toBe(
+      'A database login that can read every table of the demo application, change none.',
+    );
+  }, 60_000);
+
   /** The pages each person can reach, by path (and a step that opens part of it, for the approver's panel). */
   function pagesOf(name: keyof typeof people, pendingId: string): Array<{ path: string; open?: string }> {
     const common = ['/', '/approvals', '/reviews', '/me/passkeys', '/me/notifications', '/no-such-page'].map(
@@ -169,17 +304,7 @@ describe('every page on a phone and under axe-core', () => {
       fullPage: true,
     });
     const scrollWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
-    // Evaluated over CDP, so the page's CSP (script-src 'self') does not apply to the checker itself.
-    await page.evaluate(axeSource);
-    const violations = (await page.evaluate(
-      `axe.run(document, { resultTypes: ['violations'] }).then((result) => result.violations)`,
-    )) as AxeViolation[];
-    const serious = violations
-      .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
-      .map(
-        (violation) => `${violation.id}: ${violation.help} at ${JSON.stringify(violation.nodes[0]?.target)}`,
-      );
-    return { scrollWidth, serious };
+    return { scrollWidth, serious: await seriousFindings(page) };
   }
 
   it('fits every page of every role into 390 px without sideways scrolling, with no serious axe finding', async () => {

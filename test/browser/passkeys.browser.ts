@@ -208,7 +208,7 @@ describe('the web UI with passkeys in Chromium', () => {
     await frankRow.getByRole('button', { name: 'Suspend with passkey' }).click();
     await admin.page.getByRole('status').filter({ hasText: 'frank is now suspended' }).waitFor();
     await frank.page.reload();
-    await frank.page.waitForURL('**/login');
+    await frank.page.waitForURL('**/login?next=%2Faudit');
 
     await frankRow.getByRole('button', { name: 'Reinstate…' }).click();
     await frankRow.getByLabel('Why reinstate?').fill('Laptop found');

@@ -85,6 +85,8 @@ function templates(invite: string): Record<string, Record<string, unknown>> {
     'POST /api/admin/grants/:id/retry-revocation': { stepUp: FAKE_STEP_UP },
     'POST /api/me/recovery-notices/:inviteId/acknowledge': {},
     'POST /api/admin/users/:username/end-sessions': {},
+    'POST /api/admin/users/:username/sessions/:id/end': {},
+    'POST /api/admin/users/:username/authenticators/:id/disable': { reason: 'sweep', stepUp: FAKE_STEP_UP },
     'POST /api/admin/users/:username/status': { status: 'suspended', reason: 'sweep', stepUp: FAKE_STEP_UP },
     'POST /api/admin/users/:username/lockouts/:entitlementId/unlock': {},
     'POST /api/admin/users/:username/email': { email: 'sweep@example.test', stepUp: FAKE_STEP_UP },

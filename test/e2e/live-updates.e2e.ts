@@ -1,12 +1,20 @@
 // GET /api/events (DESIGN §10): committed request changes reach the Server-Sent Events streams of the people
 // who may see them, through Redis pub/sub, whichever broker holds the stream and whichever process (broker
-// or worker) made the change.
+// or worker) made the change. Streams and background polls never keep a session alive; streams are capped.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { createBroker } from '../../apps/broker/bootstrap.js';
-import { MAX_STREAMS_PER_SESSION } from '../../apps/broker/events/live-updates.js';
 import { freePort } from '../../libs/devstack/free-port.js';
-import { enrollAll, startStack, waitFor, type Person, type TestStack } from '../support/stack.js';
+import {
+  enrollAll,
+  httpClient,
+  sessionCookieFrom,
+  startStack,
+  waitFor,
+  type Person,
+  type TestStack,
+} from '../support/stack.js';
 
 interface ServerSentEvent {
   event: string;
@@ -16,7 +24,12 @@ interface ServerSentEvent {
 interface OpenStream {
   status: number;
   contentType: string | null;
+  /** The error envelope's code when the stream was refused. */
+  code: string | null;
+  retryAfter: string | null;
   events: ServerSentEvent[];
+  /** Whether the broker has ended the stream. */
+  ended: () => boolean;
   close: () => void;
 }
 
@@ -28,10 +41,19 @@ async function openStream(baseUrl: string, cookie: string | null, origin?: strin
   if (origin) headers.origin = origin;
   const response = await fetch(`${baseUrl}/api/events`, { headers, signal: controller.signal });
   const events: ServerSentEvent[] = [];
-  if (response.ok && response.body) void collect(response.body, events);
-  else await response.body?.cancel();
-  const contentType = response.headers.get('content-type');
-  return { status: response.status, contentType, events, close: () => controller.abort() };
+  let ended = !response.ok;
+  let code: string | null = null;
+  if (response.ok && response.body) void collect(response.body, events).then(() => (ended = true));
+  else code = ((await response.json()) as { error?: { code?: string } }).error?.code ?? null;
+  return {
+    status: response.status,
+    contentType: response.headers.get('content-type'),
+    code,
+    retryAfter: response.headers.get('retry-after'),
+    events,
+    ended: () => ended,
+    close: () => controller.abort(),
+  };
 }
 
 async function collect(body: ReadableStream<Uint8Array>, events: ServerSentEvent[]): Promise<void> {
@@ -49,7 +71,7 @@ async function collect(body: ReadableStream<Uint8Array>, events: ServerSentEvent
       }
     }
   } catch {
-    // Aborted by close().
+    // Aborted by close(), or the broker dropped the connection.
   }
 }
 
@@ -146,27 +168,174 @@ describe('live updates over Server-Sent Events', () => {
     const sample = requesterStream.events.find((event) => event.event === 'request')!;
     expect(Object.keys(sample.data).sort()).toEqual(['grantState', 'requestId', 'state']);
   }, 30_000);
+});
 
-  it(`refuses more than ${MAX_STREAMS_PER_SESSION} streams per session, and frees a slot when one closes`, async () => {
-    const open: OpenStream[] = [];
-    for (let count = 0; count < MAX_STREAMS_PER_SESSION; count++) {
-      open.push(await track(openStream(stack.baseUrl, carol.cookie)));
-    }
-    // carol already holds one stream on the second broker: the cap is per broker process.
-    expect(open.map((stream) => stream.status)).toEqual(Array(MAX_STREAMS_PER_SESSION).fill(200));
-    const refused = await openStream(stack.baseUrl, carol.cookie);
-    expect(refused.status).toBe(429);
+/** A GET as the page sends it on a live event or while polling: marked as background traffic. */
+async function backgroundGet(stack: TestStack, cookie: string, route: string) {
+  const response = await fetch(`${stack.baseUrl}${route}`, { headers: { cookie, 'x-background': '1' } });
+  const body = (await response.json()) as { error?: { code?: string } };
+  return { status: response.status, code: body.error?.code ?? null };
+}
 
-    open[0].close();
-    const again = await waitFor(
+describe('live updates and the session (idle 3 s, heartbeat 1 s, 2 streams a person, 3 a broker)', () => {
+  const IDLE = 3;
+  let stack: TestStack;
+  let dan: Person;
+  let erin: Person;
+  let fay: Person;
+  const streams: OpenStream[] = [];
+
+  beforeAll(async () => {
+    stack = await startStack({
+      worker: false,
+      env: {
+        SESSION_IDLE_SECONDS: String(IDLE),
+        SESSION_ABSOLUTE_SECONDS: '300',
+        SSE_HEARTBEAT_SECONDS: '1',
+        SSE_MAX_STREAMS_PER_USER: '2',
+        SSE_MAX_STREAMS: '3',
+      },
+    });
+    [dan, erin, fay] = await enrollAll(stack, ['dan', 'erin', 'fay']);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const stream of streams) stream.close();
+    await stack?.close();
+  }, 30_000);
+
+  async function track(stream: Promise<OpenStream>): Promise<OpenStream> {
+    const opened = await stream;
+    streams.push(opened);
+    return opened;
+  }
+
+  /** A new session of `person` (a fresh sign-in with their passkey): its cookie. */
+  async function signIn(person: Person): Promise<string> {
+    const anonymous = httpClient(stack, null);
+    const options = await anonymous.post('/api/auth/login/options', {});
+    const verified = await anonymous.post('/api/auth/login/verify', {
+      response: person.authenticator.authenticate(options.body),
+    });
+    expect(verified.status).toBe(200);
+    return sessionCookieFrom(verified.headers);
+  }
+
+  async function session(cookie: string) {
+    const token = cookie.slice(cookie.indexOf('=') + 1);
+    const { rows } = await stack.db.query(
+      `SELECT extract(epoch FROM now() - last_seen_at)::float8 AS idle, end_reason AS "endReason",
+              extract(epoch FROM last_seen_at - created_at)::float8 AS "lastSeenAfter"
+         FROM sessions WHERE token_hash = $1`,
+      [createHash('sha256').update(token).digest()],
+    );
+    return rows[0] as { idle: number; endReason: string | null; lastSeenAfter: number };
+  }
+
+  async function allClosed(): Promise<void> {
+    for (const stream of streams) stream.close();
+    // The broker frees a slot when it sees the connection close.
+    await waitFor(
       async () => {
-        const attempt = await openStream(stack.baseUrl, carol.cookie);
-        if (attempt.status === 200) return attempt;
-        return undefined;
+        const probe = await openStream(stack.baseUrl, await signIn(fay));
+        probe.close();
+        return probe.status === 200 ? true : undefined;
       },
       5000,
-      'a freed slot',
+      'a free stream slot',
     );
-    streams.push(again);
-  });
+  }
+
+  it('does not keep a session alive with an open stream and background polls', async () => {
+    const cookie = await signIn(dan);
+    const stream = await track(openStream(stack.baseUrl, cookie));
+    expect(stream.status).toBe(200);
+    let answered = 0;
+    // What a forgotten tab does: the stream stays open, and the page refetches in the background.
+    const refused = await waitFor(
+      async () => {
+        const poll = await backgroundGet(stack, cookie, '/api/requests');
+        if (poll.status === 200) {
+          answered += 1;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+          return undefined;
+        }
+        return poll;
+      },
+      (IDLE + 6) * 1000,
+      'the idle limit to end the session',
+    );
+    expect(answered).toBeGreaterThan(1);
+    expect(refused).toEqual({ status: 401, code: 'SESSION_EXPIRED' });
+    expect(await session(cookie)).toMatchObject({ endReason: 'idle-timeout', lastSeenAfter: 0 });
+    await waitFor(async () => (stream.ended() ? true : undefined), 5000, 'the stream to end');
+  }, 20_000);
+
+  it('stays alive while the person acts, and so does the stream', async () => {
+    const cookie = await signIn(dan);
+    const stream = await track(openStream(stack.baseUrl, cookie));
+    expect(stream.status).toBe(200);
+    const person = httpClient(stack, cookie);
+    for (let step = 0; step < 3; step++) {
+      await waitFor(
+        async () => ((await session(cookie)).idle >= IDLE / 2 ? true : undefined),
+        (IDLE + 5) * 1000,
+        'half the idle limit',
+      );
+      expect((await person.get('/api/me')).status).toBe(200);
+    }
+    // Outlived the idle limit thanks to the person's own requests; heartbeats kept the stream open.
+    const row = await session(cookie);
+    expect(row.endReason).toBeNull();
+    expect(row.lastSeenAfter).toBeGreaterThan(IDLE);
+    expect(stream.ended()).toBe(false);
+  }, 30_000);
+
+  it('ends the stream when the person is suspended or signs out', async () => {
+    await allClosed();
+    const suspended = await track(openStream(stack.baseUrl, await signIn(erin)));
+    const signingOut = await signIn(fay);
+    const leaving = await track(openStream(stack.baseUrl, signingOut));
+    expect([suspended.status, leaving.status]).toEqual([200, 200]);
+    await stack.db.query(`UPDATE users SET status = 'suspended' WHERE username = 'erin'`);
+    try {
+      await waitFor(async () => (suspended.ended() ? true : undefined), 5000, 'the suspended stream to end');
+    } finally {
+      await stack.db.query(`UPDATE users SET status = 'active' WHERE username = 'erin'`);
+    }
+    expect((await httpClient(stack, signingOut).post('/api/auth/logout', {})).status).toBeLessThan(300);
+    await waitFor(async () => (leaving.ended() ? true : undefined), 5000, 'the signed-out stream to end');
+  }, 30_000);
+
+  it('caps the streams of one person across sessions, and of one broker, with 429 and a stable code', async () => {
+    await allClosed();
+    const [first, second] = [await signIn(dan), await signIn(dan)];
+    const held = [
+      await track(openStream(stack.baseUrl, first)),
+      await track(openStream(stack.baseUrl, second)),
+    ];
+    expect(held.map((stream) => stream.status)).toEqual([200, 200]);
+    const refused = await openStream(stack.baseUrl, first);
+    expect(refused).toMatchObject({ status: 429, code: 'LIVE_STREAMS_PER_USER', retryAfter: '10' });
+
+    // Someone else still gets one: the third and last of this broker.
+    const other = await track(openStream(stack.baseUrl, await signIn(erin)));
+    expect(other.status).toBe(200);
+    const full = await openStream(stack.baseUrl, await signIn(fay));
+    expect(full).toMatchObject({ status: 429, code: 'LIVE_STREAMS_FULL' });
+
+    held[0].close();
+    const again = await track(
+      waitFor(
+        async () => {
+          const attempt = await openStream(stack.baseUrl, second);
+          if (attempt.status === 200) return attempt;
+          return undefined;
+        },
+        5000,
+        'a freed slot',
+      ),
+    );
+    expect(again.status).toBe(200);
+  }, 30_000);
 });

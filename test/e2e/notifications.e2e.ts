@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { SMTPServer } from 'smtp-server';
 import { verifyWebhookSignature } from '../../libs/connectors/webhook.connector.js';
+import { freePort } from '../../libs/devstack/free-port.js';
 import { policyDirFromFixture } from '../support/policy-fixture.js';
 import {
   clientAs,
@@ -26,6 +27,7 @@ const CONNECTOR_SECRET = 'whsec_notify_connector_0c9d8e7f';
 const NOTIFY_SECRET = 'whsec_notify_channel_4a5b6c7d8e';
 const DIGEST_INTERVAL_SECONDS = 4;
 const NOTIFY_ATTEMPTS = 3;
+const METRICS_TOKEN = 'notify-metrics-token-0123456789';
 
 interface Mail {
   to: string[];
@@ -73,12 +75,35 @@ async function deliveriesOf(stack: TestStack, requestId: string) {
   }>;
 }
 
+/** The value of one sample (`name{labels} value`) of a Prometheus text exposition; undefined when absent. */
+function metricSample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** Deliveries sent or failed, as the jit_notifications_total series that must count them. */
+async function recordedDeliveries(stack: TestStack): Promise<Map<string, number>> {
+  const { rows } = await stack.db.query(
+    `SELECT channel, status, count(*)::int AS count FROM notification_deliveries
+      WHERE status IN ('sent', 'failed') GROUP BY channel, status`,
+  );
+  return new Map(
+    (rows as Array<{ channel: string; status: string; count: number }>).map((row) => [
+      `jit_notifications_total{channel="${row.channel}",result="${row.status}"}`,
+      row.count,
+    ]),
+  );
+}
+
 describe('notifications: e-mail, Slack and signed webhooks from the audit log', () => {
   let smtp: SMTPServer;
   let http: Server;
   let policyDir: string;
   let stack: TestStack;
+  let workerMetricsUrl: string;
   const secrets: string[] = [];
+  const workerMetrics = async () =>
+    (await fetch(workerMetricsUrl, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
 
   beforeAll(async () => {
     smtp = new SMTPServer({
@@ -130,9 +155,13 @@ describe('notifications: e-mail, Slack and signed webhooks from the audit log', 
       SMTP_PORT: String((smtp.server.address() as AddressInfo).port),
       DIGEST_INTERVAL: `${DIGEST_INTERVAL_SECONDS}s`,
     });
+    const workerMetricsPort = await freePort();
+    workerMetricsUrl = `http://127.0.0.1:${workerMetricsPort}/metrics`;
     stack = await startStack({
       policyDir,
       env: {
+        METRICS_TOKEN,
+        WORKER_METRICS_PORT: String(workerMetricsPort),
         E2E_CONNECTOR_SECRET: CONNECTOR_SECRET,
         E2E_NOTIFY_SECRET: NOTIFY_SECRET,
         E2E_SLACK_URL: `${httpUrl}/slack`,
@@ -315,6 +344,14 @@ describe('notifications: e-mail, Slack and signed webhooks from the audit log', 
       'the REVOKE_FAILED e-mail',
     );
     expect(textOf(mail)).toContain(`${stack.origin}/requests/${requestId}`);
+    // The worker counted the attempts: retries, then the failure that made the grant REVOKE_FAILED.
+    const text = await workerMetrics();
+    expect(
+      metricSample(text, 'jit_revocations_total{connector="webhook",result="failed"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      metricSample(text, 'jit_revocations_total{connector="webhook",result="retry"}'),
+    ).toBeGreaterThanOrEqual(1);
     receiver.failRevokes = false;
   });
 
@@ -335,6 +372,29 @@ describe('notifications: e-mail, Slack and signed webhooks from the audit log', 
         expect(row.attempts).toBe(NOTIFY_ATTEMPTS);
         expect(row.last_error).toContain('503');
       }
+      // The worker's jit_notifications_total agrees with the recorded deliveries, channel by channel.
+      const channels = [...new Set(failed.map((row) => row.channel))];
+      const counted = await waitFor(
+        async () => {
+          const [text, recorded] = await Promise.all([workerMetrics(), recordedDeliveries(stack)]);
+          const agree = [...recorded].every(([key, count]) => metricSample(text, key) === count);
+          return agree ? { text, recorded } : undefined;
+        },
+        10_000,
+        'jit_notifications_total to match the recorded deliveries',
+      );
+      for (const channel of channels) {
+        const series = `jit_notifications_total{channel="${channel}",result="failed"}`;
+        expect(metricSample(counted.text, series)).toBeGreaterThanOrEqual(
+          failed.filter((row) => row.channel === channel).length,
+        );
+        const retries = metricSample(counted.text, series.replace('"failed"', '"retry"'));
+        const failedHere = failed.filter((row) => row.channel === channel).length;
+        expect(retries).toBeGreaterThanOrEqual((NOTIFY_ATTEMPTS - 1) * failedHere);
+      }
+      expect(
+        metricSample(counted.text, 'jit_notifications_total{channel="mail",result="sent"}'),
+      ).toBeGreaterThan(0);
       // Admins see them, with the error; others may not look.
       const log = await clientAs(stack, 'root').get('/api/admin/notifications?status=failed&limit=200');
       expect(log.status).toBe(200);

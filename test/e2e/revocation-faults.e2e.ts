@@ -94,8 +94,9 @@ function lagsMs(rows: GrantRow[]): number[] {
 async function flushAll(url: string): Promise<void> {
   const redis = new Redis(url);
   try {
+    // FLUSHALL answers OK once every key is gone; dbsize is not checked after it, as the live worker may
+    // already have written its next heartbeat or marker.
     expect(await redis.flushall()).toBe('OK');
-    expect(await redis.dbsize()).toBe(0);
   } finally {
     redis.disconnect();
   }

@@ -247,6 +247,72 @@ describe('truthful revoke: 202 and REVOKING until the connector confirms', () =>
     expect(confirmed.grant!.revokedAt).not.toBeNull();
   });
 
+  it('answers 202 while an active extension revoked with the request is not yet confirmed', async () => {
+    const alice = clientAs(stack, 'alice');
+    const original = await activeRequest(600);
+    const filed = await alice.post(`/api/requests/${original.id}/extend`, {
+      durationSeconds: 600,
+      justification: 'truthful revoke e2e, extension',
+    });
+    expect(filed.status).toBe(201);
+    const extensionId = filed.body.id as string;
+    expect((await clientAs(stack, 'bob').decide(extensionId, 'approve')).status).toBe(200);
+    expect((await alice.decide(extensionId, 'activate')).status).toBe(200);
+    await receiverDown();
+    // As when the worker confirmed the original's grant before the answer was shaped: only the extension's
+    // grant still waits for the receiver.
+    await stack.db.query(`UPDATE grants SET state = 'REVOKED', revoked_at = now() WHERE request_id = $1`, [
+      original.id,
+    ]);
+
+    const revoked = await revokeEarly(original.id);
+    expect(revoked.status).toBe(202);
+    expect((revoked.body as RequestView).grant!.state).toBe('REVOKED');
+    const extension = await view(extensionId);
+    expect(extension.state).toBe('REVOKED');
+    expect(extension.grant!.state).not.toBe('REVOKED');
+
+    await receiverUp();
+    await viewWhen(extensionId, (grant) => grant.state === 'REVOKED', 30_000, 'the extension REVOKED');
+  });
+
+  it('ends the request of a REVOKE_FAILED grant left ACTIVE (as before issue 13), showing REVOKE_FAILED', async () => {
+    const active = await activeRequest(600);
+    await receiverDown();
+    // What a grant that failed before issue 13 left: REVOKE_FAILED past notAfter, its request still ACTIVE.
+    await stack.db.query(
+      `UPDATE grants SET state = 'REVOKE_FAILED', revoke_attempts = 8, not_after = now() - interval '1 second',
+              last_error = 'Webhook "ticketing" could not be reached to revoke'
+        WHERE request_id = $1`,
+      [active.id],
+    );
+    await stack.db.query(
+      `UPDATE elevation_requests SET ends_at = now() - interval '1 second' WHERE id = $1`,
+      [active.id],
+    );
+
+    // The sweep runs its revocation, which fails again (receiver down) but ends the request first.
+    const ended = await waitFor(
+      async () => {
+        const request = await view(active.id);
+        return request.state === 'ENDED' ? request : undefined;
+      },
+      15_000,
+      `request ${active.id} to end`,
+    );
+    expect(ended.endReason).toBe('expired');
+    expect(ended.grant).toMatchObject({ state: 'REVOKE_FAILED', revokedAt: null });
+    const { rows } = await stack.db.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE action = 'request.ended' AND request_id = $1`,
+      [active.id],
+    );
+    expect(rows[0].n).toBe(1);
+
+    await receiverUp();
+    const confirmed = await viewWhen(active.id, (grant) => grant.state === 'REVOKED', 30_000, 'REVOKED');
+    expect(confirmed.state).toBe('ENDED');
+  });
+
   it('ends an expired request but shows its grant REVOKING, not revoked, while the receiver is down', async () => {
     const active = await activeRequest(1);
     await receiverDown();

@@ -24,7 +24,7 @@ interface Delivery {
 }
 
 /** What the receiver does with one delivery: a status, after an optional delay. */
-type Behaviour = (event: WebhookEvent) => { status: number; delayMs?: number };
+type Behaviour = (event: WebhookEvent) => { status: number; delayMs?: number; applyLate?: boolean };
 
 const receiver = {
   held: new Set<string>(),
@@ -135,9 +135,13 @@ describe('webhook idempotency keys and mint compensation', () => {
         const idempotencyKey = header(incoming.headers, 'idempotency-key');
         receiver.deliveries.push({ at: Date.now(), verified, idempotencyKey, event });
         if (!verified) return void response.writeHead(401).end();
-        const { status, delayMs = 0 } = receiver.behave(event);
-        // Applied on arrival, keyed by grant id, whether or not the broker waits for the answer.
-        if (status < 300 && event.event === 'mint') receiver.held.add(event.grantId!);
+        const { status, delayMs = 0, applyLate = false } = receiver.behave(event);
+        // Applied on arrival (or, applyLate, when answered), keyed by grant id, whether or not the broker waits.
+        const apply = () => receiver.held.add(event.grantId!);
+        if (status < 300 && event.event === 'mint') {
+          if (applyLate) setTimeout(apply, delayMs);
+          else apply();
+        }
         if (status < 300 && event.event === 'revoke') receiver.held.delete(event.grantId!);
         setTimeout(() => response.writeHead(status).end(), delayMs);
       });
@@ -240,6 +244,57 @@ describe('webhook idempotency keys and mint compensation', () => {
     await endEarly(stack, id);
   });
 
+  it('ends the reservation of an activation refused before its mint: nothing was sent, nothing to take back', async () => {
+    const created = await clientAs(stack, 'alice').post('/api/requests', {
+      entitlementId: 'ticketing-admin',
+      durationSeconds: 600,
+      justification: 'webhook idempotency e2e, scheduled start',
+      notBefore: new Date(Date.now() + 3_600_000).toISOString(),
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    expect((await clientAs(stack, 'bob').decide(id, 'approve')).body.state).toBe('APPROVED');
+    const refused = await clientAs(stack, 'alice').decide(id, 'activate');
+    expect(refused.status).toBeGreaterThanOrEqual(400);
+    expect(refused.status).toBeLessThan(500);
+    expect(receiver.deliveries.filter(({ event }) => event.requestId === id)).toEqual([]);
+    // A kept reservation would later be swept as a broker that stopped mid-mint, with a false alert.
+    expect(await reservationsOf(stack, id)).toEqual([]);
+    expect(await pendingUndosOf(stack, id)).toEqual([]);
+    expect(await requestState(stack, id)).toBe('APPROVED');
+  });
+
+  it('sends a compensating revoke once more after the mint timeout, undoing a mint applied after it (404 first)', async () => {
+    const id = await approvedRequest(stack, 600);
+    receiver.behave = (event) =>
+      event.event === 'mint'
+        ? { status: 201, delayMs: WEBHOOK_TIMEOUT_MS + 200, applyLate: true }
+        : { status: receiver.held.has(event.grantId!) ? 204 : 404 };
+    expect((await clientAs(stack, 'alice').decide(id, 'activate')).status).toBe(502);
+    const [mint] = receiver.deliveries.filter(
+      ({ event }) => event.event === 'mint' && event.requestId === id,
+    );
+    const grantId = mint.event.grantId!;
+    // The compensating revoke came first and was answered 404; then the late mint was applied.
+    await waitFor(async () => (receiver.held.has(grantId) ? true : undefined), 5_000, 'the late mint');
+    await waitFor(
+      async () => (deliveriesOf(grantId, 'revoke').length === 2 ? true : undefined),
+      10_000,
+      'the re-sent compensating revoke',
+    );
+    expect(receiver.held.has(grantId)).toBe(false);
+    expect(new Set(deliveriesOf(grantId, 'revoke').map((delivery) => delivery.idempotencyKey))).toEqual(
+      new Set([`revoke:${grantId}`]),
+    );
+    await waitFor(
+      async () => ((await pendingUndosOf(stack, id)).length === 0 ? true : undefined),
+      10_000,
+      'the undo to be forgotten',
+    );
+    expect(deliveriesOf(grantId, 'revoke')).toHaveLength(2);
+    expect(await requestState(stack, id)).toBe('APPROVED');
+  });
+
   it('keeps retrying a compensating revoke that fails, under the same key, until the receiver takes it', async () => {
     const id = await approvedRequest(stack, 600);
     let receiverDown = true;
@@ -294,6 +349,148 @@ describe('webhook idempotency keys and mint compensation', () => {
     ]);
     expect(await reservationsOf(stack, id)).toEqual([]);
     await endEarly(stack, id);
+  });
+
+  /** The broker stopped after sending the mint: its reservation is left, and the receiver applied the mint. */
+  async function crashedMidMint(requestId: string, reservedAgo: string): Promise<string> {
+    const grantId = uuidv7();
+    await stack.db.query(
+      `INSERT INTO mint_attempts (grant_id, request_id, reserved_at) VALUES ($1, $2, now() - $3::interval)`,
+      [grantId, requestId, reservedAgo],
+    );
+    receiver.held.add(grantId);
+    return grantId;
+  }
+
+  /** Waits until the sweep has sent the abandoned attempt's undo and forgotten it, then checks what was sent. */
+  async function expectOneCompensatingRevoke(
+    requestId: string | null,
+    grantId: string,
+    requestState: string | null,
+  ) {
+    await waitFor(
+      async () =>
+        (await stack.db.query('SELECT 1 FROM mint_attempts WHERE grant_id = $1', [grantId])).rowCount === 0 &&
+        deliveriesOf(grantId, 'revoke').length > 0
+          ? true
+          : undefined,
+      20_000,
+      `the abandoned mint of ${grantId} to be taken back`,
+    );
+    // One operation (one key): sent, then once more after the mint timeout (a late mint may follow it).
+    const revokes = deliveriesOf(grantId, 'revoke');
+    expect(revokes.map((delivery) => delivery.idempotencyKey)).toEqual([
+      `revoke:${grantId}`,
+      `revoke:${grantId}`,
+    ]);
+    expect(revokes[1].at - revokes[0].at).toBeGreaterThanOrEqual(WEBHOOK_TIMEOUT_MS);
+    expect(revokes[0].event).toMatchObject({ grantId, externalRef: grantId });
+    expect(receiver.held.has(grantId)).toBe(false);
+    const { rows } = await stack.db.query(
+      `SELECT request_id, data FROM audit_events WHERE action = 'grant.mint-abandoned' AND subject_id = $1`,
+      [grantId],
+    );
+    expect(rows).toEqual([
+      {
+        request_id: requestId,
+        data: expect.objectContaining({
+          alert: true,
+          connector: expect.any(String),
+          requestState,
+          undo: 'revoke',
+        }),
+      },
+    ]);
+  }
+
+  it('takes back a mint whose broker stopped mid-flight once its request is cancelled', async () => {
+    const id = await approvedRequest(stack, 600);
+    const grantId = await crashedMidMint(id, '0 seconds');
+    const cancelled = await clientAs(stack, 'alice').post(`/api/requests/${id}/cancel`, {});
+    expect(cancelled.status).toBe(200);
+    await expectOneCompensatingRevoke(id, grantId, 'CANCELLED');
+    expect(await grantsOf(stack, id)).toEqual([]);
+  });
+
+  it('takes back a mint whose broker stopped mid-flight once the mint timeout is long past', async () => {
+    const id = await approvedRequest(stack, 600);
+    const grantId = await crashedMidMint(id, '10 minutes');
+    await expectOneCompensatingRevoke(id, grantId, 'APPROVED');
+    expect(await requestState(stack, id)).toBe('APPROVED');
+    // The request can still be activated, under a new grant id: `mint:<grantId>` was followed by a revoke.
+    receiver.behave = (event) => ({ status: event.event === 'mint' ? 201 : 204 });
+    expect((await clientAs(stack, 'alice').decide(id, 'activate')).status).toBe(200);
+    const [grant] = await grantsOf(stack, id);
+    expect(grant.id).not.toBe(grantId);
+    await endEarly(stack, id);
+  });
+
+  it('leaves alone a reservation a live activation holds (row-locked across its mint)', async () => {
+    const alice = clientAs(stack, 'alice');
+    const held = await approvedRequest(stack, 600);
+    const heldGrantId = await crashedMidMint(held, '10 minutes');
+    const holder = await stack.db.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM mint_attempts WHERE grant_id = $1 FOR UPDATE', [heldGrantId]);
+      expect((await alice.post(`/api/requests/${held}/cancel`, {})).status).toBe(200);
+      // A second abandoned attempt, not held: once the sweep has taken it back, a sweep ran past the first.
+      const other = await approvedRequest(stack, 600);
+      const otherGrantId = await crashedMidMint(other, '0 seconds');
+      expect((await alice.post(`/api/requests/${other}/cancel`, {})).status).toBe(200);
+      await expectOneCompensatingRevoke(other, otherGrantId, 'CANCELLED');
+      expect(deliveriesOf(heldGrantId, 'revoke')).toEqual([]);
+      expect(receiver.held.has(heldGrantId)).toBe(true);
+      await holder.query('ROLLBACK');
+    } finally {
+      holder.release();
+    }
+    // Once the holder is gone (as a live activation's transaction ends), the attempt is taken back too.
+    await expectOneCompensatingRevoke(held, heldGrantId, 'CANCELLED');
+  });
+
+  it('reserves the grant id of a break-glass mint before sending it, and ends the reservation on commit', async () => {
+    const alice = clientAs(stack, 'alice');
+    const params = {
+      entitlementId: 'ticketing-breakglass',
+      durationSeconds: 600,
+      justification: 'Incident, nobody can approve (webhook idempotency e2e)',
+    };
+    let reservedDuringMint: Promise<Array<{ grant_id: string; connector: string }>> | undefined;
+    receiver.behave = (event) => {
+      if (event.event === 'mint') {
+        reservedDuringMint = stack.db
+          .query(
+            `SELECT grant_id, connector FROM mint_attempts
+              WHERE request_id IS NULL AND undo_external_ref IS NULL AND grant_id = $1`,
+            [event.grantId],
+          )
+          .then(({ rows }) => rows as Array<{ grant_id: string; connector: string }>);
+      }
+      return { status: 201 };
+    };
+    const stepUp = await alice.stepUp('break-glass', params.entitlementId, params);
+    const created = await alice.post('/api/requests', { ...params, stepUp });
+    expect(created.status).toBe(201);
+    const id = created.body.request.id as string;
+    const [grant] = await grantsOf(stack, id);
+    expect(await reservedDuringMint).toEqual([{ grant_id: grant.id, connector: 'ticketing' }]);
+    const { rowCount } = await stack.db.query('SELECT 1 FROM mint_attempts WHERE grant_id = $1', [grant.id]);
+    expect(rowCount).toBe(0);
+    await endEarly(stack, id);
+  });
+
+  it('takes back a break-glass mint whose broker stopped mid-flight (its request never committed)', async () => {
+    const { rows } = await stack.db.query('SELECT policy_hash FROM elevation_requests LIMIT 1');
+    const grantId = uuidv7();
+    // What a break-glass reservation is: no request yet, and what its undo needs.
+    await stack.db.query(
+      `INSERT INTO mint_attempts (grant_id, request_id, connector, policy_hash, reserved_at)
+       VALUES ($1, NULL, 'ticketing', $2, now() - interval '10 minutes')`,
+      [grantId, rows[0].policy_hash],
+    );
+    receiver.held.add(grantId);
+    await expectOneCompensatingRevoke(null, grantId, null);
   });
 
   it('lets the request be activated again while the undo of its failed attempt is pending', async () => {

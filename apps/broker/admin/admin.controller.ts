@@ -14,6 +14,7 @@ import { EmptyBodyPipe, UuidPipe } from '../errors/validation.js';
 import {
   ApproveInviteDto,
   CreateInviteDto,
+  DisableAuthenticatorDto,
   ListInvitesQuery,
   ListGrantsQuery,
   ListUsersQuery,
@@ -24,6 +25,10 @@ import {
 
 function requireAdmin(actor: Actor): void {
   if (!actor.roles.includes('admin')) throw new DomainError(ErrorCode.FORBIDDEN, 'Admins only');
+}
+
+function assertUsername(username: string): void {
+  if (!USERNAME_PATTERN.test(username)) throw new DomainError(ErrorCode.VALIDATION_FAILED, 'Not a username');
 }
 
 /** Administration (admin role): invites, users and their sessions, policy versions, grants. */
@@ -104,6 +109,48 @@ export class AdminController {
   async users(@CurrentActor() actor: Actor, @Query() query: ListUsersQuery) {
     requireAdmin(actor);
     return this.accounts.list({ cursor: query.cursor ?? null, limit: query.limit ?? 100 });
+  }
+
+  /** One person: groups (from the policy in force), roles, status, passkeys (disabled ones too) and live sessions. */
+  @Get('users/:username')
+  async person(@CurrentActor() actor: Actor, @Param('username') username: string) {
+    requireAdmin(actor);
+    assertUsername(username);
+    return this.accounts.person(username);
+  }
+
+  /**
+   * Disables one of a person's passkeys (lost or stolen) with an `authenticator.disable` step-up whose subject
+   * is the passkey id and params `{ reason }`; its sessions end. Also the last usable one (`lastUsable: true`,
+   * an alert in the audit event: the person then needs a recovery invite); never one's own (403).
+   */
+  @Post('users/:username/authenticators/:id/disable')
+  @HttpCode(200)
+  async disableAuthenticator(
+    @CurrentActor() actor: Actor,
+    @Param('username') username: string,
+    @Param('id', UuidPipe) id: string,
+    @Body() body: DisableAuthenticatorDto,
+  ) {
+    requireAdmin(actor);
+    assertUsername(username);
+    const evidence = await this.stepUp.verifyFor(actor, 'authenticator.disable', id, body);
+    return { id, ...(await this.accounts.disableAuthenticator(actor, username, id, body.reason, evidence)) };
+  }
+
+  /** Ends one live session of a person; audited (`session.ended`, reason `ended-by-admin`). */
+  @Post('users/:username/sessions/:id/end')
+  @HttpCode(200)
+  async endSession(
+    @CurrentActor() actor: Actor,
+    @Param('username') username: string,
+    @Param('id', UuidPipe) id: string,
+    @Body(EmptyBodyPipe) _body: unknown,
+  ) {
+    requireAdmin(actor);
+    assertUsername(username);
+    await this.accounts.endSession(actor, username, id);
+    return { id, ended: true };
   }
 
   /** Ends every session of a user at once (a lost laptop); audited. */

@@ -6,7 +6,6 @@ import {
   IsInt,
   IsOptional,
   IsString,
-  IsUUID,
   Matches,
   Max,
   MaxLength,
@@ -17,6 +16,7 @@ import { GrantState } from '../../../libs/domain/grant-state.js';
 import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
 import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
 import { IsFreeText } from '../errors/validation.js';
+import { PageQuery } from '../page-query.dto.js';
 
 export class CreateInviteDto {
   @IsString()
@@ -53,6 +53,19 @@ export class SetUserStatusDto {
   stepUp?: StepUpDto;
 }
 
+export class DisableAuthenticatorDto {
+  /** Why (a lost laptop, a stolen key): kept with the passkey and in the audit event. */
+  @IsString()
+  @MaxLength(500)
+  @IsFreeText({ multiLine: false })
+  @Matches(/\S/, { message: 'reason must not be blank' })
+  reason: string;
+
+  /** An `authenticator.disable` step-up: subject the passkey id, params `{ reason }`. */
+  @IsStepUp()
+  stepUp?: StepUpDto;
+}
+
 export class ApproveInviteDto {
   /** An `invite.approve` step-up: subject the invite id, params `{}`. */
   @IsStepUp()
@@ -77,21 +90,10 @@ export class PolicyReloadDto {
   stepUp?: StepUpDto;
 }
 
-export class ListGrantsQuery {
+export class ListGrantsQuery extends PageQuery {
   @IsOptional()
   @IsIn(Object.values(GrantState))
   state?: GrantState;
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(200)
-  limit?: number;
-
-  @IsOptional()
-  @IsUUID()
-  cursor?: string;
 }
 
 export class ListUsersQuery {

@@ -4,14 +4,17 @@ import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { SessionsService } from '../../../libs/identity/sessions.service.js';
 import type { AuthenticatedRequest } from './current-actor.decorator.js';
-import { IS_PUBLIC, SKIPS_ORIGIN_CHECK } from './public.decorator.js';
+import { IS_BACKGROUND, IS_PUBLIC, SKIPS_ORIGIN_CHECK } from './public.decorator.js';
 import { readSessionToken } from './session-cookie.js';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Set by the web UI on requests no person asked for (refetches on live events, polling). */
+export const BACKGROUND_HEADER = 'x-background';
 
 /**
  * Every route needs a passkey session unless marked @Public(); state-changing requests must also carry an
  * allowed Origin (DESIGN §5), which with SameSite=Strict cookies shuts out cross-site request forgery.
+ * Routes marked @Background() and requests with `X-Background: 1` do not move the session's idle clock.
  */
 @Injectable()
 export class SessionGuard implements CanActivate {
@@ -41,7 +44,13 @@ export class SessionGuard implements CanActivate {
     if (!token) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'Sign in first');
     // Before authenticate(): a refused call must not even touch the session's idle clock.
     if (checksOrigin) this.checkOrigin(request);
-    const { actor, sessionId, noticesPending } = await this.sessions.authenticate(token);
+    // Background traffic checks the session but never extends it: only what a person does keeps it alive.
+    const background =
+      this.reflector.getAllAndOverride<boolean>(IS_BACKGROUND, targets) === true ||
+      request.header(BACKGROUND_HEADER) === '1';
+    const { actor, sessionId, noticesPending } = await this.sessions.authenticate(token, {
+      touch: !background,
+    });
     request.actor = actor;
     request.sessionId = sessionId;
     request.noticesPending = noticesPending;

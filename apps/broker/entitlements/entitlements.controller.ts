@@ -1,6 +1,7 @@
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { groupsOf, isApprover, isEligible } from '../../../libs/domain/policy.js';
 import type { Actor } from '../../../libs/domain/actor.js';
+import { mayReview } from '../../../libs/domain/request-rules.js';
 import { PolicyService } from '../../../libs/policy/policy.service.js';
 import { InvitesService } from '../../../libs/identity/invites.service.js';
 import { CurrentActor, CurrentSessionId, NoticesPending } from '../auth/current-actor.decorator.js';
@@ -13,7 +14,7 @@ export class EntitlementsController {
     private readonly invites: InvitesService,
   ) {}
 
-  /** Entitlements the caller may request or approve, with the limits that apply. */
+  /** Entitlements the caller may request, approve or (break-glass) review, with the limits that apply. */
   @Get('entitlements')
   async list(@CurrentActor() actor: Actor) {
     const { policy, hash } = await this.policies.inForce();
@@ -22,11 +23,14 @@ export class EntitlementsController {
         entitlement,
         eligible: isEligible(policy, entitlement, actor.username),
         approver: isApprover(policy, entitlement, actor.username),
+        reviewer:
+          entitlement.breakGlass !== null && mayReview(actor, { entitlementId: entitlement.id }, policy),
       }))
-      .filter(({ eligible, approver }) => eligible || approver)
-      .map(({ entitlement, eligible, approver }) => ({
+      .filter(({ eligible, approver, reviewer }) => eligible || approver || reviewer)
+      .map(({ entitlement, eligible, approver, reviewer }) => ({
         id: entitlement.id,
         title: entitlement.title,
+        description: entitlement.description ?? null,
         connectorType: policy.connectors[entitlement.connector]?.type ?? null,
         maxDurationSeconds: entitlement.maxDurationSeconds,
         requires: entitlement.requires,
@@ -35,6 +39,7 @@ export class EntitlementsController {
         selfService: entitlement.selfService,
         eligible,
         approver,
+        reviewer,
       }));
     return { policyHash: hash, items };
   }

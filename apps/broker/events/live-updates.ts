@@ -1,22 +1,27 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import type { Writable } from 'node:stream';
 import type { Response } from 'express';
 import { Redis } from 'ioredis';
-import { DataSource } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import type { Actor } from '../../../libs/domain/actor.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { canSee } from '../../../libs/domain/request-rules.js';
 import { redisOptionsFromUrl } from '../../../libs/jobs/jobs.module.js';
 import { requestEventsChannel, type RequestEvent } from '../../../libs/jobs/request-events.js';
+import { SessionsService } from '../../../libs/identity/sessions.service.js';
 import { PolicyService } from '../../../libs/policy/policy.service.js';
 
-/** At most this many open streams per session (tabs of one sign-in); one more is refused with 429. */
-export const MAX_STREAMS_PER_SESSION = 4;
-const HEARTBEAT_MS = 15_000;
 /** A stream ends after this long; the browser reconnects through the session guard again. */
 const STREAM_LIFETIME_MS = 10 * 60_000;
 /** How long the browser waits before reconnecting a dropped stream. */
 const RETRY_MS = 3000;
+/** What a refused browser is told to wait (Retry-After) before opening another stream. */
+const REFUSED_RETRY_SECONDS = 10;
+/**
+ * Unsent bytes a stream may hold: a client that reads slower than its events arrive (its socket buffer is
+ * full) is dropped past this, rather than buffered in the broker without bound. Events are ~150 bytes.
+ */
+export const STREAM_BUFFER_LIMIT_BYTES = 64 * 1024;
 
 interface Stream {
   actor: Actor;
@@ -38,14 +43,14 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
   private readonly heartbeat: NodeJS.Timeout;
 
   constructor(
-    private readonly dataSource: DataSource,
+    private readonly sessions: SessionsService,
     private readonly policies: PolicyService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.subscriber = new Redis(redisOptionsFromUrl(config.redisUrl, config.redisSentinel));
     this.subscriber.on('error', (error: Error) => this.logger.warn(`Live updates: ${error.message}`));
     this.subscriber.on('message', (_channel: string, message: string) => void this.deliver(message));
-    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
+    this.heartbeat = setInterval(() => void this.beat(), config.liveUpdates.heartbeatSeconds * 1000);
     this.heartbeat.unref();
   }
 
@@ -71,10 +76,7 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
     if (origin !== undefined && !this.config.webauthn.origins.includes(origin)) {
       throw new DomainError(ErrorCode.ORIGIN_NOT_ALLOWED, `Origin ${origin} may not open live updates`);
     }
-    const open = [...this.streams].filter((stream) => stream.sessionId === sessionId).length;
-    if (open >= MAX_STREAMS_PER_SESSION) {
-      throw new DomainError(ErrorCode.RATE_LIMITED, 'Too many live-update streams for this session');
-    }
+    this.checkCapacity(actor);
     response.status(200);
     response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     response.setHeader('Cache-Control', 'no-store, no-transform');
@@ -83,12 +85,37 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
     const stream: Stream = { actor, sessionId, response };
     this.streams.add(stream);
     const lifetime = setTimeout(() => response.end(), STREAM_LIFETIME_MS);
-    response.on('close', () => {
+    const forget = () => {
       clearTimeout(lifetime);
       this.streams.delete(stream);
-    });
-    response.write(`retry: ${RETRY_MS}\n`);
+    };
+    response.on('close', forget);
+    // A browser that gave up while the session was being checked has closed already: 'close' will not come.
+    if (response.destroyed) return forget();
+    write(response, `retry: ${RETRY_MS}\n`);
     send(response, 'hello', { serverTime: new Date().toISOString() });
+  }
+
+  /** 429 past the per-person or the per-broker cap on open streams (SSE_MAX_STREAMS_PER_USER, SSE_MAX_STREAMS). */
+  private checkCapacity(actor: Actor): void {
+    const { maxStreams, maxStreamsPerUser } = this.config.liveUpdates;
+    const details = { retryAfterSeconds: REFUSED_RETRY_SECONDS };
+    if (this.streams.size >= maxStreams) {
+      throw new DomainError(
+        ErrorCode.LIVE_STREAMS_FULL,
+        'This broker holds as many live-update streams as it may; try again shortly',
+        { ...details, limit: maxStreams },
+      );
+    }
+    let held = 0;
+    for (const stream of this.streams) if (stream.actor.id === actor.id) held += 1;
+    if (held >= maxStreamsPerUser) {
+      throw new DomainError(
+        ErrorCode.LIVE_STREAMS_PER_USER,
+        `You have ${held} live-update streams open already (tabs or windows); close one`,
+        { ...details, limit: maxStreamsPerUser },
+      );
+    }
   }
 
   /** Writes one published event to every stream whose person may see the request. */
@@ -107,35 +134,43 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** Keeps idle streams open through proxies, and ends those whose session ended or timed out. */
+  /**
+   * Keeps idle streams open through proxies, and ends those whose session ended, idled out or whose person
+   * was suspended. The check reads the sessions without moving their idle clocks: an open tab alone never
+   * keeps a session alive.
+   */
   private async beat(): Promise<void> {
+    // A stream whose socket is gone no longer counts towards the caps, whatever happened to its 'close'.
+    for (const stream of this.streams) if (stream.response.destroyed) this.streams.delete(stream);
     if (this.streams.size === 0) return;
     const sessionIds = [...new Set([...this.streams].map((stream) => stream.sessionId))];
     try {
-      const live = await this.liveSessions(sessionIds);
+      const usable = await this.sessions.usableSessionIds(sessionIds);
       for (const stream of this.streams) {
-        if (live.has(stream.sessionId)) stream.response.write(': heartbeat\n\n');
+        if (usable.has(stream.sessionId)) write(stream.response, ': heartbeat\n\n');
         else stream.response.end();
       }
     } catch (error) {
       this.logger.warn(`Live-update heartbeat: ${String(error)}`);
     }
   }
+}
 
-  /** Which of these sessions are still usable; reading them does not move their idle clock. */
-  private async liveSessions(sessionIds: string[]): Promise<Set<string>> {
-    const rows = (await this.dataSource.query(
-      `SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
-        WHERE s.id = ANY($1::uuid[]) AND s.ended_at IS NULL AND u.status = 'active'
-          AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)`,
-      [sessionIds, this.config.sessions.idleSeconds],
-    )) as Array<{ id: string }>;
-    return new Set(rows.map((row) => row.id));
+/**
+ * Writes to a stream, or drops a slow client: past STREAM_BUFFER_LIMIT_BYTES unsent, the socket is
+ * destroyed (the browser reconnects and refetches) so the broker never buffers without bound.
+ */
+export function write(response: Writable, chunk: string): void {
+  if (response.destroyed || response.writableEnded) return;
+  if (response.writableLength > STREAM_BUFFER_LIMIT_BYTES) {
+    response.destroy();
+    return;
   }
+  response.write(chunk);
 }
 
 function send(response: Response, event: string, data: unknown): void {
-  response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  write(response, `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }
 
 /** A published event, or null for anything else on the channel. */

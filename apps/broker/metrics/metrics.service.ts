@@ -1,109 +1,104 @@
+import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Queue } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { AuditAction } from '../../../libs/audit/audit-actions.js';
+import { GrantState } from '../../../libs/domain/grant-state.js';
+import { RequestState } from '../../../libs/domain/request-enums.js';
+import { QueueName } from '../../../libs/jobs/jobs.js';
+import { Metrics } from '../../../libs/metrics/metrics.js';
+
+type Count = { count: number };
 
 /**
- * Prometheus metrics read from PostgreSQL at scrape time: brokers are stateless and revocations happen in
- * the worker, so every instance reports the same truth instead of its own counters.
+ * The broker's scrape: its own counters and histograms (libs/metrics), plus gauges read from PostgreSQL and
+ * the BullMQ queues at scrape time, so every broker reports the same truth for what the worker changes.
  */
 @Injectable()
 export class MetricsService {
-  readonly registry = new Registry();
+  private readonly queues: Queue[];
 
-  constructor(private readonly dataSource: DataSource) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'jit_broker_' });
-    const query = <T>(sql: string, parameters: unknown[] = []) =>
-      this.dataSource.query(sql, parameters) as Promise<T[]>;
-    const registers = [this.registry];
-
-    new Gauge({
-      name: 'jit_grants',
-      help: 'Grants by state (ACTIVE, REVOKING, REVOKED, REVOKE_FAILED)',
-      labelNames: ['state'],
-      registers,
-      async collect() {
-        this.reset();
-        for (const row of await query<{ state: string; count: number }>(
-          `SELECT state, count(*)::int AS count FROM grants GROUP BY state`,
-        ))
-          this.set({ state: row.state }, row.count);
-      },
-    });
-    new Gauge({
-      name: 'jit_grants_overdue',
-      help: 'Grants past notAfter (or an early revoke) and not yet revoked: should stay 0; alert when not',
-      registers,
-      async collect() {
-        const [row] = await query<{ count: number }>(
-          `SELECT count(*)::int AS count FROM grants
-            WHERE state <> 'REVOKED' AND (not_after < now() OR revoke_requested_at IS NOT NULL)`,
-        );
-        this.set(row.count);
-      },
-    });
-    new Gauge({
-      name: 'jit_revocation_lag_max_seconds',
-      help: 'Largest revokedAt - notAfter of grants revoked at their end in the last hour',
-      registers,
-      async collect() {
-        const [row] = await query<{ lag: number | null }>(
-          `SELECT max(extract(epoch FROM revoked_at - not_after))::float8 AS lag FROM grants
-            WHERE state = 'REVOKED' AND revoke_requested_at IS NULL AND revoked_at > now() - interval '1 hour'`,
-        );
-        this.set(Math.max(0, row.lag ?? 0));
-      },
-    });
-    new Gauge({
-      name: 'jit_requests',
-      help: 'Elevation requests by state',
-      labelNames: ['state'],
-      registers,
-      async collect() {
-        this.reset();
-        for (const row of await query<{ state: string; count: number }>(
-          `SELECT state, count(*)::int AS count FROM elevation_requests GROUP BY state`,
-        ))
-          this.set({ state: row.state }, row.count);
-      },
-    });
-    new Gauge({
-      name: 'jit_rubber_stamp_approvals',
-      help: 'Approvals given without opening the request, or within seconds of first opening it (all time)',
-      registers,
-      async collect() {
-        const [row] = await query<{ count: number }>(
-          `SELECT count(*)::int AS count FROM audit_events
-            WHERE action = $1 AND (data ->> 'rubberStamp')::boolean`,
-          [AuditAction.ApprovalRecorded],
-        );
-        this.set(row.count);
-      },
-    });
-    new Gauge({
-      name: 'jit_step_up_failures_15m',
-      help: 'Refused step-ups in the last 15 minutes',
-      registers,
-      async collect() {
-        const [row] = await query<{ count: number }>(
-          `SELECT count(*)::int AS count FROM audit_events
-            WHERE action = $1 AND at > now() - interval '15 minutes'`,
-          [AuditAction.StepUpFailed],
-        );
-        this.set(row.count);
-      },
-    });
-    new Gauge({
-      name: 'jit_break_glass_reviews_overdue',
-      help: 'Break-glass requests past their post-review deadline and not reviewed',
-      registers,
-      async collect() {
-        const [row] = await query<{ count: number }>(
-          `SELECT count(*)::int AS count FROM elevation_requests
-            WHERE break_glass AND reviewed_at IS NULL AND review_due_at < now()`,
-        );
-        this.set(row.count);
-      },
-    });
+  constructor(
+    private readonly dataSource: DataSource,
+    readonly metrics: Metrics,
+    @InjectQueue(QueueName.Revocation) revocation: Queue,
+    @InjectQueue(QueueName.Lifecycle) lifecycle: Queue,
+    @InjectQueue(QueueName.Maintenance) maintenance: Queue,
+    @InjectQueue(QueueName.Notify) notify: Queue,
+  ) {
+    this.queues = [revocation, lifecycle, maintenance, notify];
   }
+
+  /** The Prometheus text exposition, gauges refreshed first. */
+  async render(): Promise<string> {
+    await Promise.all([this.readDatabase(), this.readQueues()]);
+    return this.metrics.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.metrics.registry.contentType;
+  }
+
+  private async readDatabase(): Promise<void> {
+    const m = this.metrics;
+    const [grants, requests, [overdue], [lag], [rubberStamps], [stepUps], [reviews]] = await Promise.all([
+      this.query<Count & { state: string }>(
+        `SELECT state, count(*)::int AS count FROM grants GROUP BY state`,
+      ),
+      this.query<Count & { state: string }>(
+        `SELECT state, count(*)::int AS count FROM elevation_requests GROUP BY state`,
+      ),
+      this.query<Count>(
+        `SELECT count(*)::int AS count FROM grants
+          WHERE state <> 'REVOKED' AND (not_after < now() OR revoke_requested_at IS NOT NULL)`,
+      ),
+      this.query<{ lag: number | null }>(
+        `SELECT max(extract(epoch FROM revoked_at - not_after))::float8 AS lag FROM grants
+          WHERE state = 'REVOKED' AND revoke_requested_at IS NULL AND revoked_at > now() - interval '1 hour'`,
+      ),
+      this.query<Count>(
+        `SELECT count(*)::int AS count FROM audit_events WHERE action = $1 AND (data ->> 'rubberStamp')::boolean`,
+        [AuditAction.ApprovalRecorded],
+      ),
+      this.query<Count>(
+        `SELECT count(*)::int AS count FROM audit_events WHERE action = $1 AND at > now() - interval '15 minutes'`,
+        [AuditAction.StepUpFailed],
+      ),
+      this.query<Count>(
+        `SELECT count(*)::int AS count FROM elevation_requests
+          WHERE break_glass AND reviewed_at IS NULL AND review_due_at < now()`,
+      ),
+    ]);
+    // Every state has its series, 0 included, so an alert on REVOKE_FAILED needs no `absent()`.
+    setByState(m.grants, Object.values(GrantState), grants);
+    setByState(m.requests, Object.values(RequestState), requests);
+    m.grantsOverdue.set(overdue.count);
+    m.revocationLagMax.set(Math.max(0, lag.lag ?? 0));
+    m.rubberStampApprovals.set(rubberStamps.count);
+    m.stepUpFailuresRecent.set(stepUps.count);
+    m.breakGlassReviewsOverdue.set(reviews.count);
+  }
+
+  private async readQueues(): Promise<void> {
+    for (const queue of this.queues) {
+      const counts = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed');
+      const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0);
+      this.metrics.queueJobs.set({ queue: queue.name, state: 'waiting' }, depth);
+      for (const state of ['active', 'delayed', 'failed'] as const)
+        this.metrics.queueJobs.set({ queue: queue.name, state }, counts[state] ?? 0);
+    }
+  }
+
+  private query<T>(sql: string, parameters: unknown[] = []): Promise<T[]> {
+    return this.dataSource.query(sql, parameters) as Promise<T[]>;
+  }
+}
+
+function setByState(
+  gauge: Metrics['grants'],
+  states: readonly string[],
+  rows: Array<Count & { state: string }>,
+): void {
+  const counts = new Map(rows.map((row) => [row.state, row.count]));
+  for (const state of new Set([...states, ...counts.keys()])) gauge.set({ state }, counts.get(state) ?? 0);
 }

@@ -1,17 +1,6 @@
-import { Type } from 'class-transformer';
-import {
-  IsBoolean,
-  IsEmail,
-  IsIn,
-  IsInt,
-  IsOptional,
-  IsUUID,
-  Max,
-  MaxLength,
-  Min,
-  ValidateIf,
-} from 'class-validator';
+import { IsBoolean, IsEmail, IsIn, IsOptional, MaxLength, ValidateIf } from 'class-validator';
 import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
+import { PageQuery } from '../page-query.dto.js';
 
 /** `{ email, stepUp }`: a `user.email` step-up whose subject is the username and params `{ email }`. */
 export class SetEmailDto {
@@ -34,19 +23,8 @@ export class SetPreferencesDto {
 
 export const DELIVERY_STATUSES = ['pending', 'held', 'sent', 'failed', 'digested', 'dropped'] as const;
 
-export class ListDeliveriesQuery {
+export class ListDeliveriesQuery extends PageQuery {
   @IsOptional()
   @IsIn(DELIVERY_STATUSES)
   status?: (typeof DELIVERY_STATUSES)[number];
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(200)
-  limit?: number;
-
-  @IsOptional()
-  @IsUUID()
-  cursor?: string;
 }

@@ -6,6 +6,7 @@ import { GrantState } from '../../../libs/domain/grant-state.js';
 import { RequestQueries, type RequestPage } from '../../../libs/elevation/request-queries.js';
 import { RequestsService, type CreateRequestInput } from '../../../libs/elevation/requests.service.js';
 import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.service.js';
+import { Metrics } from '../../../libs/metrics/metrics.js';
 import type { StepUpEvidence } from '../../../libs/webauthn/evidence.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { StepUpOnlyDto } from '../auth/webauthn.dto.js';
@@ -30,6 +31,7 @@ export class RequestsController {
     private readonly requests: RequestsService,
     private readonly queries: RequestQueries,
     private readonly stepUp: StepUpService,
+    private readonly metrics: Metrics,
   ) {}
 
   /**
@@ -72,6 +74,8 @@ export class RequestsController {
       limit: query.limit ?? DEFAULT_PAGE_SIZE,
       cursor: query.cursor ?? null,
       state: query.state ?? null,
+      entitlementId: query.entitlementId ?? null,
+      requester: query.requester ?? null,
     });
     return this.page(page);
   }
@@ -87,15 +91,21 @@ export class RequestsController {
   @Post(':id/approve')
   @HttpCode(200)
   async approve(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: ApproveDto) {
-    const evidence = await this.confirmed(actor, id, 'approve', body.stepUp);
-    return this.view(await this.requests.decide(actor, id, 'approve', body.comment ?? null, evidence));
+    return this.metrics.timed(this.metrics.approveDuration, () =>
+      this.counted('approve', async () => {
+        const evidence = await this.confirmed(actor, id, 'approve', body.stepUp);
+        return this.view(await this.requests.decide(actor, id, 'approve', body.comment ?? null, evidence));
+      }),
+    );
   }
 
   @Post(':id/deny')
   @HttpCode(200)
   async deny(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: DenyDto) {
-    const evidence = await this.confirmed(actor, id, 'deny', body.stepUp);
-    return this.view(await this.requests.decide(actor, id, 'deny', body.reason, evidence));
+    return this.counted('deny', async () => {
+      const evidence = await this.confirmed(actor, id, 'deny', body.stepUp);
+      return this.view(await this.requests.decide(actor, id, 'deny', body.reason, evidence));
+    });
   }
 
   @Post(':id/activate')
@@ -106,9 +116,11 @@ export class RequestsController {
     @Param('id', UuidPipe) id: string,
     @Body() body: StepUpOnlyDto,
   ) {
-    const evidence = await this.confirmed(actor, id, 'activate', body.stepUp);
-    const { request, credential } = await this.requests.activate(actor, id, evidence);
-    return { request: await this.view(request), credential };
+    return this.metrics.timed(this.metrics.activateDuration, async () => {
+      const evidence = await this.confirmed(actor, id, 'activate', body.stepUp);
+      const { request, credential } = await this.requests.activate(actor, id, evidence);
+      return { request: await this.view(request), credential };
+    });
   }
 
   @Post(':id/cancel')
@@ -119,8 +131,8 @@ export class RequestsController {
 
   /**
    * Early revoke by the requester, an approver or an admin: the request is REVOKED at once and the worker
-   * takes the credential back. 202 while the connector has not confirmed (`grant.state` REVOKING), 200 once
-   * it has (or when there was no grant to take back).
+   * takes the credential back. 202 while the connector has not confirmed (`grant.state` REVOKING) for its
+   * grant or an active extension's it also revoked, 200 once it has (or when there was nothing to take back).
    */
   @Post(':id/revoke')
   @HttpCode(200)
@@ -132,7 +144,8 @@ export class RequestsController {
   ) {
     const evidence = await this.confirmed(actor, id, 'revoke', body.stepUp);
     const view = await this.view(await this.requests.revoke(actor, id, body.reason, evidence));
-    if (view.grant && view.grant.state !== GrantState.REVOKED) response.status(202);
+    const own = view.grant !== null && view.grant.state !== GrantState.REVOKED;
+    if (own || (await this.queries.revocationPending(id))) response.status(202);
     return view;
   }
 
@@ -161,6 +174,18 @@ export class RequestsController {
   @HttpCode(200)
   async review(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: ReviewDto) {
     return this.view(await this.requests.review(actor, id, body.comment));
+  }
+
+  /** Counts an approver's decision in jit_approvals_total: recorded as `result`, or refused. */
+  private async counted<T>(result: 'approve' | 'deny', work: () => Promise<T>): Promise<T> {
+    try {
+      const value = await work();
+      this.metrics.approvals.inc({ result });
+      return value;
+    } catch (error) {
+      this.metrics.approvals.inc({ result: 'refused' });
+      throw error;
+    }
   }
 
   /** Verifies the step-up against the stored request before the decision runs (DESIGN §4.4). */

@@ -1,4 +1,3 @@
-import { Type } from 'class-transformer';
 import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
 import {
   IsDateString,
@@ -7,7 +6,6 @@ import {
   IsNotEmpty,
   IsOptional,
   IsString,
-  IsUUID,
   Matches,
   Max,
   MaxLength,
@@ -15,8 +13,11 @@ import {
 } from 'class-validator';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
 import type { RequestViewFacts } from '../../../libs/elevation/request-queries.js';
+import { publicRevokeError } from '../../../libs/domain/grant-state.js';
+import { USERNAME_PATTERN } from '../../../libs/domain/policy.js';
 import { RequestState } from '../../../libs/domain/request-state.js';
 import { IsFreeText, IsRfc3339DateTime } from '../errors/validation.js';
+import { PageQuery } from '../page-query.dto.js';
 
 const ONE_WEEK_SECONDS = 7 * 24 * 3600;
 
@@ -122,21 +123,22 @@ export class DenyDto {
 /** The page size of a list when the query sets no `limit`. */
 export const DEFAULT_PAGE_SIZE = 50;
 
-export class ListRequestsQuery {
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(200)
-  limit?: number;
-
-  @IsOptional()
-  @IsUUID()
-  cursor?: string;
-
+export class ListRequestsQuery extends PageQuery {
   @IsOptional()
   @IsEnum(RequestState)
   state?: RequestState;
+
+  /** Narrows what the caller may see to one entitlement. */
+  @IsOptional()
+  @IsString()
+  @Matches(/^[a-z0-9][a-z0-9-]{0,63}$/, { message: 'entitlementId must be an entitlement id' })
+  entitlementId?: string;
+
+  /** Narrows what the caller may see to one requester, by username. */
+  @IsOptional()
+  @IsString()
+  @Matches(USERNAME_PATTERN, { message: 'requester must be a username' })
+  requester?: string;
 }
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
@@ -177,7 +179,8 @@ export function toRequestView(request: ElevationRequestEntity, { usernames, gran
           revokeAttempts: grant.revokeAttempts,
           nextRetryAt: iso(grant.nextRetryAt),
           revokedAt: iso(grant.revokedAt),
-          lastError: grant.lastError,
+          // Worded for users; the raw error stays in the logs and the admin's revocation list.
+          lastError: publicRevokeError(grant.lastError),
         }
       : null,
     ...(request.breakGlass

@@ -1,7 +1,7 @@
 // `/admin/access`: every active grant with its person, entitlement, time left and revocation health, and every
 // request with filters; the stuck-revocation banner on top.
-import { useEffect, useId, useState } from 'react';
-import type { ElevationRequest, Page } from './api';
+import { useEffect, useId, useState, type ChangeEvent, type FormEvent } from 'react';
+import type { ElevationRequest, Entitlement, Page } from './api';
 import { AdminOnly } from './admin-page';
 import { RevocationBanner, revocationStuck, type AdminGrant } from './admin-revocations';
 import { Link } from './router';
@@ -90,31 +90,77 @@ function AccessNow() {
   );
 }
 
-function AllRequests() {
+/** The filters of the request list, applied together when the form is sent. */
+interface RequestFilters {
+  state: string;
+  entitlementId: string;
+  requester: string;
+}
+
+function requestsPath(filters: RequestFilters, cursor: string | null): string {
+  const query = new URLSearchParams({ limit: '100' });
+  if (filters.state) query.set('state', filters.state);
+  if (filters.entitlementId) query.set('entitlementId', filters.entitlementId);
+  if (filters.requester.trim()) query.set('requester', filters.requester.trim());
+  if (cursor) query.set('cursor', cursor);
+  return `/api/requests?${query.toString()}`;
+}
+
+function RequestFilterForm({ onApply }: { onApply: (filters: RequestFilters) => void }) {
   const id = useId();
-  const [state, setState] = useState('');
-  const [person, setPerson] = useState('');
-  const requests = useApiGet<Page<ElevationRequest>>(
-    `/api/requests?limit=100${state ? `&state=${state}` : ''}`,
+  const [draft, setDraft] = useState<RequestFilters>({ state: '', entitlementId: '', requester: '' });
+  const entitlements = useApiGet<{ items: Entitlement[] }>('/api/entitlements');
+  const set = (field: keyof RequestFilters) => (event: ChangeEvent<HTMLInputElement | HTMLSelectElement>) =>
+    setDraft((current) => ({ ...current, [field]: event.target.value }));
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    onApply(draft);
+  };
+  return (
+    <form className="filters" onSubmit={submit} aria-label="Filter requests">
+      <label htmlFor={`${id}-state`}>State</label>
+      <select id={`${id}-state`} value={draft.state} onChange={set('state')}>
+        {REQUEST_STATES.map((value) => (
+          <option key={value} value={value}>
+            {value || 'any'}
+          </option>
+        ))}
+      </select>
+      <label htmlFor={`${id}-entitlement`}>Entitlement</label>
+      <select id={`${id}-entitlement`} value={draft.entitlementId} onChange={set('entitlementId')}>
+        <option value="">any</option>
+        {(entitlements.data?.items ?? []).map((entitlement) => (
+          <option key={entitlement.id} value={entitlement.id}>
+            {entitlement.id}
+          </option>
+        ))}
+      </select>
+      <label htmlFor={`${id}-person`}>Requester (username)</label>
+      <input
+        id={`${id}-person`}
+        value={draft.requester}
+        onChange={set('requester')}
+        pattern="[a-z0-9][a-z0-9._\-]{0,63}"
+        autoComplete="off"
+      />
+      <button type="submit">Apply filters</button>
+    </form>
   );
-  const shown = (requests.data?.items ?? []).filter(
-    (request) => !person.trim() || (request.requester ?? '').includes(person.trim()),
-  );
+}
+
+function AllRequests() {
+  const [filters, setFilters] = useState<RequestFilters>({ state: '', entitlementId: '', requester: '' });
+  const [cursor, setCursor] = useState<string | null>(null);
+  const requests = useApiGet<Page<ElevationRequest>>(requestsPath(filters, cursor));
+  const shown = requests.data?.items ?? [];
+  const apply = (next: RequestFilters) => {
+    setFilters(next);
+    setCursor(null);
+  };
   return (
     <section aria-labelledby="requests-heading">
       <h2 id="requests-heading">All requests</h2>
-      <div className="filters">
-        <label htmlFor={`${id}-state`}>State</label>
-        <select id={`${id}-state`} value={state} onChange={(event) => setState(event.target.value)}>
-          {REQUEST_STATES.map((value) => (
-            <option key={value} value={value}>
-              {value || 'any'}
-            </option>
-          ))}
-        </select>
-        <label htmlFor={`${id}-person`}>Requester</label>
-        <input id={`${id}-person`} value={person} onChange={(event) => setPerson(event.target.value)} />
-      </div>
+      <RequestFilterForm onApply={apply} />
       <ErrorMessage error={requests.error} />
       <table>
         <thead>
@@ -138,6 +184,21 @@ function AllRequests() {
           ))}
         </tbody>
       </table>
+      {shown.length === 0 && requests.data && <p>No request matches.</p>}
+      {(cursor || requests.data?.nextCursor) && (
+        <p>
+          {cursor && (
+            <button type="button" className="secondary" onClick={() => setCursor(null)}>
+              First page
+            </button>
+          )}{' '}
+          {requests.data?.nextCursor && (
+            <button type="button" onClick={() => setCursor(requests.data?.nextCursor ?? null)}>
+              Older requests
+            </button>
+          )}
+        </p>
+      )}
     </section>
   );
 }

@@ -1,5 +1,6 @@
 // `/admin/people`: invites (pending ones as pending, with expiry, revoke and re-issue; the new link's panel
-// names who it is for and stays until dismissed), and people with their groups, roles, passkeys and sessions.
+// names who it is for and stays until dismissed), and people with their roles, passkeys and sessions; each
+// person's page (/admin/people/:username) shows their groups, passkeys and sessions and acts on one of them.
 // Every change is confirmed with the admin's passkey, bound to exactly the parameters sent.
 import { useId, useState, type FormEvent } from 'react';
 import { api, type Me } from './api';
@@ -8,6 +9,7 @@ import { RevocationBanner } from './admin-revocations';
 import { CopyButton } from './copy-button';
 import { ErrorMessage, Notice } from './messages';
 import { ReasonForm } from './reason-form';
+import { Link } from './router';
 import { postWithBoundStepUp } from './step-up';
 import { formatTime } from './time';
 import { useAction, useApiGet } from './use-api';
@@ -216,7 +218,9 @@ function UsersTable({
         <tbody>
           {users.map((user) => (
             <tr key={user.id}>
-              <td data-label="Username">{user.username}</td>
+              <td data-label="Username">
+                <Link to={`/admin/people/${encodeURIComponent(user.username)}`}>{user.username}</Link>
+              </td>
               <td data-label="Name">{user.displayName ?? '—'}</td>
               <td data-label="Roles">{user.roles.join(', ') || '—'}</td>
               <td data-label="Status">

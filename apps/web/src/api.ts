@@ -7,6 +7,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The envelope's `details`, when given (a cool-down's `retryAfterSeconds`, the fields that failed). */
+    readonly details?: unknown,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -23,9 +25,11 @@ export function whenSignedOut(handler: () => void): void {
   onSignedOut = handler;
 }
 
-async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown, background = false): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
+  // Not asked for by the person (a refetch on a live event, polling): the broker does not extend the session.
+  if (background) headers['x-background'] = '1';
   const response = await fetch(path, {
     method,
     headers,
@@ -43,18 +47,20 @@ async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Pr
     }
   }
   if (!response.ok) {
-    const envelope = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    const envelope = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)
+      ?.error;
     const code = typeof envelope?.code === 'string' ? envelope.code : `HTTP_${response.status}`;
     const message =
       typeof envelope?.message === 'string' ? envelope.message : `The broker answered ${response.status}`;
     if (response.status === 401 && SIGNED_OUT_CODES.has(code)) onSignedOut();
-    throw new ApiError(response.status, code, message);
+    throw new ApiError(response.status, code, message, envelope?.details);
   }
   return parsed as T;
 }
 
 export const api = {
-  get: <T>(path: string) => call<T>('GET', path),
+  get: <T>(path: string, { background = false }: { background?: boolean } = {}) =>
+    call<T>('GET', path, undefined, background),
   post: <T>(path: string, body: unknown = {}) => call<T>('POST', path, body),
 };
 
@@ -101,14 +107,19 @@ export interface RecoveryNotice {
 export interface Entitlement {
   id: string;
   title: string;
+  /** What it lets one do, in the policy's words; null when the policy gives none. */
+  description: string | null;
   connectorType: string | null;
   maxDurationSeconds: number;
-  requires: { justification: boolean; ticketPattern: string | null };
+  /** `ticketHint`: the ticket format in words, when the policy gives it (shown instead of the pattern). */
+  requires: { justification: boolean; ticketPattern: string | null; ticketHint?: string };
   approvalsRequired: number;
   breakGlass: boolean;
   selfService: boolean;
   eligible: boolean;
   approver: boolean;
+  /** Break-glass whose uses this person may review afterwards. */
+  reviewer: boolean;
 }
 
 export interface ElevationRequest {

@@ -20,7 +20,7 @@ export function ApprovalsPage() {
   const [outcome, setOutcome] = useState<string | null>(null);
   const now = useServerNow();
   const { titleOf } = useEntitlements();
-  useLiveEvents(inbox.reload);
+  useLiveEvents(inbox.refresh);
 
   const decided = (request: ElevationRequest, decision: 'approve' | 'deny') => {
     setOpenId(null);
@@ -34,7 +34,14 @@ export function ApprovalsPage() {
     <>
       <div className="section-head">
         <h1>Approvals</h1>
-        <button type="button" className="secondary" onClick={inbox.reload}>
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            setOutcome(null);
+            inbox.reload();
+          }}
+        >
           Refresh
         </button>
       </div>
@@ -114,7 +121,7 @@ function RequestToDecide({
   const [openedAt] = useState(() => Date.now());
   // Someone else may decide it (or it may expire) while it is open: the page says so before any passkey prompt.
   useLiveEvents((event) => {
-    if (event.requestId === null || event.requestId === id) loaded.reload();
+    if (event.requestId === null || event.requestId === id) loaded.refresh();
   });
   const state = request ? stateByNow(request, now) : null;
   const open = state === 'PENDING';
@@ -150,6 +157,11 @@ function RequestToDecide({
             <dd>
               {entitlement?.title ?? request.entitlementId}{' '}
               <span className="muted">({request.entitlementId})</span>
+              {entitlement?.description && (
+                <span className="entitlement-description" data-testid="entitlement-description">
+                  {entitlement.description}
+                </span>
+              )}
             </dd>
             <dt>Scope</dt>
             <dd>

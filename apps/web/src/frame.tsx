@@ -52,6 +52,17 @@ function useNavAudience(me: Me | undefined): NavAudience {
   };
 }
 
+/**
+ * `/` is the requester's page: someone the policy lets request nothing (a pure auditor or admin) lands on
+ * their first navigation item instead.
+ */
+function useLanding(path: string, audience: NavAudience): void {
+  const landing = path === '/' && audience.canRequest === false ? navItemsFor(audience)[0]?.to : undefined;
+  useEffect(() => {
+    if (landing && landing !== '/') navigate(landing, { replace: true });
+  }, [landing]);
+}
+
 /** Unseen approvals and waiting reviews for an approver's navigation, refetched on every move (issue 18). */
 function useUnread(approver: boolean, path: string): Record<string, number> {
   const unread = useApiGet<{ approvals: number; reviews: number }>(approver ? '/api/me/unread' : null);
@@ -75,6 +86,7 @@ export function Frame({
   const audience = useNavAudience(me);
   const unread = useUnread(me !== undefined && audience.canApprove === true, path);
   useTitleAndFocus(path);
+  useLanding(path, audience);
   useEffect(() => setMenuOpen(false), [path]);
   const signOut = () =>
     logout.run(async () => {

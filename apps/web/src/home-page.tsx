@@ -1,5 +1,5 @@
 // `/`: who am I, what may I ask for, and my requests through their life: file, activate, cancel, revoke.
-import { useEffect, useId, useState, type FormEvent } from 'react';
+import { useEffect, useState } from 'react';
 import {
   api,
   type Activation,
@@ -12,10 +12,11 @@ import {
 import { Deadline } from './countdown';
 import { CredentialOnce } from './credential-once';
 import { GrantStatus } from './grant-status';
-import { ErrorMessage, Notice } from './messages';
+import { ErrorMessage } from './messages';
 import { ReasonForm } from './reason-form';
+import { RequestForm } from './request-form';
 import { Link } from './router';
-import { decideWithStepUp, postWithBoundStepUp } from './step-up';
+import { decideWithStepUp } from './step-up';
 import { useLiveEvents, useServerNow } from './live';
 import { formatDuration, formatTime, stateByNow } from './time';
 import { useAction, useApiGet } from './use-api';
@@ -30,15 +31,15 @@ export function HomePage({ me }: { me: Me }) {
   // Approvers and admins also see requests they may decide; this page is about one's own.
   const mine = requests.data?.items.filter((item) => item.requesterId === me.id);
   // Any change to a request this person may see, or a poll while the live stream is down.
-  useLiveEvents(requests.reload);
+  useLiveEvents(requests.refresh);
   // A revoke the connector has not confirmed yet: look again until it has (or has failed for good).
   const revoking = mine?.some((item) => item.grant?.state === 'REVOKING') ?? false;
-  const reloadRequests = requests.reload;
+  const refreshRequests = requests.refresh;
   useEffect(() => {
     if (!revoking) return;
-    const timer = setTimeout(reloadRequests, REVOKING_POLL_MS);
+    const timer = setTimeout(refreshRequests, REVOKING_POLL_MS);
     return () => clearTimeout(timer);
-  }, [revoking, requests.data, reloadRequests]);
+  }, [revoking, requests.data, refreshRequests]);
 
   const titleOf = (id: string) => entitlements.data?.items.find((item) => item.id === id)?.title ?? id;
 
@@ -115,7 +116,9 @@ export function HomePage({ me }: { me: Me }) {
                   <td data-label="Longest">{formatDuration(item.maxDurationSeconds)}</td>
                   <td data-label="Approval">{approvalText(item)}</td>
                   <td data-label="You may">
-                    {[item.eligible && 'request', item.approver && 'approve'].filter(Boolean).join(', ')}
+                    {[item.eligible && 'request', item.approver && 'approve', item.reviewer && 'review']
+                      .filter(Boolean)
+                      .join(', ')}
                   </td>
                 </tr>
               ))}
@@ -131,160 +134,6 @@ function approvalText(entitlement: Entitlement): string {
   if (entitlement.breakGlass) return 'break-glass (reviewed afterwards)';
   if (entitlement.selfService) return 'self-service';
   return `${entitlement.approvalsRequired} approval${entitlement.approvalsRequired === 1 ? '' : 's'}`;
-}
-
-function RequestForm({
-  entitlements,
-  onFiled,
-  onBreakGlass,
-}: {
-  entitlements: Entitlement[];
-  onFiled: () => void;
-  onBreakGlass: (activation: Activation) => void;
-}) {
-  const id = useId();
-  const [entitlementId, setEntitlementId] = useState(entitlements[0].id);
-  const [minutes, setMinutes] = useState('');
-  const [justification, setJustification] = useState('');
-  const [ticket, setTicket] = useState('');
-  const [sshPublicKey, setSshPublicKey] = useState('');
-  const [startAt, setStartAt] = useState('');
-  const [filed, setFiled] = useState<string | null>(null);
-  const action = useAction();
-  const entitlement = entitlements.find((item) => item.id === entitlementId) ?? entitlements[0];
-  const maxMinutes = Math.max(1, Math.floor(entitlement.maxDurationSeconds / 60));
-  const defaultMinutes = Math.min(60, maxMinutes);
-
-  const submit = (event: FormEvent) => {
-    event.preventDefault();
-    setFiled(null);
-    void action.run(async () => {
-      // Only fields with a value: for break-glass this object is also what the step-up signs.
-      const body: Record<string, unknown> = {
-        entitlementId: entitlement.id,
-        durationSeconds: Math.round(Number(minutes || defaultMinutes) * 60),
-      };
-      if (justification.trim()) body.justification = justification.trim();
-      if (ticket.trim()) body.ticket = ticket.trim();
-      if (entitlement.connectorType === 'ssh' && sshPublicKey.trim()) body.sshPublicKey = sshPublicKey.trim();
-      // A scheduled start, in this browser's time zone; break-glass always starts now.
-      if (startAt && !entitlement.breakGlass) body.notBefore = new Date(startAt).toISOString();
-      if (entitlement.breakGlass) {
-        onBreakGlass(
-          await postWithBoundStepUp<Activation>('/api/requests', 'break-glass', entitlement.id, body),
-        );
-        setFiled('Break-glass access is active; approvers have been told.');
-      } else {
-        const request = await api.post<ElevationRequest>('/api/requests', body);
-        setFiled(
-          request.state === 'APPROVED'
-            ? 'Filed. It needs no approval: activate it below when you are ready.'
-            : `Filed. It waits for ${request.approvalsRequired} approval${request.approvalsRequired === 1 ? '' : 's'}.`,
-        );
-        onFiled();
-      }
-      setJustification('');
-      setTicket('');
-      setStartAt('');
-    });
-  };
-
-  return (
-    <form className="stacked" onSubmit={submit}>
-      <label htmlFor={`${id}-entitlement`}>Entitlement</label>
-      <select
-        id={`${id}-entitlement`}
-        value={entitlement.id}
-        onChange={(event) => setEntitlementId(event.target.value)}
-      >
-        {entitlements.map((item) => (
-          <option key={item.id} value={item.id}>
-            {item.title} ({item.id})
-          </option>
-        ))}
-      </select>
-
-      <label htmlFor={`${id}-minutes`}>Duration in minutes (at most {maxMinutes})</label>
-      <input
-        id={`${id}-minutes`}
-        type="number"
-        inputMode="numeric"
-        min={1}
-        max={maxMinutes}
-        step={1}
-        placeholder={String(defaultMinutes)}
-        value={minutes}
-        onChange={(event) => setMinutes(event.target.value)}
-      />
-
-      <label htmlFor={`${id}-justification`}>
-        Justification{entitlement.requires.justification ? '' : ' (optional)'}
-      </label>
-      <textarea
-        id={`${id}-justification`}
-        value={justification}
-        onChange={(event) => setJustification(event.target.value)}
-        required={entitlement.requires.justification}
-        maxLength={2000}
-        rows={3}
-      />
-
-      <label htmlFor={`${id}-ticket`}>
-        Ticket{entitlement.requires.ticketPattern ? '' : ' (optional)'}
-        {entitlement.requires.ticketPattern && (
-          <span className="muted"> — must match {entitlement.requires.ticketPattern}</span>
-        )}
-      </label>
-      <input
-        id={`${id}-ticket`}
-        value={ticket}
-        onChange={(event) => setTicket(event.target.value)}
-        required={entitlement.requires.ticketPattern !== null}
-        maxLength={200}
-      />
-
-      {entitlement.connectorType === 'ssh' && (
-        <>
-          <label htmlFor={`${id}-ssh`}>SSH public key to certify</label>
-          <textarea
-            id={`${id}-ssh`}
-            value={sshPublicKey}
-            onChange={(event) => setSshPublicKey(event.target.value)}
-            required
-            rows={2}
-            placeholder="ssh-ed25519 AAAA… you@laptop"
-          />
-        </>
-      )}
-
-      {!entitlement.breakGlass && (
-        <>
-          <label htmlFor={`${id}-start`}>Start at (optional; otherwise when you activate it)</label>
-          <input
-            id={`${id}-start`}
-            type="datetime-local"
-            step={60}
-            value={startAt}
-            onChange={(event) => setStartAt(event.target.value)}
-          />
-        </>
-      )}
-
-      {entitlement.breakGlass && (
-        <p className="warning">
-          Break-glass is active at once, without approval. Approvers are told immediately and review its use
-          afterwards. Your passkey confirms it.
-        </p>
-      )}
-      <div>
-        <button type="submit" disabled={action.busy}>
-          {entitlement.breakGlass ? 'Use break-glass' : 'Request access'}
-        </button>
-      </div>
-      <ErrorMessage error={action.error} focus />
-      <Notice focus>{filed}</Notice>
-    </form>
-  );
 }
 
 type Pending = { requestId: string; kind: 'cancel' | 'revoke' } | null;

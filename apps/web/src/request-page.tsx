@@ -28,7 +28,7 @@ export function RequestPage({ id, me }: { id: string; me: Me }) {
   const now = useServerNow();
   const [credential, setCredential] = useState<Credential | null>(null);
   useLiveEvents((event) => {
-    if (event.requestId === null || event.requestId === id) loaded.reload();
+    if (event.requestId === null || event.requestId === id) loaded.refresh();
   });
   const request = loaded.data;
   const entitlement = request ? entitlements.find(request.entitlementId) : undefined;
@@ -41,6 +41,7 @@ export function RequestPage({ id, me }: { id: string; me: Me }) {
         <Link to="/">← My requests</Link>
       </p>
       <h1 id="request-heading">{title ? `Request for ${title}` : 'Request'}</h1>
+      {entitlement?.description && <p className="muted">{entitlement.description}</p>}
       <ErrorMessage error={loaded.error} />
       {credential && <CredentialOnce credential={credential} onDone={() => setCredential(null)} />}
       {request && state && (

@@ -15,7 +15,14 @@ export function ReviewsPage() {
     <>
       <div className="section-head">
         <h1>Break-glass reviews</h1>
-        <button type="button" className="secondary" onClick={queue.reload}>
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            setOutcome(null);
+            queue.reload();
+          }}
+        >
           Refresh
         </button>
       </div>

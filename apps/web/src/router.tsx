@@ -2,6 +2,7 @@
 import { useSyncExternalStore, type MouseEvent, type ReactNode } from 'react';
 import { AdminAccessPage } from './admin-access-page';
 import { AdminPeoplePage } from './admin-people-page';
+import { AdminPersonPage } from './admin-person-page';
 import { AuditChainPage } from './audit-chain-page';
 import { AuditEventsPage } from './audit-events-page';
 import { AuditExportPage } from './audit-export-page';
@@ -116,6 +117,11 @@ export interface Route {
 export const ROUTES: readonly Route[] = [
   { pattern: '/audit', title: 'Audit events', page: () => <AuditEventsPage /> },
   { pattern: '/admin/people', title: 'People', page: () => <AdminPeoplePage /> },
+  {
+    pattern: '/admin/people/:username',
+    title: 'Person',
+    page: ({ username }) => <AdminPersonPage key={username} username={username} />,
+  },
   { pattern: '/admin/access', title: 'Access now', page: () => <AdminAccessPage /> },
   { pattern: '/audit/export', title: 'Export the audit trail', page: () => <AuditExportPage /> },
   { pattern: '/me/notifications', title: 'Notifications', page: () => <NotificationsPage /> },

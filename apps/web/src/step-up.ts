@@ -18,6 +18,7 @@ export type StepUpAction =
   | 'policy.reload'
   | 'authenticator.add'
   | 'authenticator.remove'
+  | 'authenticator.disable'
   | 'user.suspend'
   | 'user.email'
   | 'audit.export'

@@ -2,19 +2,23 @@
 import { useCallback, useEffect, useState } from 'react';
 import { api, describeError } from './api';
 
-/** GETs `path` on mount and on reload(); `path` null waits. */
+/**
+ * GETs `path` on mount and on reload() (the person asked); refresh() refetches as background traffic (live
+ * events, polling), which does not extend the session. `path` null waits.
+ */
 export function useApiGet<T>(path: string | null): {
   data: T | undefined;
   error: string | null;
   reload: () => void;
+  refresh: () => void;
 } {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<string | null>(null);
-  const [version, setVersion] = useState(0);
+  const [version, setVersion] = useState({ count: 0, background: false });
   useEffect(() => {
     if (path === null) return;
     let current = true;
-    api.get<T>(path).then(
+    api.get<T>(path, { background: version.background }).then(
       (value) => {
         if (!current) return;
         setData(value);
@@ -28,8 +32,9 @@ export function useApiGet<T>(path: string | null): {
       current = false;
     };
   }, [path, version]);
-  const reload = useCallback(() => setVersion((value) => value + 1), []);
-  return { data, error, reload };
+  const reload = useCallback(() => setVersion(({ count }) => ({ count: count + 1, background: false })), []);
+  const refresh = useCallback(() => setVersion(({ count }) => ({ count: count + 1, background: true })), []);
+  return { data, error, reload, refresh };
 }
 
 /** Runs one user action at a time, keeping its error for display. */
