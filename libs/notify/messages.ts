@@ -37,7 +37,7 @@ const TITLES: Record<NotificationKind, string> = {
   [NotificationKind.BreakGlassReviewDue]: 'Break-glass review overdue',
   [NotificationKind.RevokeFailed]: 'ALERT: a revocation keeps failing',
   [NotificationKind.PasskeyAdded]: 'A passkey was added to an account',
-  [NotificationKind.PasskeyRemoved]: 'A passkey was removed from an account',
+  [NotificationKind.PasskeyRemoved]: 'A passkey was removed or disabled on an account',
   [NotificationKind.RecoveryUsed]: 'An account recovery link was used',
   [NotificationKind.UserSuspended]: 'An account was suspended',
 };

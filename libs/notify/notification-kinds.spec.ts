@@ -49,6 +49,19 @@ describe('intentsOf', () => {
       kind: NotificationKind.PasskeyAdded,
       subjectUserId: 'u1',
     });
+    for (const data of [
+      { reason: 'admin', userId: 'u3', detail: 'phone lost' },
+      { reason: 'sign-count-regression', userId: 'u3', detail: 'counter went from 9 to 2' },
+    ]) {
+      expect(intentsOf(event('authenticator.disabled', data))).toEqual([
+        {
+          kind: NotificationKind.PasskeyRemoved,
+          audiences: ['subject-user', 'admins'],
+          subjectUserId: 'u3',
+          detail: data.detail,
+        },
+      ]);
+    }
     expect(intentsOf(event('invite.used', {}, 'u2'))).toEqual([]);
     expect(intentsOf(event('invite.used', { recovery: true }, 'u2'))[0].subjectUserId).toBe('u2');
     expect(intentsOf(event('user.suspended', {}, 'u3'))[0].audiences).toEqual(['subject-user', 'admins']);

@@ -98,6 +98,9 @@ export function intentsOf(event: AuditRow): Intent[] {
       return [userIntent(NotificationKind.PasskeyAdded, data.userId)];
     case 'authenticator.removed':
       return [userIntent(NotificationKind.PasskeyRemoved, data.userId)];
+    case 'authenticator.disabled':
+      // By an admin (detail: their reason) or on a signature-counter regression (a possible clone).
+      return [userIntent(NotificationKind.PasskeyRemoved, data.userId, text(data.detail))];
     case 'invite.used':
       return data.recovery === true ? [userIntent(NotificationKind.RecoveryUsed, event.subjectId)] : [];
     case 'user.suspended':
@@ -107,9 +110,10 @@ export function intentsOf(event: AuditRow): Intent[] {
   }
 }
 
-function userIntent(kind: NotificationKind, userId: unknown): Intent {
+function userIntent(kind: NotificationKind, userId: unknown, detail: string | null = null): Intent {
   return intent(kind, ['subject-user', 'admins'], {
     subjectUserId: typeof userId === 'string' ? userId : null,
+    detail,
   });
 }
 
