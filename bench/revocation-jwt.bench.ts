@@ -5,7 +5,7 @@ import { compareRevocations, projectRevocations } from './lib/revocation.js';
 import { startBenchStack } from './lib/stack.js';
 
 async function run(context: BenchContext) {
-  const window = context.quick ? { count: 50, spreadMs: 5_000 } : { count: 10_000, spreadMs: 60_000 };
+  const window = context.quick ? { count: 50, spreadMs: 2_000 } : { count: 10_000, spreadMs: 60_000 };
   const stack = await startBenchStack({ worker: false });
   try {
     const [user] = await enrollAll(stack, ['bench-user']);

@@ -67,7 +67,7 @@ async function floorRoles(
 }
 
 async function run(context: BenchContext) {
-  const window = context.quick ? { count: 20, spreadMs: 5_000 } : { count: 500, spreadMs: 60_000 };
+  const window = context.quick ? { count: 20, spreadMs: 2_000 } : { count: 500, spreadMs: 60_000 };
   // Every grant holds a session, twice over (a floor's and the project's are never open together) + the apps.
   const stack = await startBenchStack({ worker: false, maxConnections: window.count + 200 });
   let sessions: OpenSessions | undefined;

@@ -38,8 +38,12 @@ export async function projectRevocations(
   const worker = await stack.startWorker();
   const slack = start.getTime() - Date.now();
   context.log(`worker ready ${slack} ms before the first grant is due`);
-  if (slack < 0) throw new Error(`the worker's boot sweep ended ${-slack} ms after the first grant was due`);
-  await delay(slack);
+  // A late boot would count boot time as lateness: a full run refuses it; --quick (which only shows that
+  // the benchmark works, on a machine busy with other suites) goes on.
+  if (slack < 0 && !context.quick) {
+    throw new Error(`the worker's boot sweep ended ${-slack} ms after the first grant was due`);
+  }
+  await delay(Math.max(0, slack));
   const statements = await statementCounter(stack, context);
   const cpuAtStart = await worker.cpuMs();
   const result = await revocationLateness(stack, copies, start.getTime() + window.spreadMs + 120_000);

@@ -2,12 +2,13 @@
 // PostgreSQL, Redis, broker and worker, and writes its results JSON. No timing is asserted: only that each
 // benchmark measured its project and its floor (before and after) and computed ratios.
 import { execFile } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { PROJECT_ROOT } from '../support/stack.js';
-import { buildToTempDir } from '../support/temp-build.js';
+import { sharedBuild } from '../support/temp-build.js';
 
 const execFileAsync = promisify(execFile);
 const BUILD_TIMEOUT_MS = 180_000;
@@ -16,15 +17,17 @@ const RUN_TIMEOUT_MS = 20 * 60_000;
 describe('npm run bench -- --quick', () => {
   let buildDir: string;
   let runJs: string;
+  let resultsDir: string | undefined;
 
   beforeAll(async () => {
     // BENCH_ROOT (below) points the temp build back at the checkout.
-    buildDir = await buildToTempDir('jit-bench-build-', 'tsconfig.bench.json', BUILD_TIMEOUT_MS);
+    buildDir = await sharedBuild(BUILD_TIMEOUT_MS);
+    resultsDir = await mkdtemp(path.join(tmpdir(), 'jit-bench-results-'));
     runJs = path.join(buildDir, 'dist', 'bench', 'run.js');
   }, BUILD_TIMEOUT_MS);
 
   afterAll(async () => {
-    await rm(buildDir, { recursive: true, force: true });
+    if (resultsDir) await rm(resultsDir, { recursive: true, force: true });
   });
 
   it(
@@ -33,7 +36,7 @@ describe('npm run bench -- --quick', () => {
       const env = {
         ...process.env,
         BENCH_ROOT: PROJECT_ROOT,
-        BENCH_RESULTS_DIR: path.join(buildDir, 'results'),
+        BENCH_RESULTS_DIR: resultsDir,
       };
       const listed = await execFileAsync(process.execPath, [runJs, '--list'], { env });
       const names = listed.stdout
@@ -49,7 +52,7 @@ describe('npm run bench -- --quick', () => {
       });
 
       for (const name of names) {
-        const result = JSON.parse(await readFile(path.join(buildDir, 'results', `${name}.json`), 'utf8'));
+        const result = JSON.parse(await readFile(path.join(resultsDir!, `${name}.json`), 'utf8'));
         expect(result).toMatchObject({ name, quick: true, machine: { cores: expect.any(Number) } });
         expect(result.comparisons.length).toBeGreaterThan(0);
         for (const comparison of result.comparisons) {

@@ -14,13 +14,13 @@ import pg from 'pg';
 import { freePort } from '../../libs/devstack/free-port.js';
 import { SoftAuthenticator } from '../support/soft-authenticator.js';
 import { PROJECT_ROOT, sessionCookieFrom, waitFor } from '../support/stack.js';
-import { buildToTempDir } from '../support/temp-build.js';
+import { sharedBuild } from '../support/temp-build.js';
 
 jest.setTimeout(180_000);
 
 const execFileAsync = promisify(execFile);
 
-const BUILD_TIMEOUT_MS = 80_000;
+const BUILD_TIMEOUT_MS = 120_000;
 const BANNER_DEADLINE_MS = 90_000;
 const EXIT_DEADLINE_MS = 30_000;
 const OUTPUT_TAIL_LINES = 200;
@@ -265,7 +265,7 @@ describe('npm start (apps/dev/start.ts)', () => {
     });
 
   beforeAll(async () => {
-    buildDir = await buildToTempDir('jit-npm-start-build-', 'tsconfig.build.json', BUILD_TIMEOUT_MS);
+    buildDir = await sharedBuild(BUILD_TIMEOUT_MS);
     // Directly under the temp root: as root, PostgreSQL runs as `postgres` and must traverse its parent.
     dataDir = await mkdtemp(path.join(tmpdir(), 'jit-npm-start-data-'));
     port = await freePort();
@@ -288,8 +288,8 @@ describe('npm start (apps/dev/start.ts)', () => {
         // Already gone.
       }
     }
-    for (const dir of [buildDir, dataDir]) {
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    if (dataDir !== undefined) {
+      await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     }
   });
 

@@ -22,7 +22,7 @@ import { createInvite } from '../../libs/identity/invites.js';
 import { storedChain } from '../support/audit-chain.js';
 import { SoftAuthenticator } from '../support/soft-authenticator.js';
 import { waitFor } from '../support/stack.js';
-import { buildToTempDir } from '../support/temp-build.js';
+import { sharedBuild } from '../support/temp-build.js';
 
 jest.setTimeout(120_000);
 
@@ -192,7 +192,7 @@ async function startCluster(): Promise<Cluster> {
   const roles = { owner: `${databaseName}_owner`, runtime: `${databaseName}_runtime` };
   const cluster = { workDir, server, databaseName, roles, brokers: [], workers: [] } as unknown as Cluster;
   const [buildDir, urls] = await Promise.all([
-    buildToTempDir('jit-scale-out-build-', 'tsconfig.build.json', 90_000),
+    sharedBuild(120_000),
     createBrokerDatabase(adminUrl(), databaseName, roles),
   ]);
   cluster.buildDir = buildDir;
@@ -218,7 +218,6 @@ async function stopCluster(cluster: Cluster | undefined): Promise<void> {
     await dropDatabase(adminUrl(), cluster.databaseName).catch(console.error);
     await dropLoginRoles(adminUrl(), [cluster.roles.runtime, cluster.roles.owner]).catch(console.error);
   }
-  if (cluster.buildDir) await rm(cluster.buildDir, { recursive: true, force: true });
   await rm(cluster.workDir, { recursive: true, force: true });
 }
 
@@ -434,7 +433,7 @@ describe('scale-out: two brokers and two workers on one PostgreSQL and one Redis
   beforeAll(async () => {
     cluster = await startCluster();
     people = await enrollAll(cluster, [...REQUESTERS, ...APPROVERS]);
-  }, 150_000);
+  }, 200_000);
 
   afterAll(async () => {
     await stopCluster(cluster);

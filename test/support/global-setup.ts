@@ -37,6 +37,9 @@ export default async function globalSetup(): Promise<void> {
   };
 
   try {
+    // Where the suites that run dist/ share one build (test/support/temp-build.ts sharedBuild); the
+    // workers inherit the variable, the scratch dir's removal removes the build.
+    process.env.JIT_SHARED_BUILD_DIR ??= await scratchDir('shared-build');
     const externalPostgres = process.env.TEST_DATABASE_URL;
     if (externalPostgres) {
       process.env.E2E_PG_ADMIN_URL = externalPostgres;
