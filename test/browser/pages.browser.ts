@@ -277,10 +277,13 @@ describe('every page on a phone and under axe-core', () => {
     }
   }
 
-  /** Loads `path` at `size`, screenshots it, and returns its horizontal overflow and axe's serious findings. */
-  async function judge(person: BrowserPerson, target: { path: string; open?: string }, size: typeof PHONE) {
+  /**
+   * Loads `path` once, then at each size (a resize, no reload: the layout is CSS) screenshots it and returns
+   * its horizontal overflow and axe's serious findings.
+   */
+  async function judge(person: BrowserPerson, target: { path: string; open?: string }) {
     const { page } = person;
-    await page.setViewportSize(size);
+    await page.setViewportSize(DESKTOP);
     await page.goto(target.path);
     await page.locator('main h1').first().waitFor();
     if (target.open) {
@@ -299,12 +302,19 @@ describe('every page on a phone and under axe-core', () => {
       /^-+|-+$/g,
       '',
     );
-    await page.screenshot({
-      path: `${SHOTS}/${person.username}-${slug || 'home'}-${size.width}.png`,
-      fullPage: true,
-    });
-    const scrollWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
-    return { scrollWidth, serious: await seriousFindings(page) };
+    const judged: Array<{ size: typeof PHONE; scrollWidth: number; serious: string[] }> = [];
+    for (const size of [DESKTOP, PHONE]) {
+      await page.setViewportSize(size);
+      // Two frames: the resize's layout and paint are done before anything is measured.
+      await page.evaluate('new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))');
+      await page.screenshot({
+        path: `${SHOTS}/${person.username}-${slug || 'home'}-${size.width}.png`,
+        fullPage: true,
+      });
+      const scrollWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
+      judged.push({ size, scrollWidth, serious: await seriousFindings(page) });
+    }
+    return judged;
   }
 
   it('fits every page of every role into 390 px without sideways scrolling, with no serious axe finding', async () => {
@@ -318,8 +328,7 @@ describe('every page on a phone and under axe-core', () => {
     for (const name of Object.keys(people) as Array<keyof typeof people>) {
       const person = people[name]!;
       for (const target of pagesOf(name, pendingId)) {
-        for (const size of [DESKTOP, PHONE]) {
-          const { scrollWidth, serious } = await judge(person, target, size);
+        for (const { size, scrollWidth, serious } of await judge(person, target)) {
           const where = `${name} ${target.path}${target.open ? ' (open)' : ''} at ${size.width}`;
           if (size === PHONE && scrollWidth > PHONE.width)
             findings.push(`${where}: scrollWidth ${scrollWidth}`);
@@ -330,8 +339,7 @@ describe('every page on a phone and under axe-core', () => {
     // The pages without a session: sign-in (after sign-out, with its message) and enrollment without an invite.
     const visitor = await personAtBrowser(env!, 'visitor');
     for (const target of [{ path: '/login?signedOut=1' }, { path: '/enroll' }]) {
-      for (const size of [DESKTOP, PHONE]) {
-        const { scrollWidth, serious } = await judge(visitor, target, size);
+      for (const { size, scrollWidth, serious } of await judge(visitor, target)) {
         if (size === PHONE && scrollWidth > PHONE.width)
           findings.push(`${target.path}: scrollWidth ${scrollWidth}`);
         findings.push(...serious.map((finding) => `visitor ${target.path} at ${size.width}: ${finding}`));
