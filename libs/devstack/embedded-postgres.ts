@@ -233,6 +233,7 @@ async function pathExists(file: string): Promise<boolean> {
   }
 }
 
+// Not `instanceof Error`: under jest's VM modules Node's errors come from another realm.
 function isErrno(error: unknown, code: string): boolean {
-  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+  return typeof error === 'object' && error !== null && (error as NodeJS.ErrnoException).code === code;
 }

@@ -99,6 +99,8 @@ export enum ErrorCode {
   NOT_SUPPORTED = 'NOT_SUPPORTED',
   // 5xx: never for client input
   CONNECTOR_FAILED = 'CONNECTOR_FAILED',
+  /** PostgreSQL or Redis cannot be reached: try again later (503, never a 500). */
+  SERVICE_UNAVAILABLE = 'SERVICE_UNAVAILABLE',
   INTERNAL = 'INTERNAL',
 }
 

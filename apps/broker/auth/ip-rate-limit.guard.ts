@@ -6,8 +6,8 @@ import { RateLimitStore } from './rate-limit-store.js';
 
 /**
  * Ceremonies and step-ups per client IP and window, counted in Redis so every broker instance shares the
- * count (DESIGN §2). The limit sits above what an office behind one address reaches (DESIGN §5). When Redis
- * is unreachable the limit is skipped, loudly: per-user step-up lockout lives in PostgreSQL and still holds.
+ * count (DESIGN §2). The limit sits above what an office behind one address reaches (DESIGN §5). While Redis
+ * is unreachable each broker counts in its own memory (RateLimitStore), so the limit still applies.
  */
 @Injectable()
 export class IpRateLimitGuard implements CanActivate {
@@ -20,7 +20,7 @@ export class IpRateLimitGuard implements CanActivate {
     const request = context.switchToHttp().getRequest<Request>();
     const { limit, windowSeconds } = this.config.ipRateLimit;
     const counted = await this.store.hit(`ceremony:${request.ip ?? 'unknown'}`, windowSeconds);
-    if (counted && counted.count > limit) {
+    if (counted.count > limit) {
       throw new DomainError(
         ErrorCode.RATE_LIMITED,
         'Too many sign-in or confirmation attempts from your address',

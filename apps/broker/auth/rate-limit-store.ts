@@ -12,16 +12,56 @@ export interface WindowCount {
 }
 
 /**
+ * Fixed windows counted in this process: the fallback while Redis is unreachable, so that a limit never
+ * silently vanishes. Each broker then counts alone (N brokers let N times the limit through) and a window
+ * starts again when Redis returns; at most MAX_LOCAL_WINDOWS names are kept, the oldest dropped first (which
+ * only resets that window, as a Redis flush would).
+ */
+export class LocalWindows {
+  private readonly windows = new Map<string, { count: number; endsAt: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  hit(name: string, windowSeconds: number): WindowCount {
+    const now = this.now();
+    let window = this.windows.get(name);
+    if (!window || window.endsAt <= now) {
+      this.windows.delete(name);
+      if (this.windows.size >= MAX_LOCAL_WINDOWS) this.dropOldest(now);
+      window = { count: 0, endsAt: now + windowSeconds * 1000 };
+      this.windows.set(name, window);
+    }
+    window.count += 1;
+    return { count: window.count, retryAfterSeconds: Math.ceil((window.endsAt - now) / 1000) };
+  }
+
+  peek(name: string): WindowCount {
+    const now = this.now();
+    const window = this.windows.get(name);
+    if (!window || window.endsAt <= now) return { count: 0, retryAfterSeconds: 0 };
+    return { count: window.count, retryAfterSeconds: Math.ceil((window.endsAt - now) / 1000) };
+  }
+
+  /** Expired windows first; if none expired, the oldest. */
+  private dropOldest(now: number): void {
+    for (const [name, window] of this.windows) if (window.endsAt <= now) this.windows.delete(name);
+    if (this.windows.size >= MAX_LOCAL_WINDOWS) this.windows.delete(this.windows.keys().next().value!);
+  }
+}
+
+const MAX_LOCAL_WINDOWS = 100_000;
+
+/**
  * Fixed-window counters in Redis, so every broker instance shares them (DESIGN §2); the per-IP ceremony
  * limit and the introspection failure limits count here. A window starts with its first hit and is timed by
- * Redis itself (EXPIRE NX), not our clock. When Redis is unreachable the counters answer null and callers
- * skip their limit, loudly (at most one warning a minute): the limits slow attackers, they are not the only
- * defence (step-up lockout lives in PostgreSQL; introspection secrets are long and random).
+ * Redis itself (EXPIRE NX), not our clock. When Redis is unreachable the counts come from this process
+ * (LocalWindows), loudly (at most one warning a minute): the limits still apply, per broker.
  */
 @Injectable()
 export class RateLimitStore implements OnApplicationShutdown {
   private readonly logger = new Logger(RateLimitStore.name);
   private readonly redis: Redis;
+  private readonly local = new LocalWindows();
   private lastWarning = 0;
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
@@ -35,11 +75,11 @@ export class RateLimitStore implements OnApplicationShutdown {
   }
 
   /**
-   * Counts one more in the window of `name`; null when the store is unavailable. Compare the count it
+   * Counts one more in the window of `name` (in this process while Redis is unavailable). Compare the count it
    * returns with a limit (INCR, then compare), never a peek before it: concurrent callers each get their own
    * count, so exactly `limit` of them are within a limit of `limit`.
    */
-  async hit(name: string, windowSeconds: number): Promise<WindowCount | null> {
+  async hit(name: string, windowSeconds: number): Promise<WindowCount> {
     const key = this.key(name);
     try {
       const results = await this.redis.multi().incr(key).expire(key, windowSeconds, 'NX').ttl(key).exec();
@@ -48,16 +88,18 @@ export class RateLimitStore implements OnApplicationShutdown {
         retryAfterSeconds: Number(results?.[2]?.[1] ?? windowSeconds),
       };
     } catch (error) {
-      this.warn(`Rate limit not applied: ${error instanceof Error ? error.message : String(error)}`);
-      return null;
+      this.warn(
+        `Rate limit counted in this process: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return this.local.hit(name, windowSeconds);
     }
   }
 
   /**
-   * The current count of `name` without adding to it (0 outside a window); null when unavailable. Only to
+   * The current count of `name` without adding to it (0 outside a window). Only to
    * refuse early once a limit is reached: deciding whether an attempt is within a limit is hit's job.
    */
-  async peek(name: string): Promise<WindowCount | null> {
+  async peek(name: string): Promise<WindowCount> {
     const key = this.key(name);
     try {
       const results = await this.redis.multi().get(key).ttl(key).exec();
@@ -66,8 +108,10 @@ export class RateLimitStore implements OnApplicationShutdown {
         retryAfterSeconds: Number(results?.[1]?.[1] ?? 0),
       };
     } catch (error) {
-      this.warn(`Rate limit not applied: ${error instanceof Error ? error.message : String(error)}`);
-      return null;
+      this.warn(
+        `Rate limit counted in this process: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return this.local.peek(name);
     }
   }
 

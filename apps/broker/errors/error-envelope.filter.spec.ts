@@ -1,7 +1,12 @@
 import { describe, expect, it } from '@jest/globals';
 import type { ArgumentsHost } from '@nestjs/common';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
-import { ErrorEnvelopeFilter, retryAfterSeconds, STATUS_OF } from './error-envelope.filter.js';
+import {
+  ErrorEnvelopeFilter,
+  isUnavailableError,
+  retryAfterSeconds,
+  STATUS_OF,
+} from './error-envelope.filter.js';
 
 /** What the filter wrote: status, headers and body. */
 function answer(exception: unknown) {
@@ -50,5 +55,47 @@ describe('ErrorEnvelopeFilter: Retry-After', () => {
 
   it('sends no Retry-After with other errors', () => {
     expect(answer(new DomainError(ErrorCode.FORBIDDEN, 'no')).headers['retry-after']).toBeUndefined();
+  });
+});
+
+describe('ErrorEnvelopeFilter: PostgreSQL or Redis unreachable', () => {
+  /** What pg, TypeORM and ioredis throw when their server is stopped or restarting. */
+  const outages: Array<[string, unknown]> = [
+    [
+      'connection refused',
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+    ],
+    ['pg: terminated', new Error('Connection terminated unexpectedly')],
+    [
+      'pg: admin shutdown',
+      Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }),
+    ],
+    ['pg: starting up', Object.assign(new Error('the database system is starting up'), { code: '57P03' })],
+    ['TypeORM wrapper', Object.assign(new Error('Query failed'), { driverError: { code: '57P01' } })],
+    [
+      'TypeORM: connection lost mid-transaction',
+      Object.assign(new Error('Database connection provided by a query runner was already released'), {
+        name: 'QueryRunnerProviderAlreadyReleasedError',
+      }),
+    ],
+    [
+      'TypeORM: runner released before commit',
+      Object.assign(new Error('Query runner already released'), { name: 'QueryRunnerAlreadyReleasedError' }),
+    ],
+    ['ioredis offline', new Error("Stream isn't writeable and enableOfflineQueue options is false")],
+    ['wrapped cause', new Error('enqueue failed', { cause: new Error('Connection is closed.') })],
+  ];
+
+  it.each(outages)('answers 503 SERVICE_UNAVAILABLE with Retry-After (%s)', (_, error) => {
+    expect(isUnavailableError(error)).toBe(true);
+    const written = answer(error);
+    expect(written.status).toBe(503);
+    expect(written.body).toEqual({ error: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) } });
+    expect(written.headers['retry-after']).toBe('5');
+  });
+
+  it('keeps 500 for other unexpected errors', () => {
+    expect(answer(new TypeError('x is undefined')).status).toBe(500);
+    expect(answer(Object.assign(new Error('duplicate key'), { code: '23505' })).status).toBe(500);
   });
 });

@@ -91,6 +91,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.LIVE_STREAMS_FULL]: 429,
   [ErrorCode.NOT_SUPPORTED]: 501,
   [ErrorCode.CONNECTOR_FAILED]: 502,
+  [ErrorCode.SERVICE_UNAVAILABLE]: 503,
   [ErrorCode.INTERNAL]: 500,
 };
 
@@ -134,6 +135,49 @@ export function retryAfterSeconds(details: unknown, now = Date.now()): number {
   return Math.max(1, Math.ceil(seconds));
 }
 
+/** Socket-level failures (Node's errno codes) and PostgreSQL's connection and shutdown SQLSTATEs. */
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now (starting up or shutting down)
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+  '53300', // too_many_connections
+]);
+/** TypeORM releases a transaction's query runner when its connection dies; the next query says so. */
+const RELEASED_RUNNER = new Set([
+  'QueryRunnerAlreadyReleasedError',
+  'QueryRunnerProviderAlreadyReleasedError',
+]);
+/** What pg and ioredis say, without a code, when the server went away or cannot be reached. */
+const UNAVAILABLE_MESSAGE =
+  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is closed|Stream isn't writeable|the database system is (starting up|shutting down)/i;
+
+/**
+ * Whether `error` (or what it wraps: TypeORM's driverError, a cause, an AggregateError's errors) says that
+ * PostgreSQL or Redis cannot be reached: the client may try again, so it answers 503, not 500.
+ */
+export function isUnavailableError(error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 4) return false;
+  const { name, code, message, driverError, cause, errors } = error as Record<string, unknown>;
+  if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+  if (typeof name === 'string' && RELEASED_RUNNER.has(name)) return true;
+  if (typeof message === 'string' && UNAVAILABLE_MESSAGE.test(message)) return true;
+  const wrapped = [driverError, cause, ...(Array.isArray(errors) ? errors : [])];
+  return wrapped.some((inner) => isUnavailableError(inner, depth + 1));
+}
+
+/** How long a client should wait before retrying after a 503. */
+const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+
 /** Every error leaves as `{ error: { code, message, details? } }` (DESIGN §10); never 500 for client input. */
 @Catch()
 export class ErrorEnvelopeFilter implements ExceptionFilter {
@@ -142,9 +186,12 @@ export class ErrorEnvelopeFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
     const [status, envelope] = this.toEnvelope(exception);
-    if (status >= 500)
+    // An outage answers every request with 503: one line each, not a stack trace each.
+    if (status === 503) this.logger.warn(`503: ${exception instanceof Error ? exception.message : ''}`);
+    else if (status >= 500)
       this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : exception);
     if (status === 429) response.setHeader('Retry-After', String(retryAfterSeconds(envelope.error.details)));
+    if (status === 503) response.setHeader('Retry-After', String(UNAVAILABLE_RETRY_AFTER_SECONDS));
     if (status === 401) {
       const clientAuth = exception instanceof DomainError && exception.code === ErrorCode.INVALID_CLIENT;
       response.setHeader('WWW-Authenticate', clientAuth ? 'Basic realm="introspection"' : 'Passkey');
@@ -173,6 +220,10 @@ export class ErrorEnvelopeFilter implements ExceptionFilter {
         status,
         { error: { code: CODE_OF_STATUS[status] ?? `HTTP_${status}`, message: exception.message } },
       ];
+    }
+    if (isUnavailableError(exception)) {
+      const message = 'A backing service is unavailable; try again shortly';
+      return [HttpStatus.SERVICE_UNAVAILABLE, { error: { code: ErrorCode.SERVICE_UNAVAILABLE, message } }];
     }
     return [
       HttpStatus.INTERNAL_SERVER_ERROR,

@@ -1,5 +1,5 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { AuditAction } from '../../../libs/audit/audit-actions.js';
@@ -9,6 +9,8 @@ import { QueueName } from '../../../libs/jobs/jobs.js';
 import { Metrics } from '../../../libs/metrics/metrics.js';
 
 type Count = { count: number };
+/** How long a scrape waits for Redis's queue counts. */
+const QUEUE_READ_TIMEOUT_MS = 2_000;
 
 /**
  * The broker's scrape: its own counters and histograms (libs/metrics), plus gauges read from PostgreSQL and
@@ -17,6 +19,7 @@ type Count = { count: number };
 @Injectable()
 export class MetricsService {
   private readonly queues: Queue[];
+  private readonly logger = new Logger(MetricsService.name);
 
   constructor(
     private readonly dataSource: DataSource,
@@ -79,7 +82,27 @@ export class MetricsService {
     m.breakGlassReviewsOverdue.set(reviews.count);
   }
 
+  /**
+   * Queue gauges from Redis, given at most QUEUE_READ_TIMEOUT_MS: with Redis down the scrape still answers
+   * (the database series, the process's own), and the queue series are left out rather than stale.
+   */
   private async readQueues(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), QUEUE_READ_TIMEOUT_MS);
+    });
+    try {
+      const outcome = await Promise.race([this.readQueueCounts(), timeout]);
+      if (outcome === 'timeout') throw new Error(`no answer within ${QUEUE_READ_TIMEOUT_MS} ms`);
+    } catch (error) {
+      this.metrics.queueJobs.reset();
+      this.logger.warn(`Metrics: queue counts unavailable (${String(error)})`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async readQueueCounts(): Promise<void> {
     for (const queue of this.queues) {
       const counts = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed');
       const depth = (counts.waiting ?? 0) + (counts.prioritized ?? 0);

@@ -103,7 +103,7 @@ export class ClientAuthenticationService {
 
   private async refuseLockedAddress(limit: FailureLimit): Promise<void> {
     const count = await this.store.peek(limit.name);
-    if (count !== null && count.count >= limit.limit) throw tooManyFailures([count]);
+    if (count.count >= limit.limit) throw tooManyFailures([count]);
   }
 
   /** Counts a wrong secret: 429 when it is past a limit (it was not evaluated), otherwise the caller's 401. */
@@ -113,7 +113,6 @@ export class ClientAuthenticationService {
     const over: WindowCount[] = [];
     for (const [index, limit] of limits.entries()) {
       const counted = counts[index];
-      if (counted === null) continue;
       if (counted.count > limit.limit) over.push(counted);
       // Exactly at the limit: this failure locks it. INCR hands each count out once, so once per window.
       else if (counted.count === limit.limit) await this.auditLock(limit, counted, windowSeconds);
