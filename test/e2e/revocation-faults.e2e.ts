@@ -13,7 +13,8 @@ import { Redis } from 'ioredis';
 import { startRedisServer, type RedisServer } from '../../libs/devstack/redis-server.js';
 import { QueueName } from '../../libs/jobs/jobs.js';
 import { redisOptionsFromUrl } from '../../libs/jobs/jobs.module.js';
-import { clientAs, enrollAll, PROJECT_ROOT, startStack, waitFor, type TestStack } from '../support/stack.js';
+import { enrollAll, PROJECT_ROOT, startStack, waitFor, type TestStack } from '../support/stack.js';
+import { activeGrants } from '../support/active-grants.js';
 
 jest.setTimeout(120_000);
 
@@ -54,26 +55,6 @@ async function grantsOf(stack: TestStack, requestIds: string[]): Promise<GrantRo
     [requestIds],
   );
   return rows as GrantRow[];
-}
-
-/** Files and approves one request per duration, then activates them all; returns the request ids. */
-async function activeGrants(stack: TestStack, durations: number[]): Promise<string[]> {
-  const alice = clientAs(stack, 'alice');
-  const bob = clientAs(stack, 'bob');
-  const ids: string[] = [];
-  for (const durationSeconds of durations) {
-    const created = await alice.post('/api/requests', {
-      entitlementId: 'api-admin-token',
-      durationSeconds,
-      justification: 'revocation fault test',
-    });
-    expect(created.status).toBe(201);
-    expect((await bob.decide(created.body.id, 'approve')).body.state).toBe('APPROVED');
-    ids.push(created.body.id as string);
-  }
-  // One after the other: a passkey's signature counter must rise with each assertion the broker sees.
-  for (const id of ids) expect((await alice.decide(id, 'activate')).status).toBe(200);
-  return ids;
 }
 
 async function allRevoked(stack: TestStack, requestIds: string[], timeoutMs: number): Promise<GrantRow[]> {
@@ -213,9 +194,10 @@ describe('revocation survives FLUSHALL and a worker killed with SIGKILL', () => 
   }, 60_000);
 
   it(`revokes ${GRANTS} grants within notAfter + one sweep interval after FLUSHALL, twice`, async () => {
-    const requestIds = await activeGrants(
+    const { ids: requestIds } = await activeGrants(
       stack,
       Array.from({ length: GRANTS }, (_, index) => 4 + (index % 4)),
+      'revocation fault test',
     );
     const flushedAt = Date.now();
     await flushAll(redis.url);
@@ -243,9 +225,10 @@ describe('revocation survives FLUSHALL and a worker killed with SIGKILL', () => 
   });
 
   it('revokes every grant that fell due while the worker was dead, once another worker starts', async () => {
-    const requestIds = await activeGrants(
+    const { ids: requestIds } = await activeGrants(
       stack,
       Array.from({ length: GRANTS }, (_, index) => 3 + (index % 3)),
+      'revocation fault test',
     );
     const rows = await grantsOf(stack, requestIds);
     const [first] = rows;

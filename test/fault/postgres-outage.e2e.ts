@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../libs/devstack/embedded-postgres.js';
 import { clientAs, enrollAll, startStack, waitFor, type TestStack } from '../support/stack.js';
+import { activeGrants } from '../support/active-grants.js';
 
 const SWEEP_INTERVAL_SECONDS = 1;
 // The sweep runs once per interval; its job and the revocation take well under a second once PostgreSQL answers.
@@ -22,24 +23,6 @@ interface Seen {
 
 async function readyStatus(stack: TestStack): Promise<number> {
   return (await fetch(`${stack.baseUrl}/health/ready`)).status;
-}
-
-/** Files, approves and activates one request per duration; returns the request ids. */
-async function activeGrants(stack: TestStack, durations: number[]): Promise<string[]> {
-  const [alice, bob] = [clientAs(stack, 'alice'), clientAs(stack, 'bob')];
-  const ids: string[] = [];
-  for (const durationSeconds of durations) {
-    const created = await alice.post('/api/requests', {
-      entitlementId: 'api-admin-token',
-      durationSeconds,
-      justification: 'postgres outage test',
-    });
-    expect(created.status).toBe(201);
-    expect((await bob.decide(created.body.id, 'approve')).body.state).toBe('APPROVED');
-    ids.push(created.body.id as string);
-  }
-  for (const id of ids) expect((await alice.decide(id, 'activate')).status).toBe(200);
-  return ids;
 }
 
 /** One client: alternately lists requests and files one, until `stop` is set; records every answer. */
@@ -101,9 +84,10 @@ describe('PostgreSQL stopped and restarted under traffic', () => {
   }, 30_000);
 
   it('answers 503 (never 500) while it is down, loses no accepted request, and revokes due grants within one sweep after', async () => {
-    const requestIds = await activeGrants(
+    const { ids: requestIds } = await activeGrants(
       stack,
       Array.from({ length: GRANTS }, () => 3),
+      'postgres outage test',
     );
     const seen: Seen = { statuses: new Map(), accepted: [], unavailableBodies: [], fiveHundreds: [] };
     const stop = { done: false };

@@ -15,6 +15,7 @@ import {
   waitFor,
   type TestStack,
 } from '../support/stack.js';
+import { activeGrants } from '../support/active-grants.js';
 
 const SWEEP_INTERVAL_SECONDS = 1;
 // The sweep runs once per interval; BullMQ's reconnection and the revocation itself take about a second more.
@@ -28,25 +29,6 @@ interface Traffic {
   accepted: string[];
   stop: boolean;
   done?: Promise<unknown>;
-}
-
-/** Files, approves and activates one request per duration; returns request ids and jwt credentials. */
-async function activeGrants(stack: TestStack, durations: number[]) {
-  const [alice, bob] = [clientAs(stack, 'alice'), clientAs(stack, 'bob')];
-  const ids: string[] = [];
-  for (const durationSeconds of durations) {
-    const created = await alice.post('/api/requests', {
-      entitlementId: 'api-admin-token',
-      durationSeconds,
-      justification: 'redis outage test',
-    });
-    expect(created.status).toBe(201);
-    expect((await bob.decide(created.body.id, 'approve')).body.state).toBe('APPROVED');
-    ids.push(created.body.id as string);
-  }
-  const tokens: string[] = [];
-  for (const id of ids) tokens.push((await alice.decide(id, 'activate')).body.credential.token as string);
-  return { ids, tokens };
 }
 
 /** One client: alternately lists requests and files one, until stopped; records every answer. */
@@ -117,6 +99,7 @@ describe('Redis stopped under traffic', () => {
     grants = await activeGrants(
       stack,
       Array.from({ length: GRANTS }, () => 3),
+      'redis outage test',
     );
     traffic.done = Promise.all(
       Array.from({ length: CLIENTS }, (_, index) => trafficLoop(stack, traffic, index)),
