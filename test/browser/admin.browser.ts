@@ -14,6 +14,7 @@ import type { WebhookEvent } from '../../libs/connectors/webhook.connector.js';
 import {
   enrollThroughUi,
   personAtBrowser,
+  seriousAxeFindings,
   startBrowserStack,
   type BrowserPerson,
   type BrowserStack,
@@ -38,13 +39,6 @@ const REVOKE_BACKOFF_MS = 50;
 const REVOKE_FAILED_TIMEOUT_MS = 30_000;
 /** Lets a page render an answer it has received. */
 const SETTLE_MS = 300;
-
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: Array<{ target: unknown[] }>;
-}
 
 /** The external system: answers mints and revokes while it is up; closed to take it down. */
 function receiverServer(): Server {
@@ -93,7 +87,6 @@ describe('the admin’s workspace', () => {
   let receiver = receiverServer();
   let port = 0;
   let policyDir = '';
-  let axeSource = '';
   let admin: BrowserPerson | undefined;
   const problems: string[] = [];
 
@@ -110,7 +103,6 @@ describe('the admin’s workspace', () => {
       },
     });
     await mkdir(ARTIFACTS, { recursive: true });
-    axeSource = await readFile(path.join(PROJECT_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
     await enrollAll(env.stack, ['alice', 'bob']);
     admin = await personAtBrowser(env, 'root');
     await admin.page.setViewportSize(DESKTOP);
@@ -130,18 +122,7 @@ describe('the admin’s workspace', () => {
   async function shootAndJudge(page: Page, name: string): Promise<void> {
     await page.waitForTimeout(SETTLE_MS);
     await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-    await page.evaluate(axeSource);
-    const violations = (await page.evaluate(
-      `axe.run(document, { resultTypes: ['violations'] }).then((result) => result.violations)`,
-    )) as AxeViolation[];
-    problems.push(
-      ...violations
-        .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
-        .map(
-          (violation) =>
-            `${name}: ${violation.id}: ${violation.help} ${JSON.stringify(violation.nodes[0]?.target)}`,
-        ),
-    );
+    problems.push(...(await seriousAxeFindings(page)).map((finding) => `${name}: ${finding}`));
   }
 
   it('shows the REVOKE_FAILED banner while the receiver is down, and clears it after a retry', async () => {

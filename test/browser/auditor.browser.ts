@@ -12,6 +12,7 @@ import {
   enrollThroughUi,
   fileFromPage,
   personAtBrowser,
+  seriousAxeFindings,
   startBrowserStack,
   type BrowserPerson,
   type BrowserStack,
@@ -25,19 +26,11 @@ const REVOKE_TIMEOUT_MS = 15_000;
 /** Lets a page render an answer it has received. */
 const SETTLE_MS = 200;
 
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: Array<{ target: unknown[] }>;
-}
-
 type Name = 'alice' | 'bob' | 'audrey' | 'root';
 
 describe('the auditor’s workspace', () => {
   let env: BrowserStack | undefined;
   let downloads = '';
-  let axeSource = '';
   const people: Partial<Record<Name, BrowserPerson>> = {};
   const person = (name: Name) => people[name]!;
 
@@ -45,7 +38,6 @@ describe('the auditor’s workspace', () => {
     env = await startBrowserStack();
     downloads = await mkdtemp(path.join(tmpdir(), 'jit-audit-downloads-'));
     await mkdir(ARTIFACTS, { recursive: true });
-    axeSource = await readFile(path.join(PROJECT_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
     const roles = { alice: [], bob: [], audrey: ['auditor'], root: ['admin', 'auditor'] } as const;
     for (const [name, granted] of Object.entries(roles)) {
       const someone = await personAtBrowser(env, name);
@@ -76,17 +68,7 @@ describe('the auditor’s workspace', () => {
   /** A full-page screenshot at 1280×800 under test/browser/artifacts/, and axe's serious findings there. */
   async function shootAndJudge(page: Page, name: string): Promise<string[]> {
     await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-    // Evaluated over CDP, so the page's CSP (script-src 'self') does not apply to the checker itself.
-    await page.evaluate(axeSource);
-    const violations = (await page.evaluate(
-      `axe.run(document, { resultTypes: ['violations'] }).then((result) => result.violations)`,
-    )) as AxeViolation[];
-    return violations
-      .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
-      .map(
-        (violation) =>
-          `${name}: ${violation.id}: ${violation.help} at ${JSON.stringify(violation.nodes[0]?.target)}`,
-      );
+    return (await seriousAxeFindings(page)).map((finding) => `${name}: ${finding}`);
   }
 
   /** The CLI's `audit verify <file> --jwks <broker>/.well-known/audit-jwks.json`: exit code and output. */

@@ -2,7 +2,7 @@
 // scrolls sideways, and axe-core finds no serious or critical WCAG violation. Plus the request page: a
 // denied requester, following a deep link through sign-in, reads why it was denied; the request form tells
 // refusals in words next to their field; an approver's review list holds a finished break-glass use.
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -10,6 +10,7 @@ import {
   enrollThroughUi,
   fileFromPage,
   personAtBrowser,
+  seriousAxeFindings,
   startBrowserStack,
   type BrowserPerson,
   type BrowserStack,
@@ -33,16 +34,8 @@ const BREAK_GLASS_POLICY = `entitlements:
     breakGlass: { notify: [approvers], postReviewWithin: 24h }
 `;
 
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: Array<{ target: unknown[] }>;
-}
-
 describe('every page on a phone and under axe-core', () => {
   let env: BrowserStack | undefined;
-  let axeSource = '';
   const people: Record<'alice' | 'bob' | 'admin' | 'audrey', BrowserPerson | undefined> = {
     alice: undefined,
     bob: undefined,
@@ -58,7 +51,6 @@ describe('every page on a phone and under axe-core', () => {
     await writeFile(path.join(policyDir, 'break-glass.yaml'), BREAK_GLASS_POLICY);
     // A denial's cool-down long enough to be seen counting down.
     env = await startBrowserStack({ policyDir, env: { DENIAL_COOLDOWN_SECONDS: '600' } });
-    axeSource = await readFile(path.join(PROJECT_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
     const roles = { alice: [], bob: [], admin: ['admin'], audrey: ['auditor'] } as const;
     for (const [name, granted] of Object.entries(roles)) {
       const person = await personAtBrowser(env, name);
@@ -71,20 +63,6 @@ describe('every page on a phone and under axe-core', () => {
     await env?.close();
     if (policyDir) await rm(policyDir, { recursive: true, force: true });
   }, 30_000);
-
-  /** axe-core's serious and critical findings on the page as it is now. */
-  async function seriousFindings(page: BrowserPerson['page']): Promise<string[]> {
-    // Evaluated over CDP, so the page's CSP (script-src 'self') does not apply to the checker itself.
-    await page.evaluate(axeSource);
-    const violations = (await page.evaluate(
-      `axe.run(document, { resultTypes: ['violations'] }).then((result) => result.violations)`,
-    )) as AxeViolation[];
-    return violations
-      .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
-      .map(
-        (violation) => `${violation.id}: ${violation.help} at ${JSON.stringify(violation.nodes[0]?.target)}`,
-      );
-  }
 
   /** bob denies the request from his inbox, with his passkey and a reason. */
   async function denyInUi(requestId: string, reason: string): Promise<void> {
@@ -174,7 +152,7 @@ describe('every page on a phone and under axe-core', () => {
     await expect(ticket.getAttribute('aria-invalid')).resolves.toBe('true');
     await expect(ticket.getAttribute('aria-describedby')).resolves.toBe(await ticketError.getAttribute('id'));
     await expect(page.evaluate('document.activeElement?.id')).resolves.toBe(await ticket.getAttribute('id'));
-    await expect(seriousFindings(page)).resolves.toEqual([]);
+    await expect(seriousAxeFindings(page)).resolves.toEqual([]);
 
     // Fixing the ticket clears its problem; a duration past the cap is told on the duration field.
     await ticket.fill('INC-1234');
@@ -215,7 +193,7 @@ describe('every page on a phone and under axe-core', () => {
     await expect(page.getByLabel('Entitlement', { exact: true }).getAttribute('aria-invalid')).resolves.toBe(
       'true',
     );
-    await expect(seriousFindings(page)).resolves.toEqual([]);
+    await expect(seriousAxeFindings(page)).resolves.toEqual([]);
   }, 30_000);
 
   it('puts a finished break-glass use in the approver’s review list, and the entitlement’s description before the passkey prompt', async () => {
@@ -312,7 +290,7 @@ describe('every page on a phone and under axe-core', () => {
         fullPage: true,
       });
       const scrollWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
-      judged.push({ size, scrollWidth, serious: await seriousFindings(page) });
+      judged.push({ size, scrollWidth, serious: await seriousAxeFindings(page) });
     }
     return judged;
   }

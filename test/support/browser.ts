@@ -3,7 +3,7 @@
 // enrollment, sign-in and step-ups are the real WebAuthn ceremonies of a browser.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -146,4 +146,28 @@ export async function fileFromPage(person: BrowserPerson, body: Record<string, u
   }, body);
   expect(answer.status).toBe(201);
   return answer.body.id;
+}
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: Array<{ target: unknown[] }>;
+}
+
+let axeSource: Promise<string> | undefined;
+
+/** axe-core's serious and critical findings on the page as it is now, each `id: help at target`. */
+export async function seriousAxeFindings(page: Page): Promise<string[]> {
+  axeSource ??= readFile(path.join(PROJECT_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+  // Evaluated over CDP, so the page's CSP (script-src 'self') does not apply to the checker itself.
+  await page.evaluate(await axeSource);
+  const violations = (await page.evaluate(
+    `axe.run(document, { resultTypes: ['violations'] }).then((result) => result.violations)`,
+  )) as AxeViolation[];
+  return violations
+    .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+    .map(
+      (violation) => `${violation.id}: ${violation.help} at ${JSON.stringify(violation.nodes[0]?.target)}`,
+    );
 }
