@@ -244,20 +244,17 @@ function RequestFields({
   );
 }
 
-/** The ticket (its format in the policy's words, never the pattern) and, for SSH, the key to certify. */
-function TicketFields({
-  baseId,
-  problem,
-  entitlement,
-  values,
-  set,
-}: {
+/** What a group of the form's fields needs: ids, the refusal to show, the entitlement and the values. */
+interface FieldGroupProps {
   baseId: string;
   problem: FormProblem | null;
   entitlement: Entitlement;
   values: Values;
   set: (name: keyof Values) => (value: string) => void;
-}) {
+}
+
+/** The ticket (its format in the policy's words, never the pattern) and, for SSH, the key to certify. */
+function TicketFields({ baseId, problem, entitlement, values, set }: FieldGroupProps) {
   const field = { baseId, problem };
   const { ticketPattern, ticketHint } = entitlement.requires;
   const ticketLabel = (
@@ -298,19 +295,7 @@ function TicketFields({
 }
 
 /** A scheduled start, or for break-glass the warning that it starts now. */
-function StartOrWarning({
-  baseId,
-  problem,
-  entitlement,
-  values,
-  set,
-}: {
-  baseId: string;
-  problem: FormProblem | null;
-  entitlement: Entitlement;
-  values: Values;
-  set: (name: keyof Values) => (value: string) => void;
-}) {
+function StartOrWarning({ baseId, problem, entitlement, values, set }: FieldGroupProps) {
   const field = { baseId, problem };
   return (
     <>
