@@ -42,6 +42,12 @@ export interface Connector {
   /** Idempotent: revoking twice, or revoking a reference that no longer exists, is success. */
   revoke(externalRef: string, grant?: RevokeContext): Promise<void>;
   /**
+   * True when revoke() changes nothing outside this database (the grant's REVOKED state alone takes the
+   * credential back): the revocation then runs as one transaction, with no REVOKING step for a crash to
+   * interrupt between the connector and the commit.
+   */
+  readonly revokesInDatabaseOnly?: boolean;
+  /**
    * Takes back whatever a mint that failed or timed out may still have applied at the other end (its answer
    * never came, so only the grant is known). Only connectors whose mint can half-succeed remotely have it.
    */

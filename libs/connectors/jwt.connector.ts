@@ -58,5 +58,7 @@ export class JwtConnector implements Connector {
   }
 
   /** Nothing to undo outside the broker: the grant's REVOKED state makes introspection answer inactive. */
+  readonly revokesInDatabaseOnly = true;
+
   async revoke(): Promise<void> {}
 }

@@ -140,6 +140,26 @@ export async function markRevoked(manager: EntityManager, id: string): Promise<D
   return revokedAt;
 }
 
+/**
+ * Marks a grant REVOKED now (PostgreSQL's clock) unless it already is, and returns the row as updated (the
+ * UPDATE takes its row lock); null when it was REVOKED before or does not exist. For revocations that need no
+ * connector call, so the grant is never read and locked separately.
+ */
+export async function markRevokedUnlessRevoked(
+  manager: EntityManager,
+  id: string,
+): Promise<GrantEntity | null> {
+  grantColumns ??= columnsOf(manager);
+  const [row] = await namedQuery<GrantEntity>(
+    manager,
+    'grant-mark-revoked-unless-revoked',
+    `UPDATE grants SET state = $2, revoked_at = clock_timestamp(), next_retry_at = NULL
+      WHERE id = $1 AND state <> $2 RETURNING ${grantColumns}`,
+    [id, GrantState.REVOKED],
+  );
+  return row ? Object.assign(new GrantEntity(), row) : null;
+}
+
 /** Records a failed revocation attempt: its count, error, next retry, and REVOKE_FAILED after the last one. */
 export async function recordAttempt(
   manager: EntityManager,

@@ -448,7 +448,16 @@ export class GrantsService {
     // A REVOKE_FAILED grant past notAfter ends its request too, if that never happened (a grant that failed
     // before issue 13 went ACTIVE → REVOKE_FAILED and left its request ACTIVE).
     const stuck = grant.state === GrantState.REVOKE_FAILED && remaining <= 0;
-    if (grant.state === GrantState.ACTIVE || stuck) await this.beginRevocation(grant, endRequest);
+    const begins = grant.state === GrantState.ACTIVE || stuck;
+    const begin = () => this.transact((manager) => this.beginRevocationIn(manager, grant, endRequest));
+    const connector = await this.connectorFor(policyHash, grant.connector).catch(async (error: unknown) => {
+      // A connector that cannot be built must not keep the request looking ACTIVE past its end.
+      if (begins) await begin();
+      throw error;
+    });
+    // Nothing to take back outside this database: begin and end in one transaction (one chain-head append).
+    if (connector.revokesInDatabaseOnly && !grant.overlapKey) return this.revokeInDatabase(grant, endRequest);
+    if (begins) await begin();
 
     // Shared external state that another live grant still holds stays; this grant alone ends.
     if (grant.overlapKey) {
@@ -456,11 +465,10 @@ export class GrantsService {
       if (held) return held;
     }
 
-    const policy = await this.policies.byHash(policyHash);
     // External state first, outside the transaction: the connector's revoke is idempotent, so a crash after
     // it and before the commit only means the next attempt revokes an already-revoked credential.
     // The grant id keeps the webhook's Idempotency-Key (`revoke:<grantId>`) the same on every attempt.
-    await this.connectors.get(policy, grant.connector).revoke(grant.externalRef, { grantId: grant.id });
+    await connector.revoke(grant.externalRef, { grantId: grant.id });
 
     return this.transact((manager) => this.markRevoked(manager, grant, endRequest, {}));
   }
@@ -546,18 +554,21 @@ export class GrantsService {
   }
 
   /**
-   * Marks a due ACTIVE grant REVOKING and ends its request, under the request's lock (request → grant); a
-   * REVOKE_FAILED grant keeps its state, and its request, if still ACTIVE, ends all the same.
+   * Marks a due ACTIVE grant REVOKING and ends its request, under the request's lock (request → grant), in
+   * the caller's transaction; a REVOKE_FAILED grant keeps its state, and its request, if still ACTIVE, ends
+   * all the same.
    */
-  private async beginRevocation(grant: GrantRef, endRequest: EndRequest): Promise<void> {
-    await this.transact(async (manager) => {
-      const request = await lockRequest(manager, grant.requestId);
-      const now = await store.markRevoking(manager, grant.id);
-      if (now) return endRequest(manager, request, now);
-      if (request?.state !== RequestState.ACTIVE || !request.endsAt) return;
-      const at = await databaseNow(manager);
-      if (request.endsAt <= at) await endRequest(manager, request, at);
-    });
+  private async beginRevocationIn(
+    manager: EntityManager,
+    grant: GrantRef,
+    endRequest: EndRequest,
+  ): Promise<void> {
+    const request = await lockRequest(manager, grant.requestId);
+    const now = await store.markRevoking(manager, grant.id);
+    if (now) return endRequest(manager, request, now);
+    if (request?.state !== RequestState.ACTIVE || !request.endsAt) return;
+    const at = await databaseNow(manager);
+    if (request.endsAt <= at) await endRequest(manager, request, at);
   }
 
   /**
@@ -575,6 +586,31 @@ export class GrantsService {
       const heldBy = await store.lockOverlapHolder(manager, overlapKey, grant.id);
       if (!heldBy) return null;
       return this.markRevoked(manager, grant, endRequest, { externalRevokeSkipped: true, heldBy });
+    });
+  }
+
+  /**
+   * A revocation with nothing to take back outside this database, in one transaction and four statements:
+   * lock the request, mark the grant REVOKED (unless it already is), end the request, record the revocation.
+   * The events come in the order the two-step path writes them: the request ends, then its grant is revoked.
+   */
+  private revokeInDatabase(grant: GrantRef, endRequest: EndRequest): Promise<RevocationOutcome> {
+    return this.transact(async (manager) => {
+      const request = await lockRequest(manager, grant.requestId);
+      const revoked = await store.markRevokedUnlessRevoked(manager, grant.id);
+      if (!revoked?.revokedAt) return { status: 'already-revoked' };
+      await endRequest(manager, request, revoked.revokedAt);
+      const data = revokedEventData(revoked, revoked.revokedAt, {});
+      noteChanged(manager, grant.requestId);
+      await appendAuditEvent(manager, {
+        actorId: SYSTEM_ACTOR,
+        action: AuditAction.GrantRevoked,
+        subjectType: 'grant',
+        subjectId: grant.id,
+        requestId: revoked.requestId,
+        data,
+      });
+      return { status: 'revoked', lagMs: data.lagMs, connectorType: revoked.connectorType };
     });
   }
 
@@ -602,6 +638,11 @@ export class GrantsService {
     });
     await endRequest(manager, request, now);
     return { status: 'revoked', lagMs: data.lagMs, connectorType: locked.connectorType };
+  }
+
+  /** The connector a grant was minted by, from the policy it was minted under. */
+  private async connectorFor(policyHash: string, name: string): Promise<Connector> {
+    return this.connectors.get(await this.policies.byHash(policyHash), name);
   }
 
   /** A transaction whose request and grant changes are announced to live-update streams once committed. */

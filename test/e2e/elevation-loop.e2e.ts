@@ -230,7 +230,8 @@ describe('elevation loop over HTTP (real PostgreSQL, Redis, BullMQ worker)', () 
       'request.approved',
       'request.activated',
       'grant.issued',
-      // The request ends when its revocation falls due; the grant is revoked once the connector confirms.
+      // The request ends when its revocation falls due, then the grant is revoked (a jwt grant: in the same
+      // transaction, since nothing outside the database is taken back).
       'request.ended',
       'grant.revoked',
     ]);
