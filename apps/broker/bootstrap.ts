@@ -26,6 +26,19 @@ const UI_SECURITY_HEADERS: Readonly<Record<string, string>> = {
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+};
+
+/** API answers are data, never a page: nothing may load, run or frame them, and they are never cached. */
+const API_SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Security-Policy':
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Cache-Control': 'no-store',
 };
 
 /** body-parser `verify` hook: a body nested too deep is an exposed 400, before JSON.parse and the DTO pipes. */
@@ -53,6 +66,12 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
     response.setHeader('X-Content-Type-Options', 'nosniff');
     next();
   });
+  // API answers carry credentials, options with challenges and personal data: never cache or frame them.
+  // Before the body parser too, so that its 400 and 413 answers carry them.
+  app.use('/api', (_request: Request, response: Response, next: NextFunction) => {
+    response.set(API_SECURITY_HEADERS);
+    next();
+  });
   // Nest's typing reserves `verify` for its rawBody option, which this app does not use; express.json takes it.
   app.useBodyParser('json', {
     limit: BODY_LIMIT,
@@ -60,14 +79,6 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
   } as Parameters<NestExpressApplication['useBodyParser']>[1]);
   app.useBodyParser('urlencoded', { limit: BODY_LIMIT, extended: false });
   app.disable('x-powered-by');
-  // API answers carry credentials, options with challenges and personal data: never cache them.
-  app.use(
-    '/api',
-    (_request: unknown, response: { setHeader(name: string, value: string): void }, next: () => void) => {
-      response.setHeader('Cache-Control', 'no-store');
-      next();
-    },
-  );
   app.set('trust proxy', config.trustProxy);
   serveWebUi(app, config.webDir);
   if (config.apiDocs) serveOpenApi(app);

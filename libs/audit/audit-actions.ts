@@ -208,7 +208,8 @@ export interface AuditPayloads {
   [AuditAction.RecoveryAcknowledged]: { inviteId: string; authenticatorId: string };
   [AuditAction.SessionStarted]: { authenticatorId: string; ip: string | null; expiresAt: string };
   /** `ended-by-admin` with `userId`: an admin ended one of someone's sessions. */
-  [AuditAction.SessionEnded]: { reason: 'logout' } | { reason: 'ended-by-admin'; userId: string };
+  [AuditAction.SessionEnded]:
+    { reason: 'logout' | 'replaced-at-sign-in' } | { reason: 'ended-by-admin'; userId: string };
   [AuditAction.SessionsEnded]: { reason: string; count: number };
   [AuditAction.AuthenticatorRegistered]: {
     userId: string;

@@ -6,8 +6,12 @@ const FILTER_KEYS = new Set(['from', 'to', 'actorId', 'entitlementId', 'requestI
 
 /** The manifest of a `format` file, or why it cannot be one. */
 export function parseManifest(value: unknown, format: ExportFormat | 'bundle'): ExportManifest | string {
-  if (!isRecord(value) || value.type !== 'manifest')
-    return 'no manifest at the end of the file: the export is truncated';
+  if (!isRecord(value) || value.type !== 'manifest') {
+    // A file cut between lines ends with an event: name the last seq that is there.
+    return isRecord(value) && Number.isSafeInteger(value.seq)
+      ? `no manifest after seq ${value.seq as number}: the export is truncated there`
+      : 'no manifest at the end of the file: the export is truncated';
+  }
   const manifest = value as unknown as ExportManifest;
   if (manifest.version !== 1) return `manifest version ${JSON.stringify(manifest.version)} is not supported`;
   if (manifest.format !== format) {

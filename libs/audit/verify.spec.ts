@@ -525,6 +525,41 @@ describe('verifyExport: tampering names the first failing seq', () => {
       seq: null,
       reason: /truncated/,
     });
+    // Cut further, between events: the message names the last seq still there.
+    const cut = linesOf(text).slice(0, 4);
+    expect(await verifyExport(`${cut.join('\n')}\n`, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      reason: 'no manifest after seq 4: the export is truncated there',
+    });
+  });
+
+  it('a file cut in the middle of an event line', async () => {
+    const lines = linesOf(text).slice(0, 6);
+    lines[5] = lines[5].slice(0, Math.floor(lines[5].length / 2));
+    expect(await verifyExport(`${lines.join('\n')}\n`, { jwks: key.jwks })).toMatchObject({
+      ok: false,
+      reason: /truncated/,
+    });
+  });
+
+  it('an edited event with every later event re-hashed is caught by the signed manifest, at the last seq', async () => {
+    const lines = linesOf(text);
+    const { chainHash } = await import('./chain.js');
+    let previous: Buffer = Buffer.from((JSON.parse(lines[3]) as ExportedEvent).prevHash, 'hex');
+    for (let index = 3; index < lines.length - 1; index++) {
+      const event = JSON.parse(lines[index]) as ExportedEvent;
+      const { hash: _hash, ...body } = index === 3 ? { ...event, actorId: 'mallory' } : event;
+      const rewritten = { ...body, prevHash: previous.toString('hex') };
+      previous = chainHash(previous, rewritten);
+      lines[index] = canonicalJson({ ...rewritten, hash: previous.toString('hex') });
+    }
+    // The chain holds again; only the signed manifest's lastHash still sees the rewrite, at the last seq: the
+    // edited seq 4 itself cannot be told from the re-hashed ones without an earlier signed point.
+    expect(await verifyExport(lines, { jwks: key.jwks })).toEqual({
+      ok: false,
+      seq: 9,
+      reason: 'the manifest lastHash is not the hash of the last event',
+    });
   });
 
   it('a forged manifest: changed count', async () => {

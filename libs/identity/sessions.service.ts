@@ -193,6 +193,29 @@ export class SessionsService {
     });
   }
 
+  /**
+   * Sign-in rotates the session: the live session whose token the browser presented (a planted cookie, or
+   * the person's own earlier sign-in) is ended, so no token chosen or seen before the sign-in stays valid.
+   */
+  async endPresented(actorId: string, token: string | null): Promise<void> {
+    if (!token) return;
+    await this.dataSource.transaction(async (manager) => {
+      const [rows] = (await manager.query(
+        `UPDATE sessions SET ended_at = now(), end_reason = 'replaced-at-sign-in'
+          WHERE token_hash = $1 AND ended_at IS NULL RETURNING id`,
+        [tokenHash(token)],
+      )) as [Array<{ id: string }>, number];
+      if (rows.length === 0) return;
+      await appendAuditEvent(manager, {
+        actorId,
+        action: AuditAction.SessionEnded,
+        subjectType: 'session',
+        subjectId: rows[0].id,
+        data: { reason: 'replaced-at-sign-in' },
+      });
+    });
+  }
+
   /** Ends every live session of a user (admin action, suspension); returns how many ended. */
   async endAllForUser(
     manager: EntityManager,

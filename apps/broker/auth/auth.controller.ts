@@ -9,7 +9,7 @@ import { EmptyBodyPipe } from '../errors/validation.js';
 import { CurrentActor, CurrentSessionId } from './current-actor.decorator.js';
 import { IpRateLimitGuard } from './ip-rate-limit.guard.js';
 import { Public } from './public.decorator.js';
-import { clearSessionCookie, setSessionCookie } from './session-cookie.js';
+import { clearSessionCookie, readSessionToken, setSessionCookie } from './session-cookie.js';
 import { EnrollOptionsDto, EnrollVerifyDto, LoginVerifyDto } from './webauthn.dto.js';
 
 /** Where a request came from, as recorded with sessions. */
@@ -44,10 +44,9 @@ export class AuthController {
     @Req() request: Request,
     @Res({ passthrough: true }) response: Response,
   ) {
-    return this.signedIn(
-      await this.passkeys.enroll(body.invite, body.response, clientInfo(request)),
-      response,
-    );
+    const result = await this.passkeys.enroll(body.invite, body.response, clientInfo(request));
+    await this.sessions.endPresented(result.actor.id, readSessionToken(request, this.config));
+    return this.signedIn(result, response);
   }
 
   @Public()
@@ -67,7 +66,9 @@ export class AuthController {
     @Req() request: Request,
     @Res({ passthrough: true }) response: Response,
   ) {
-    return this.signedIn(await this.passkeys.login(body.response, clientInfo(request)), response);
+    const result = await this.passkeys.login(body.response, clientInfo(request));
+    await this.sessions.endPresented(result.actor.id, readSessionToken(request, this.config));
+    return this.signedIn(result, response);
   }
 
   @Post('logout')
