@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type SelectQueryBuilder } from 'typeorm';
 import { ElevationRequestEntity } from '../db/index.js';
 import { namedQuery } from '../db/named-query.js';
-import { seesEverything, type Actor } from '../domain/actor.js';
+import { isAdmin, seesEverything, type Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import { findEntitlement, isApprover, type Entitlement, type Policy } from '../domain/policy.js';
 import { approvableBy, canSee, checkReview, requestNotFound } from '../domain/request-rules.js';
@@ -163,6 +163,18 @@ export class RequestQueries {
     }
     if (action === 'activate' && request.requesterId !== actor.id) {
       throw new DomainError(ErrorCode.NOT_REQUESTER, 'Only the requester can activate a request');
+    }
+    // As RequestsService.revoke decides (request-state.ts): an auditor or reviewer sees the request, may not end it.
+    if (
+      action === 'revoke' &&
+      request.requesterId !== actor.id &&
+      !isAdmin(actor) &&
+      !(entitlement && isApprover(policy, entitlement, actor.username))
+    ) {
+      throw new DomainError(
+        ErrorCode.FORBIDDEN,
+        'Only the requester, an approver or an admin can revoke this grant.',
+      );
     }
     return {
       subjectDigest: subjectDigest(requestSubject(request)),

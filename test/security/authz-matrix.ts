@@ -1,7 +1,3 @@
-// WORK IN PROGRESS (issue 20 point 4): the runner is test/security/authz-matrix.e2e.ts.wip, not yet run by jest:
-// 57 of 496 cells still disagree with the broker (wrong guesses in this table, and a few answers to decide:
-// GET /metrics takes its own token, passkey removal verifies the step-up before ownership, step-up cells hit
-// the step-up failure limit). Rename it to .e2e.ts once every cell holds.
 /**
  * The authorization matrix (issue 20 point 4) as data: every registered route × every kind of caller, with the
  * status the broker must answer. test/security/authz-matrix.e2e.ts runs every cell against one stack and fails
@@ -11,19 +7,22 @@
  * (carol, another requester eligible for the same entitlement); outsider (erin, an approver, but only of the
  * `other` entitlement's group); approver (bob, in the approver group of `tok`, the entitlement of alice's
  * requests); auditor (role auditor); admin (role admin); suspended (sam, suspended by the admin through the
- * API, calling with the cookie he had before). Workload identity does not exist yet (issue 21): no column.
+ * API, calling with the cookie he had before). A row may also say what a `workload` caller gets (issue 21):
+ * rows without `workload` are not checked for workloads.
  *
  * Objects: `:id` is a real object of alice's, named by the row's `object` (her PENDING request, a fresh
  * PENDING request per cell where the call changes it, her grant, her passkey, a fresh session of hers, an
  * invite); `:username` is alice, `:entitlementId` is tok, `:hash` the policy in force. So an IDOR (another
  * person's id accepted) shows as a 2xx where the row says 403/404.
  *
- * Step-ups: every step-up-protected cell carries a well-formed but never-issued step-up (`$stepUp`). The broker
- * decides authorization BEFORE it verifies the step-up (requireAdmin, then StepUpService.verifyFor in the
- * admin routes; RequestQueries.stepUpBinding, which loads the request as the actor, then StepUpService.verify in
- * the request routes), so a caller who may not act gets 403/404, and a caller who may gets the step-up refusal
- * (STEP_UP = 401 STEP_UP_FAILED... see the e2e for the code) and nothing changes: the authorization answer is
- * visible without spending a real ceremony, and the cell leaves no state behind for later cells.
+ * Step-ups: every step-up-protected cell carries a well-formed but never-issued step-up (`$stepUp`, signed by the
+ * caller's own passkey). The broker decides authorization BEFORE it verifies the step-up (requireAdmin, then
+ * StepUpService.verifyFor in the admin routes; RequestQueries.stepUpBinding, which loads the request as the actor
+ * and refuses who may not act, then StepUpService.verify in the request routes), so a caller who may not act gets
+ * 403/404, and a caller who may gets the step-up refusal (401) and nothing changes: the authorization answer is
+ * visible without spending a real ceremony, and the cell leaves no state behind for later cells. Where a route
+ * verifies the step-up first (passkey removal), `realStepUp` names the callers who spend a real one. These
+ * refusals count toward the step-up lockout: the suite raises STEP_UP_MAX_FAILURES for its own stack only.
  *
  * Validation before authorization: Nest runs the DTO ValidationPipe on the body before the handler, so a
  * malformed body is a 400 for every caller, admin check or not. Rows send bodies that pass validation so the
@@ -50,12 +49,23 @@ export type ObjectKind =
 
 export interface MatrixRow {
   object?: ObjectKind;
-  /** JSON body; the string '$stepUp' anywhere becomes a well-formed, never-issued step-up proof. */
+  /**
+   * JSON body; '$stepUp' anywhere becomes a well-formed, never-issued step-up proof, '$request' alice's pending
+   * request id.
+   */
   body?: unknown;
+  /**
+   * For these callers '$stepUp' is a real, valid step-up of `action` (subject: the caller's username; params:
+   * the body less stepUp, plus `params`, where '$id' is the row's object id).
+   */
+  realStepUp?: { action: string; params: Record<string, string>; callers: Role[] };
   /** Each signed-in cell uses a fresh login of that person (the call ends the session it runs on). */
   freshSession?: boolean;
   /** Expected status per caller. */
   expect: Record<Role, number>;
+  /** What a workload identity gets (issue 21); rows without it are not checked for workloads. */
+  workload?: number;
+  /** Why a cell is what it is, where that is not obvious. */
   why?: string;
 }
 
@@ -101,11 +111,18 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
     expect: everyone(401),
     why: 'needs client credentials, not a session',
   },
-  'POST /api/auth/enroll/options': { body: { invite: 'A'.repeat(43) }, expect: everyone(400) },
+  'POST /api/auth/enroll/options': {
+    body: { invite: 'A'.repeat(43) },
+    expect: everyone(404),
+    why: 'a well-formed invite token nobody issued is not found; a session changes nothing',
+  },
   'POST /api/auth/enroll/verify': { body: {}, expect: everyone(400), why: 'body validation' },
   'POST /api/auth/login/options': { body: {}, expect: everyone(200) },
   'POST /api/auth/login/verify': { body: {}, expect: everyone(400), why: 'body validation' },
-  'GET /metrics': { expect: adminOnly(200) },
+  'GET /metrics': {
+    expect: everyone(401),
+    why: 'takes its own bearer token (METRICS_TOKEN), never a session: no session caller reads it',
+  },
   'GET /api/me': { expect: signedIn(200) },
   'GET /api/entitlements': { expect: signedIn(200) },
   'GET /api/events': { expect: signedIn(200) },
@@ -127,12 +144,23 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
   'POST /api/me/authenticators/:id/remove': {
     object: 'passkey',
     body: { stepUp: '$stepUp' },
+    realStepUp: {
+      action: 'authenticator.remove',
+      params: { authenticatorId: '$id' },
+      callers: ['other', 'outsider', 'approver', 'auditor', 'admin'],
+    },
     expect: row(401, 401, 404, 404, 404, 404, 404, 401),
+    why:
+      'the step-up is verified before ownership: 401 without a valid one reveals nothing; with a valid one, ' +
+      "someone else's passkey id is 404 (the owner keeps the bogus proof: her passkey must stay)",
   },
   'POST /api/step-up/challenge': {
     object: 'request',
     body: { action: 'approve', subjectId: '$request' },
-    expect: row(401, 403, 404, 403, 200, 404, 200, 401),
+    expect: row(401, 403, 404, 404, 200, 403, 403, 401),
+    why:
+      'refused as the approval would be: owner SELF_APPROVAL, outsider cannot see the request (404), auditor ' +
+      'and admin see it but are not approvers of tok (403)',
   },
   'POST /api/requests': {
     body: { entitlementId: 'tok', durationSeconds: 600, justification: 'matrix' },
@@ -140,40 +168,46 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
   },
   'GET /api/requests': { expect: signedIn(200) },
   'GET /api/requests/:id': { object: 'request', expect: row(401, 200, 404, 404, 200, 200, 200, 401) },
+  // Auditors and admins see every request (404 is for who cannot see it); only approvers of tok decide it.
   'POST /api/requests/:id/approve': {
     object: 'request',
     body: { stepUp: '$stepUp' },
-    expect: row(401, 403, 404, 404, 401, 404, 401, 401),
+    expect: row(401, 403, 404, 404, 401, 403, 403, 401),
   },
   'POST /api/requests/:id/deny': {
     object: 'request',
     body: { reason: 'no', stepUp: '$stepUp' },
-    expect: row(401, 403, 404, 404, 401, 404, 401, 401),
+    expect: row(401, 403, 404, 404, 401, 403, 403, 401),
   },
   'POST /api/requests/:id/activate': {
     object: 'request',
     body: { stepUp: '$stepUp' },
-    expect: row(401, 409, 404, 404, 403, 404, 403, 401),
+    expect: row(401, 401, 404, 404, 403, 403, 403, 401),
+    why: 'only the requester activates; her step-up is checked before the state (pending: 409 after a real one)',
   },
   'POST /api/requests/:id/revoke': {
     object: 'request',
     body: { reason: 'x', stepUp: '$stepUp' },
-    expect: row(401, 409, 404, 404, 409, 404, 409, 401),
+    expect: row(401, 401, 404, 404, 401, 403, 401, 401),
+    why: 'requester, approver or admin may revoke (step-up next, then the state); the auditor may not',
   },
   'POST /api/requests/:id/cancel': {
     object: 'fresh-request',
     body: {},
-    expect: row(401, 200, 404, 404, 403, 404, 403, 401),
+    expect: row(401, 200, 404, 404, 403, 403, 200, 401),
+    why: "an admin may cancel anyone's pending request (request-state.ts cancel: requester or admin)",
   },
   'POST /api/requests/:id/extend': {
     object: 'request',
     body: { durationSeconds: 600 },
-    expect: row(401, 409, 404, 404, 403, 404, 403, 401),
+    expect: row(401, 422, 404, 404, 403, 403, 403, 401),
+    why: 'only an eligible requester files an extension; of a pending request it is 422 (nothing to extend)',
   },
   'POST /api/requests/:id/review': {
     object: 'request',
     body: { comment: 'ok' },
-    expect: row(401, 403, 404, 404, 409, 404, 409, 401),
+    expect: row(401, 409, 404, 404, 409, 409, 409, 401),
+    why: 'the state is checked before the actor: tok is not break-glass, so 409 for whoever can see it',
   },
   'GET /api/approvals/inbox': { expect: signedIn(200) },
   'GET /api/reviews': { expect: signedIn(200) },
@@ -186,7 +220,11 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
     object: 'request',
     expect: row(401, 403, 403, 403, 403, 200, 200, 401),
   },
-  'POST /api/audit/export': { body: {}, expect: row(401, 403, 403, 403, 403, 200, 200, 401) },
+  'POST /api/audit/export': {
+    body: { format: 'ndjson', stepUp: '$stepUp' },
+    expect: row(401, 403, 403, 403, 403, 401, 403, 401),
+    why: "exports are the auditor's, not the admin's (audit.controller.ts requireAuditor); then the step-up",
+  },
   'POST /api/admin/invites': {
     body: { username: 'newbie', roles: [], stepUp: '$stepUp' },
     expect: adminOnly(401),
@@ -214,7 +252,11 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
     body: { status: 'suspended', reason: 'x', stepUp: '$stepUp' },
     expect: adminOnly(401),
   },
-  'POST /api/admin/users/:username/lockouts/:entitlementId/unlock': { body: {}, expect: adminOnly(204) },
+  'POST /api/admin/users/:username/lockouts/:entitlementId/unlock': {
+    body: {},
+    expect: adminOnly(404),
+    why: 'alice is not locked out of tok: the admin is told there is no such lockout',
+  },
   'POST /api/admin/users/:username/email': {
     body: { email: 'a@example.com', stepUp: '$stepUp' },
     expect: adminOnly(401),
@@ -229,7 +271,7 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
     body: { stepUp: '$stepUp' },
     expect: adminOnly(401),
   },
-  'POST /api/auth/logout': { body: {}, freshSession: true, expect: signedIn(200) },
+  'POST /api/auth/logout': { body: {}, freshSession: true, expect: signedIn(204) },
   // Last: the admin's cell ends every session of alice's.
   'POST /api/admin/users/:username/end-sessions': { body: {}, expect: adminOnly(200) },
 };
