@@ -8,6 +8,7 @@ import { AdminController } from './admin/admin.controller.js';
 import { ApprovalsController } from './approvals/approvals.controller.js';
 import { AuditExportService } from './audit/audit-export.service.js';
 import { AuditController } from './audit/audit.controller.js';
+import { TransparencyLogController } from './audit/transparency-log.controller.js';
 import { AuthController } from './auth/auth.controller.js';
 import { AuthenticatorsController } from './auth/authenticators.controller.js';
 import { IpRateLimitGuard } from './auth/ip-rate-limit.guard.js';
@@ -54,6 +55,7 @@ export class BrokerModule {
         SshKrlController,
         MetricsController,
         AuditController,
+        TransparencyLogController,
         EventsController,
         NotificationsController,
       ],

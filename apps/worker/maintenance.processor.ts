@@ -1,8 +1,10 @@
 import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
-import { Logger } from '@nestjs/common';
+import { Inject, Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { appendCheckpoint, type CheckpointResult } from '../../libs/audit/checkpoint-log.js';
+import { issueCheckpoint, logOriginOf } from '../../libs/audit/merkle-log.js';
+import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { GrantsService } from '../../libs/elevation/grants.service.js';
 import { RequestSweeper } from '../../libs/elevation/request-sweeper.js';
@@ -24,6 +26,7 @@ export class MaintenanceProcessor extends WorkerHost {
     private readonly requests: RequestSweeper,
     private readonly dataSource: DataSource,
     private readonly connectors: ConnectorRegistry,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     super();
     assertHandlesEveryJob(QueueName.Maintenance, this.handlers);
@@ -62,13 +65,22 @@ export class MaintenanceProcessor extends WorkerHost {
     return outcome;
   }
 
-  /** Signs the audit chain head with the audit key (an audit.checkpoint event), unless it has not moved. */
-  private async checkpoint(): Promise<CheckpointResult> {
+  /**
+   * Signs the audit chain head with the audit key (an audit.checkpoint event), unless it has not moved, then
+   * integrates the new events into the Merkle tree and signs its checkpoint.
+   */
+  private async checkpoint(): Promise<CheckpointResult & { treeSize?: number }> {
     const result = await appendCheckpoint(this.dataSource, this.connectors.signingKeys);
     if (result.status === 'written') {
       this.logger.log(`Audit checkpoint at seq ${result.checkpoint.seq} (event ${result.eventSeq})`);
     }
-    return result;
+    // Then the Merkle tree (issue 22): the sequencer catches up and the audit key signs a C2SP checkpoint.
+    const signed = await issueCheckpoint(
+      this.dataSource,
+      this.connectors.signingKeys,
+      logOriginOf(this.config.webauthn.origins),
+    );
+    return { ...result, ...(signed ? { treeSize: signed.size } : {}) };
   }
 
   process(job: Job): Promise<unknown> {

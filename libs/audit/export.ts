@@ -146,6 +146,17 @@ async function* readRowPages(
   }
 }
 
+/** The events after `afterSeq` up to `headSeq` (at most `limit`), exactly as an export writes them. */
+export async function readExportedEvents(
+  source: AuditSource,
+  afterSeq: number,
+  headSeq: number,
+  limit: number,
+): Promise<ExportedEvent[]> {
+  const { text, values } = auditPageQuery({}, afterSeq, headSeq, limit, EXPORT_SELECT);
+  return (rowsOf(await runQuery(source, text, values)) as ExportRow[]).map(exportedEventOf);
+}
+
 /** A page row as EXPORT_SELECT reads it, or as the entity columns do (Date, Buffer): both are accepted. */
 interface ExportRow {
   seq: string | number;

@@ -237,16 +237,29 @@ export function verifyConsistency(
 export class MemoryTree implements SubtreeReader {
   /** levels[l][i]: the complete subtree at level l, index i. */
   private readonly levels: Buffer[][] = [[]];
+  private count = 0;
+
+  /**
+   * A tree that goes on from `size` leaves kept elsewhere: `frontier` holds the hashes of rootSubtrees(size),
+   * the only stored nodes an append can need (a store's sequencer continues from them).
+   */
+  static continuing(size: number, frontier: ReadonlyArray<SubtreeRef & { hash: Buffer }>): MemoryTree {
+    const tree = new MemoryTree();
+    for (const node of frontier) (tree.levels[node.level] ??= [])[node.index] = node.hash;
+    tree.count = size;
+    return tree;
+  }
 
   get size(): number {
-    return this.levels[0].length;
+    return this.count;
   }
 
   /** Appends a leaf hash; returns the subtrees it completed, level 0 first. */
   append(leaf: Buffer): Array<SubtreeRef & { hash: Buffer }> {
     const completed: Array<SubtreeRef & { hash: Buffer }> = [];
     let level = 0;
-    let index = this.levels[0].length;
+    let index = this.count;
+    this.count += 1;
     let hash = leaf;
     for (;;) {
       (this.levels[level] ??= [])[index] = hash;

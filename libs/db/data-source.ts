@@ -23,6 +23,7 @@ import { MintAttempts1764700000000 } from './migrations/1764700000000-mint-attem
 import { NoticeIndex1764800000000 } from './migrations/1764800000000-notice-index.js';
 import { Notifications1764900000000 } from './migrations/1764900000000-notifications.js';
 import { MintUndoResend1764960000000 } from './migrations/1764960000000-mint-undo-resend.js';
+import { MerkleLog1765100000000 } from './migrations/1765100000000-merkle-log.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -55,6 +56,7 @@ export const MIGRATIONS = [
   NoticeIndex1764800000000,
   Notifications1764900000000,
   MintUndoResend1764960000000,
+  MerkleLog1765100000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */

@@ -12,6 +12,11 @@ export const RUNTIME_PRIVILEGES: Readonly<Record<string, readonly TablePrivilege
   // Append-only evidence: the trigger refuses UPDATE/DELETE/TRUNCATE, and the role lacks them anyway.
   audit_events: ['SELECT', 'INSERT'],
   audit_chain_head: ['SELECT', 'UPDATE'],
+  // The Merkle tree beside the chain: subtree hashes and signed checkpoints are append-only (trigger too);
+  // the integrated size moves forward under the sequencer's advisory lock.
+  audit_merkle_nodes: ['SELECT', 'INSERT'],
+  audit_merkle_size: ['SELECT', 'UPDATE'],
+  audit_tlog_checkpoints: ['SELECT', 'INSERT'],
   approvals: ['SELECT', 'INSERT'],
   policy_versions: ['SELECT', 'INSERT'],
   // UPDATE only for LOCK TABLE … SHARE ROW EXCLUSIVE, which serialises activations.

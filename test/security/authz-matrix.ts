@@ -220,6 +220,23 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
     object: 'request',
     expect: row(401, 403, 403, 403, 403, 200, 200, 401),
   },
+  'POST /api/audit/checkpoints': {
+    body: {},
+    expect: row(401, 403, 403, 403, 403, 201, 201, 401),
+    why: 'signs a checkpoint of the Merkle tree now (the same one when nothing moved)',
+  },
+  'GET /api/audit/checkpoint': {
+    expect: row(401, 403, 403, 403, 403, 200, 200, 401),
+    why: 'after the row above, a checkpoint exists',
+  },
+  'GET /api/audit/proofs/inclusion': {
+    expect: row(401, 400, 400, 400, 400, 400, 400, 401),
+    why: 'no seq and size given: the query is validated (400) before the role check, for every signed-in caller',
+  },
+  'GET /api/audit/proofs/consistency': {
+    expect: row(401, 400, 400, 400, 400, 400, 400, 401),
+    why: 'no from and to given: the query is validated (400) before the role check, for every signed-in caller',
+  },
   'POST /api/audit/export': {
     body: { format: 'ndjson', stepUp: '$stepUp' },
     expect: row(401, 403, 403, 403, 403, 401, 403, 401),

@@ -52,6 +52,7 @@ export function templates(invite: string): Record<string, Record<string, unknown
     'POST /api/auth/login/options': {},
     'POST /api/auth/login/verify': { response: SHAPED_ASSERTION },
     'POST /api/auth/logout': {},
+    'POST /api/audit/checkpoints': {},
     'POST /api/step-up/challenge': {
       action: 'invite.create',
       subjectId: 'newcomer',
