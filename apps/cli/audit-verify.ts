@@ -97,6 +97,12 @@ export async function auditVerify(
     `OK: ${counts.events} events, ${counts.approvals} approvals, ${counts.assertions} assertions verified`,
   );
   output.log(manifestSummary(manifest));
+  if (result.transparency) {
+    const { events, checkpointSize } = result.transparency;
+    output.log(
+      `Transparency: all ${events} events proven in the signed checkpoint of the log at size ${checkpointSize}`,
+    );
+  }
   output.log(
     result.keyPinned
       ? `Manifest signed by audit key ${manifest.kid} (pinned by --jwks${legacyNote(manifest)})`

@@ -1,6 +1,7 @@
 import { DomainError, ErrorCode } from '../domain/errors.js';
 import type { RequestSubject } from '../webauthn/step-up-binding.js';
 import type { BundleGrant } from './audit-wire.js';
+import type { BundleTransparency } from './bundle-transparency.js';
 import { readAuditEventPages, readChainHead, rowsOf, runQuery, type AuditSource } from './export.js';
 import {
   canonicalDigest,
@@ -49,6 +50,8 @@ export interface RequestBundle {
   grants: BundleGrant[];
   events: ExportedEvent[];
   manifest: ExportManifest;
+  /** The events' inclusion in a signed checkpoint of the Merkle tree; outside the manifest, self-verifying. */
+  transparency?: BundleTransparency;
 }
 
 export interface BundleSigning {

@@ -7,6 +7,7 @@ import type { JsonWebKey } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { REQUEST_SUBJECT_FIELDS, subjectDigest } from '../webauthn/step-up-binding.js';
+import { verifyBundleTransparency } from './bundle-transparency.js';
 import { holdsDuplicateKey, readCanonicalJson } from './canonical-form.js';
 import { CsvReader } from './csv.js';
 import { ExportChecker, failure, isRecord, type VerifyCounts, type VerifyFailure } from './event-checker.js';
@@ -17,6 +18,7 @@ import {
   CSV_MANIFEST_MARKER,
   EXPORT_COLUMNS,
   manifestSignatureHolds,
+  type ExportedEvent,
   type ExportFormat,
   type ExportManifest,
 } from './manifest.js';
@@ -48,6 +50,8 @@ export interface VerifySuccess {
   manifest: ExportManifest;
   /** False when the signature was checked only against the key embedded in the manifest (trustEmbeddedKey). */
   keyPinned: boolean;
+  /** A bundle's events proven in a signed checkpoint of the Merkle tree of that size (issue 22). */
+  transparency?: { checkpointSize: number; events: number };
 }
 
 /**
@@ -180,9 +184,15 @@ export async function verifyBundle(input: unknown, options: VerifyOptions = {}):
   if (Object.keys(manifest.filters).length !== 1 || manifest.filters.requestId !== requestId) {
     return failure(null, 'the manifest does not cover exactly this request');
   }
-  return withChecker(manifest, options, (checker) =>
+  const result = await withChecker(manifest, options, (checker) =>
     checkBundle(checker, { requestId, request, policyVersion, grants, events }, manifest, options),
   );
+  if (!result.ok || bundle.transparency === undefined) return result;
+  // The events' inclusion in a signed checkpoint of the Merkle tree, by the pinned keys (else the manifest's).
+  const keys = options.jwks ?? (manifest.publicJwk ? [manifest.publicJwk as JsonWebKey] : []);
+  const included = verifyBundleTransparency(bundle.transparency, events as ExportedEvent[], keys);
+  if (!included.ok) return failure(included.seq, `transparency: ${included.reason}`);
+  return { ...result, transparency: { checkpointSize: included.size, events: included.events } };
 }
 
 async function checkBundle(

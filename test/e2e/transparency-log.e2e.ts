@@ -1,6 +1,10 @@
+import type { JsonWebKey } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
+import { auditVerify } from '../../apps/cli/audit-verify.js';
 import type { ExportedEvent } from '../../libs/audit/manifest.js';
 import {
   auditLeafHash,
@@ -10,6 +14,7 @@ import {
   verifyInclusion,
 } from '../../libs/audit/merkle.js';
 import { parseCheckpoint, parseVkey, verifyNote } from '../../libs/audit/tlog-note.js';
+import { verifyBundle } from '../../libs/audit/verify.js';
 import { enrollAll, PROJECT_ROOT, startStack, type Person, type TestStack } from '../support/stack.js';
 
 // The audit log as a Merkle transparency log, end to end (issue 22): the broker signs C2SP checkpoints of the
@@ -51,13 +56,14 @@ describe('the audit log as a Merkle transparency log', () => {
     return issued.body as Signed;
   };
 
-  const fileRequest = async () => {
+  const fileRequest = async (): Promise<string> => {
     const created = await alice.post('/api/requests', {
       entitlementId: 'api-admin-token',
       durationSeconds: 600,
       justification: 'transparency log e2e',
     });
     expect(created.status).toBe(201);
+    return created.body.id as string;
   };
 
   beforeAll(async () => {
@@ -132,6 +138,56 @@ describe('the audit log as a Merkle transparency log', () => {
     expect((await auditor.get('/api/audit/checkpoint?size=999999999')).status).toBe(404);
     expect((await alice.get('/api/audit/checkpoint')).status).toBe(403);
   }, 30_000);
+
+  it('carries the inclusion of a bundle in a signed checkpoint, verified offline by audit verify', async () => {
+    const requestId = await fileRequest();
+    const bundle = (await auditor.get(`/api/audit/requests/${requestId}/bundle`)).body;
+    const jwks = (await fetch(`${stack.baseUrl}/.well-known/audit-jwks.json`).then((r) => r.json())) as {
+      keys: JsonWebKey[];
+    };
+    expect(bundle.transparency.proofs).toHaveLength(bundle.events.length);
+    expect(await verifyBundle(bundle, { jwks: jwks.keys })).toMatchObject({
+      ok: true,
+      transparency: { events: bundle.events.length, checkpointSize: expect.any(Number) },
+    });
+
+    const scratch = await mkdtemp(path.join(tmpdir(), 'jit-tlog-'));
+    try {
+      const files = { bundle: path.join(scratch, 'bundle.json'), jwks: path.join(scratch, 'jwks.json') };
+      await writeFile(files.bundle, JSON.stringify(bundle));
+      await writeFile(files.jwks, JSON.stringify(jwks));
+      const lines: string[] = [];
+      const output = { log: (line: string) => lines.push(line), error: (line: string) => lines.push(line) };
+      expect(await auditVerify([files.bundle, '--jwks', files.jwks], output)).toBe(0);
+      expect(lines.join('\n')).toMatch(/Transparency: all \d+ events proven in the signed checkpoint/);
+
+      // A changed byte of the checkpoint, or of a proof, fails with a reason.
+      const size = String(bundle.transparency.checkpoint.split('\n')[1]);
+      const badNote = structuredClone(bundle);
+      badNote.transparency.checkpoint = badNote.transparency.checkpoint.replace(
+        `\n${size}\n`,
+        `\n${Number(size) + 1}\n`,
+      );
+      expect(await verifyBundle(badNote, { jwks: jwks.keys })).toMatchObject({
+        ok: false,
+        reason: expect.stringMatching(/transparency: .*does not verify/),
+      });
+      const badProof = structuredClone(bundle);
+      const first = badProof.transparency.proofs[0];
+      first.proof[0] = Buffer.from(Buffer.from(first.proof[0], 'base64').map((byte) => byte ^ 1)).toString(
+        'base64',
+      );
+      expect(await verifyBundle(badProof, { jwks: jwks.keys })).toMatchObject({
+        ok: false,
+        seq: first.seq,
+        reason: expect.stringMatching(/not in the signed checkpoint/),
+      });
+      await writeFile(files.bundle, JSON.stringify(badProof));
+      expect(await auditVerify([files.bundle, '--jwks', files.jwks], output)).toBe(1);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('proves a rewritten old event inconsistent, even after the stored tree is rebuilt to match', async () => {
     const honest = await signNow();

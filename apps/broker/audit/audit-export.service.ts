@@ -5,6 +5,8 @@ import { AuditAction } from '../../../libs/audit/audit-actions.js';
 import { appendAuditEvent, toChainedEvent } from '../../../libs/audit/audit-log.js';
 import { authenticatorNamesOf, userIdOf, usernamesOf } from '../../../libs/audit/audit-names.js';
 import { buildRequestBundle, type BundleSigning, type RequestBundle } from '../../../libs/audit/bundle.js';
+import type { BundleTransparency } from '../../../libs/audit/bundle-transparency.js';
+import { inclusionOf, issueCheckpoint, logOriginOf } from '../../../libs/audit/merkle-log.js';
 import {
   auditPageQuery,
   normaliseAuditFilters,
@@ -109,7 +111,8 @@ export class AuditExportService {
 
   /** One request's approval chain for reading (see requestChain), from its bundle as exported now. */
   async chain(actor: Actor, requestId: string): Promise<RequestChain> {
-    const bundle = await this.bundle(actor, requestId);
+    // Read as the bundle is, without its transparency proofs: a reading view signs no checkpoint.
+    const bundle = await this.signedBundle(actor, requestId);
     const credentialIds = bundle.events
       .map((event) => (event.data.evidence as { credentialId?: unknown } | undefined)?.credentialId)
       .filter((id): id is string => typeof id === 'string');
@@ -168,9 +171,30 @@ export class AuditExportService {
 
   /** One request's approval chain, signed: verify offline with verifyBundle or `cli audit verify`. */
   async bundle(actor: Actor, requestId: string): Promise<RequestBundle> {
+    const bundle = await this.signedBundle(actor, requestId);
+    return { ...bundle, transparency: await this.transparencyOf(bundle) };
+  }
+
+  private async signedBundle(actor: Actor, requestId: string): Promise<RequestBundle> {
     const bundle = await buildRequestBundle(this.dataSource, requestId, this.signing(actor));
     if (!bundle) throw new DomainError(ErrorCode.REQUEST_NOT_FOUND, `No request ${requestId}`);
     return bundle;
+  }
+
+  /**
+   * The bundle's events proven in a signed checkpoint of the Merkle tree (issue 22): the tree catches up to
+   * the chain first, so it holds every event the bundle read.
+   */
+  private async transparencyOf(bundle: RequestBundle): Promise<BundleTransparency | undefined> {
+    const origin = logOriginOf(this.config.webauthn.origins);
+    const checkpoint = await issueCheckpoint(this.dataSource, this.connectors.signingKeys, origin);
+    if (!checkpoint) return undefined;
+    const proofs = [];
+    for (const event of bundle.events) {
+      const { proof } = await inclusionOf(this.dataSource, event.seq, checkpoint.size);
+      proofs.push({ seq: event.seq, proof });
+    }
+    return { checkpoint: checkpoint.note, proofs };
   }
 
   /** The public keys of the audit signing key (current and retired) that verifiers pin with `--jwks`. */
