@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { JsonWebKey } from 'node:crypto';
 import type { ExportManifest } from '../../libs/audit/manifest.js';
+import { matchExportToCheckpoint } from '../../libs/audit/export-checkpoint.js';
 import { verifyExportFile } from '../../libs/audit/verify.js';
 
 /** Where the command writes; console in the CLI, a collector in tests. */
@@ -17,6 +18,9 @@ export const AUDIT_VERIFY_USAGE = `audit verify <file> [--jwks <file|url> | --tr
       (https; plain http only to localhost; redirects refused). Without --jwks only the key the manifest
       embeds can be checked, and anyone who rewrote the file could have embedded their own: that is exit 3,
       unless --trust-embedded-key (then 0, with a warning).
+      --checkpoint <file> (with --jwks): also check that an unfiltered NDJSON export reproduces a signed
+      checkpoint of the audit log's Merkle tree taken earlier (GET /api/audit/checkpoint, saved): history
+      rewritten and re-signed since then fails it.
       Exit codes: 0 verified; 1 not verified (FAILED names the seq, line or record); 2 usage or read
       error; 3 consistent, but signed by a key you did not pin.`;
 
@@ -31,10 +35,13 @@ export async function auditVerify(
 ): Promise<number> {
   let file: string | undefined;
   let jwksSource: string | undefined;
+  let checkpointFile: string | undefined;
   let trustEmbeddedKey = false;
   for (let index = 0; index < args.length; index++) {
     const arg = args[index];
     if (arg === '--jwks' && jwksSource === undefined && index + 1 < args.length) jwksSource = args[++index];
+    else if (arg === '--checkpoint' && checkpointFile === undefined && index + 1 < args.length)
+      checkpointFile = args[++index];
     else if (arg === '--trust-embedded-key' && !trustEmbeddedKey) trustEmbeddedKey = true;
     else if (!arg.startsWith('--') && file === undefined) file = arg;
     else {
@@ -43,7 +50,12 @@ export async function auditVerify(
     }
   }
   // Pinning and trusting the embedded key contradict each other: refuse rather than guess which was meant.
-  if (file === undefined || (trustEmbeddedKey && jwksSource !== undefined)) {
+  // A checkpoint proves something only against pinned keys.
+  if (
+    file === undefined ||
+    (trustEmbeddedKey && jwksSource !== undefined) ||
+    (checkpointFile !== undefined && jwksSource === undefined)
+  ) {
     output.error(`Usage: npm run cli -- ${AUDIT_VERIFY_USAGE}`);
     return 2;
   }
@@ -97,6 +109,13 @@ export async function auditVerify(
     `OK: ${counts.events} events, ${counts.approvals} approvals, ${counts.assertions} assertions verified`,
   );
   output.log(manifestSummary(manifest));
+  if (checkpointFile !== undefined) {
+    const matched = await checkpointMatch(file, checkpointFile, jwks ?? []);
+    output.log(
+      matched.ok ? `Checkpoint: ${matched.line}` : `FAILED: checkpoint ${checkpointFile}: ${matched.reason}`,
+    );
+    if (!matched.ok) return 1;
+  }
   if (result.transparency) {
     const { events, checkpointSize } = result.transparency;
     output.log(
@@ -111,6 +130,30 @@ export async function auditVerify(
           `pass --jwks with the broker's audit JWKS to prove who signed it`,
   );
   return 0;
+}
+
+/** Matches the export to a signed checkpoint; a checkpoint file that cannot be read is a failure too. */
+async function checkpointMatch(
+  file: string,
+  checkpointFile: string,
+  jwks: JsonWebKey[],
+): Promise<{ ok: true; line: string } | { ok: false; reason: string }> {
+  let text: string;
+  try {
+    text = await readFile(checkpointFile, 'utf8');
+  } catch (error) {
+    return { ok: false, reason: (error as Error).message };
+  }
+  const matched = await matchExportToCheckpoint(file, text, jwks).catch((error: unknown) => ({
+    ok: false as const,
+    reason: (error as Error).message,
+  }));
+  return matched.ok
+    ? {
+        ok: true,
+        line: `the export reproduces the signed checkpoint of ${matched.origin} at size ${matched.size}`,
+      }
+    : matched;
 }
 
 /** Exports made before issue 13 carry a raw Ed25519 signature instead of a JWS: still verified, but named. */
