@@ -209,7 +209,7 @@ export interface AuditPayloads {
   [AuditAction.SessionStarted]: { authenticatorId: string; ip: string | null; expiresAt: string };
   /** `ended-by-admin` with `userId`: an admin ended one of someone's sessions. */
   [AuditAction.SessionEnded]:
-    { reason: 'logout' | 'replaced-at-sign-in' } | { reason: 'ended-by-admin'; userId: string };
+    { reason: 'logout' } | { reason: 'ended-by-admin' | 'replaced-at-sign-in'; userId: string };
   [AuditAction.SessionsEnded]: { reason: string; count: number };
   [AuditAction.AuthenticatorRegistered]: {
     userId: string;

@@ -450,13 +450,14 @@ export class GrantsService {
     const stuck = grant.state === GrantState.REVOKE_FAILED && remaining <= 0;
     const begins = grant.state === GrantState.ACTIVE || stuck;
     const begin = () => this.transact((manager) => this.beginRevocationIn(manager, grant, endRequest));
-    const connector = await this.connectorFor(policyHash, grant.connector).catch(async (error: unknown) => {
-      // A connector that cannot be built must not keep the request looking ACTIVE past its end.
-      if (begins) await begin();
-      throw error;
-    });
     // Nothing to take back outside this database: begin and end in one transaction (one chain-head append).
-    if (connector.revokesInDatabaseOnly && !grant.overlapKey) return this.revokeInDatabase(grant, endRequest);
+    if (!grant.overlapKey) {
+      const local = await this.connectorFor(policyHash, grant.connector).then(
+        (connector) => connector.revokesInDatabaseOnly === true,
+        () => false, // looked up again below, where its error is recorded once the request has ended
+      );
+      if (local) return this.revokeInDatabase(grant, endRequest);
+    }
     if (begins) await begin();
 
     // Shared external state that another live grant still holds stays; this grant alone ends.
@@ -465,6 +466,7 @@ export class GrantsService {
       if (held) return held;
     }
 
+    const connector = await this.connectorFor(policyHash, grant.connector);
     // External state first, outside the transaction: the connector's revoke is idempotent, so a crash after
     // it and before the commit only means the next attempt revokes an already-revoked credential.
     // The grant id keeps the webhook's Idempotency-Key (`revoke:<grantId>`) the same on every attempt.

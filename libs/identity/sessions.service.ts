@@ -202,16 +202,17 @@ export class SessionsService {
     await this.dataSource.transaction(async (manager) => {
       const [rows] = (await manager.query(
         `UPDATE sessions SET ended_at = now(), end_reason = 'replaced-at-sign-in'
-          WHERE token_hash = $1 AND ended_at IS NULL RETURNING id`,
+          WHERE token_hash = $1 AND ended_at IS NULL RETURNING id, user_id AS "userId"`,
         [tokenHash(token)],
-      )) as [Array<{ id: string }>, number];
+      )) as [Array<{ id: string; userId: string }>, number];
       if (rows.length === 0) return;
+      // Whose session it was: a planted cookie, or another person's session left in this browser.
       await appendAuditEvent(manager, {
         actorId,
         action: AuditAction.SessionEnded,
         subjectType: 'session',
         subjectId: rows[0].id,
-        data: { reason: 'replaced-at-sign-in' },
+        data: { reason: 'replaced-at-sign-in', userId: rows[0].userId },
       });
     });
   }

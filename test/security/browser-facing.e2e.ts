@@ -166,6 +166,14 @@ describe('browser-facing: cross-origin refusal, session rotation, headers (http:
       [alice.userId],
     );
     expect(rows).toContainEqual({ endReason: 'replaced-at-sign-in' });
+    // The audit event names whose session was ended, not only who signed in.
+    const ended = await stack.db.query(
+      `SELECT data FROM audit_events WHERE action = 'session.ended' AND data->>'reason' = 'replaced-at-sign-in'`,
+    );
+    expect(ended.rows.map((row) => row.data)).toContainEqual({
+      reason: 'replaced-at-sign-in',
+      userId: alice.userId,
+    });
   });
 
   it('lets a step-up lend the session no privilege: it sets no cookie and the token stays the same', async () => {

@@ -187,8 +187,15 @@ export class AuditExportService {
    */
   private async transparencyOf(bundle: RequestBundle): Promise<BundleTransparency | undefined> {
     const origin = logOriginOf(this.config.webauthn.origins);
-    const checkpoint = await issueCheckpoint(this.dataSource, this.connectors.signingKeys, origin);
-    if (!checkpoint) return undefined;
+    const lastSeq = bundle.events.at(-1)?.seq ?? 0;
+    let checkpoint = await issueCheckpoint(this.dataSource, this.connectors.signingKeys, origin);
+    // The worker may be integrating at this moment (one sequencer at a time): give it a moment to finish.
+    for (let attempt = 0; attempt < 5 && checkpoint && checkpoint.size < lastSeq; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      checkpoint = await issueCheckpoint(this.dataSource, this.connectors.signingKeys, origin);
+    }
+    // Without a checkpoint that holds every event, the bundle goes without proofs rather than with some.
+    if (!checkpoint || checkpoint.size < lastSeq) return undefined;
     const proofs = [];
     for (const event of bundle.events) {
       const { proof } = await inclusionOf(this.dataSource, event.seq, checkpoint.size);
