@@ -4,6 +4,7 @@ import { loadPolicyDir } from '../../libs/policy/policy-loader.js';
 import { AUDIT_VERIFY_USAGE, auditVerify } from './audit-verify.js';
 import { inviteCommand } from './invite.js';
 import { KEYS_USAGE, keysCommand } from './keys.js';
+import { REQUEST_USAGE, requestCommand } from './request.js';
 import { SSH_USAGE, sshCommand } from './ssh-krl-sync.js';
 
 const USAGE = `Usage: npm run cli -- <command>
@@ -19,6 +20,7 @@ Commands:
       Recovering an admin or approver needs --break-glass (no second admin; audited with an alert).
   ${KEYS_USAGE}
   ${SSH_USAGE}
+  ${REQUEST_USAGE}
   help
       Show this text.`;
 
@@ -57,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'invite') return inviteCommand(argv.slice(1));
   if (command === 'keys') return keysCommand(argv.slice(1));
   if (command === 'ssh') return sshCommand(argv.slice(1));
+  if (command === 'request') return requestCommand(argv.slice(1));
   if (command === undefined || command === 'help' || command === '--help') {
     console.log(USAGE);
     return command === undefined ? 2 : 0;
