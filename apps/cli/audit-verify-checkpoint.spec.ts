@@ -1,11 +1,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { auditVerify } from './audit-verify.js';
-import { auditKey, buildScenario, memoryAuditSource, ORIGIN, RP_ID } from '../../test/support/audit-chain.js';
-import { streamAuditExport } from '../../libs/audit/export.js';
+import { auditKey, buildScenario, exportedText } from '../../test/support/audit-chain.js';
 import { matchExportToCheckpoint } from '../../libs/audit/export-checkpoint.js';
 import type { ExportedEvent } from '../../libs/audit/manifest.js';
 import { auditLeafHash, MemoryTree, rootAt } from '../../libs/audit/merkle.js';
@@ -16,25 +14,8 @@ const key = auditKey();
 const LOG = 'broker.example/jit-audit';
 let dir: string;
 
-async function ndjson(events: readonly ExportedEvent[]): Promise<string> {
-  let text = '';
-  const out = new Writable({
-    decodeStrings: false,
-    write(chunk: string, _encoding, callback) {
-      text += chunk;
-      callback();
-    },
-  });
-  await streamAuditExport({
-    source: memoryAuditSource(events).source,
-    format: 'ndjson',
-    out,
-    signManifest: key.signManifest,
-    exporter: 'auditor-1',
-    rpId: RP_ID,
-    origins: [ORIGIN],
-  });
-  return text;
+function ndjson(events: readonly ExportedEvent[]): Promise<string> {
+  return exportedText(events, 'ndjson', key.signManifest);
 }
 
 /** The signed checkpoint of the first `size` events, as the broker signs it. */

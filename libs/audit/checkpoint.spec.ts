@@ -1,13 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { describe, expect, it } from '@jest/globals';
-import {
-  auditKey,
-  memoryAuditSource,
-  ORIGIN,
-  RP_ID,
-  SyntheticChain,
-} from '../../test/support/audit-chain.js';
+import { auditKey, exportedText, SyntheticChain } from '../../test/support/audit-chain.js';
 import { AuditAction } from './audit-actions.js';
 import {
   checkpointSignatureValid,
@@ -16,7 +9,6 @@ import {
   signCheckpoint,
   type CheckpointData,
 } from './checkpoint.js';
-import { streamAuditExport } from './export.js';
 import type { ExportedEvent } from './manifest.js';
 import { verifyExport } from './verify.js';
 
@@ -54,26 +46,8 @@ function chainWithCheckpoint(
   return chain.events;
 }
 
-async function ndjsonOf(events: readonly ExportedEvent[], filters = {}): Promise<string> {
-  let text = '';
-  const out = new Writable({
-    decodeStrings: false,
-    write(chunk: string, _encoding, callback) {
-      text += chunk;
-      callback();
-    },
-  });
-  await streamAuditExport({
-    source: memoryAuditSource(events).source,
-    format: 'ndjson',
-    out,
-    signManifest: key.signManifest,
-    exporter: 'auditor-1',
-    rpId: RP_ID,
-    origins: [ORIGIN],
-    filters,
-  });
-  return text;
+function ndjsonOf(events: readonly ExportedEvent[], filters = {}): Promise<string> {
+  return exportedText(events, 'ndjson', key.signManifest, { filters });
 }
 
 describe('checkpoint signatures', () => {

@@ -1,16 +1,14 @@
-import { Writable } from 'node:stream';
 import { describe, expect, it } from '@jest/globals';
 import {
   auditKey,
+  exportedText,
   buildScenario,
-  memoryAuditSource,
   ORIGIN,
   RP_ID,
   type SyntheticInput,
 } from '../../test/support/audit-chain.js';
 import { AssertionPool } from './assertion-pool.js';
 import { assertionSignatureHolds, parseStepUpEvidence, prepareStepUpAssertion } from './evidence-check.js';
-import { streamAuditExport } from './export.js';
 import type { ExportFormat } from './manifest.js';
 import { verifyExport, type VerifyOptions } from './verify.js';
 
@@ -31,25 +29,8 @@ function chainWithBadSignatures(badSeqs: number[]) {
   });
 }
 
-async function exportText(badSeqs: number[], format: ExportFormat): Promise<string> {
-  let text = '';
-  const out = new Writable({
-    decodeStrings: false,
-    write(chunk: string, _encoding, callback) {
-      text += chunk;
-      callback();
-    },
-  });
-  await streamAuditExport({
-    source: memoryAuditSource(chainWithBadSignatures(badSeqs).chain.events).source,
-    format,
-    out,
-    signManifest: key.signManifest,
-    exporter: 'auditor-1',
-    rpId: RP_ID,
-    origins: [ORIGIN],
-  });
-  return text;
+function exportText(badSeqs: number[], format: ExportFormat): Promise<string> {
+  return exportedText(chainWithBadSignatures(badSeqs).chain.events, format, key.signManifest);
 }
 
 /** Changes one character of the data of the NDJSON line of `seq` (so its hash no longer holds). */

@@ -8,6 +8,7 @@ import { encodeCBOR, type CBORType } from '@levischuck/tiny-cbor';
 import {
   auditKey,
   buildScenario,
+  exportedText,
   memoryAuditSource,
   ORIGIN,
   requestSubjectOf,
@@ -27,30 +28,12 @@ const key = auditKey();
 let scenario: Scenario;
 let workDir: string;
 
-async function exportText(
+function exportText(
   events: readonly ExportedEvent[],
   format: ExportFormat,
   options: { filters?: AuditExportFilters; origins?: string[]; signManifest?: typeof key.signManifest } = {},
 ): Promise<string> {
-  let text = '';
-  const out = new Writable({
-    decodeStrings: false,
-    write(chunk: string, _encoding, callback) {
-      text += chunk;
-      callback();
-    },
-  });
-  await streamAuditExport({
-    source: memoryAuditSource(events).source,
-    format,
-    out,
-    signManifest: options.signManifest ?? key.signManifest,
-    exporter: 'auditor-1',
-    rpId: RP_ID,
-    origins: options.origins ?? [ORIGIN],
-    filters: options.filters,
-  });
-  return text;
+  return exportedText(events, format, options.signManifest ?? key.signManifest, options);
 }
 
 /** NDJSON lines without the trailing empty one; index i holds seq i+1 in an unfiltered export. */

@@ -7,8 +7,15 @@ import type {
   PublicKeyCredentialRequestOptionsJSON,
 } from '@simplewebauthn/server';
 import { chainHash, GENESIS_HASH, type ChainedEvent } from '../../libs/audit/chain.js';
-import type { AuditSource } from '../../libs/audit/export.js';
-import { manifestSignerFromKey, type AuditPublicJwk, type ExportedEvent } from '../../libs/audit/manifest.js';
+import { Writable } from 'node:stream';
+import { streamAuditExport, type AuditExportFilters, type AuditSource } from '../../libs/audit/export.js';
+import {
+  manifestSignerFromKey,
+  type AuditPublicJwk,
+  type ExportedEvent,
+  type ExportFormat,
+  type ManifestSigner,
+} from '../../libs/audit/manifest.js';
 import {
   newNonce,
   stepUpChallenge,
@@ -385,4 +392,32 @@ export async function storedChain(db: Queryable): Promise<ExportedEvent[]> {
     prevHash: (row.prevHash as Buffer).toString('hex'),
     hash: (row.hash as Buffer).toString('hex'),
   }));
+}
+
+/** What an export of `events` signed with `signManifest` reads as (streamAuditExport into a string). */
+export async function exportedText(
+  events: readonly ExportedEvent[],
+  format: ExportFormat,
+  signManifest: ManifestSigner,
+  options: { filters?: AuditExportFilters; origins?: string[] } = {},
+): Promise<string> {
+  let text = '';
+  const out = new Writable({
+    decodeStrings: false,
+    write(chunk: string, _encoding, callback) {
+      text += chunk;
+      callback();
+    },
+  });
+  await streamAuditExport({
+    source: memoryAuditSource(events).source,
+    format,
+    out,
+    signManifest,
+    exporter: 'auditor-1',
+    rpId: RP_ID,
+    origins: options.origins ?? [ORIGIN],
+    filters: options.filters,
+  });
+  return text;
 }
