@@ -214,6 +214,12 @@ describe('browser-facing: cross-origin refusal, session rotation, headers (http:
       ['anonymous read', await anonymous.get('/api/me'), 401],
       ['unknown route', await alice.get('/api/no-such-route'), 404],
       ['malformed JSON', await alice.postRaw('/api/requests', '{"entitlementId":'), 400],
+      ['body over the limit', await alice.postRaw('/api/requests', `"${'x'.repeat(300 * 1024)}"`), 413],
+      [
+        'JSON nested too deep',
+        await alice.postRaw('/api/requests', `${'['.repeat(40)}${']'.repeat(40)}`),
+        400,
+      ],
       [
         'foreign origin',
         await httpClient(stack, alice.cookie, 'https://evil.example').post('/api/requests', REQUEST_BODY),
@@ -232,6 +238,7 @@ describe('browser-facing: cross-origin refusal, session rotation, headers (http:
         referrer: header('referrer-policy'),
         cache: header('cache-control'),
         coop: header('cross-origin-opener-policy'),
+        corp: header('cross-origin-resource-policy'),
         poweredBy: header('x-powered-by'),
       }).toEqual({
         label,
@@ -242,6 +249,7 @@ describe('browser-facing: cross-origin refusal, session rotation, headers (http:
         referrer: 'no-referrer',
         cache: 'no-store',
         coop: 'same-origin',
+        corp: 'same-origin',
         poweredBy: null,
       });
       expect(header('content-security-policy')).toMatch(/^default-src 'none'/);
