@@ -33,32 +33,12 @@ export async function auditVerify(
   output: CommandOutput = console,
   fetchJwks: (url: string) => Promise<unknown> = fetchJson,
 ): Promise<number> {
-  let file: string | undefined;
-  let jwksSource: string | undefined;
-  let checkpointFile: string | undefined;
-  let trustEmbeddedKey = false;
-  for (let index = 0; index < args.length; index++) {
-    const arg = args[index];
-    if (arg === '--jwks' && jwksSource === undefined && index + 1 < args.length) jwksSource = args[++index];
-    else if (arg === '--checkpoint' && checkpointFile === undefined && index + 1 < args.length)
-      checkpointFile = args[++index];
-    else if (arg === '--trust-embedded-key' && !trustEmbeddedKey) trustEmbeddedKey = true;
-    else if (!arg.startsWith('--') && file === undefined) file = arg;
-    else {
-      output.error(`Usage: npm run cli -- ${AUDIT_VERIFY_USAGE}`);
-      return 2;
-    }
-  }
-  // Pinning and trusting the embedded key contradict each other: refuse rather than guess which was meant.
-  // A checkpoint proves something only against pinned keys.
-  if (
-    file === undefined ||
-    (trustEmbeddedKey && jwksSource !== undefined) ||
-    (checkpointFile !== undefined && jwksSource === undefined)
-  ) {
+  const parsed = verifyArgs(args);
+  if (parsed === null) {
     output.error(`Usage: npm run cli -- ${AUDIT_VERIFY_USAGE}`);
     return 2;
   }
+  const { file, jwksSource, checkpointFile, trustEmbeddedKey } = parsed;
 
   let jwks: JsonWebKey[] | undefined;
   if (jwksSource !== undefined) {
@@ -130,6 +110,40 @@ export async function auditVerify(
           `pass --jwks with the broker's audit JWKS to prove who signed it`,
   );
   return 0;
+}
+
+interface VerifyArgs {
+  file: string;
+  jwksSource?: string;
+  checkpointFile?: string;
+  trustEmbeddedKey: boolean;
+}
+
+/** The arguments of `audit verify`, or null when they do not make a command (usage error). */
+function verifyArgs(args: readonly string[]): VerifyArgs | null {
+  let file: string | undefined;
+  let jwksSource: string | undefined;
+  let checkpointFile: string | undefined;
+  let trustEmbeddedKey = false;
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index];
+    if (arg === '--jwks' && jwksSource === undefined && index + 1 < args.length) jwksSource = args[++index];
+    else if (arg === '--checkpoint' && checkpointFile === undefined && index + 1 < args.length)
+      checkpointFile = args[++index];
+    else if (arg === '--trust-embedded-key' && !trustEmbeddedKey) trustEmbeddedKey = true;
+    else if (!arg.startsWith('--') && file === undefined) file = arg;
+    else return null;
+  }
+  // Pinning and trusting the embedded key contradict each other: refuse rather than guess which was meant.
+  // A checkpoint proves something only against pinned keys.
+  if (
+    file === undefined ||
+    (trustEmbeddedKey && jwksSource !== undefined) ||
+    (checkpointFile !== undefined && jwksSource === undefined)
+  ) {
+    return null;
+  }
+  return { file, jwksSource, checkpointFile, trustEmbeddedKey };
 }
 
 /** Matches the export to a signed checkpoint; a checkpoint file that cannot be read is a failure too. */
