@@ -5,7 +5,7 @@
 import type { JsonWebKey } from 'node:crypto';
 import type { ExportedEvent } from './manifest.js';
 import { auditLeafHash, verifyInclusion } from './merkle.js';
-import { ed25519PublicKey, noteVerifier, parseCheckpoint, verifyNote } from './tlog-note.js';
+import { checkpointSignedBy, type Checkpoint } from './tlog-note.js';
 
 /** What a bundle carries beside its signed manifest: its events' inclusion in a signed checkpoint. */
 export interface BundleTransparency {
@@ -20,22 +20,10 @@ export type TransparencyCheck =
 
 const HASH_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
 
-/** Ed25519 audit keys (JWKs) as note verifiers under the checkpoint's origin. */
-function verifiersOf(origin: string, keys: readonly JsonWebKey[]) {
-  return keys
-    .filter((key) => key.kty === 'OKP' && key.crv === 'Ed25519' && typeof key.x === 'string')
-    .map((key) => noteVerifier(origin, ed25519PublicKey(Buffer.from(key.x as string, 'base64url'))));
-}
-
 /** The checkpoint's tree head, once its note is signed by one of `keys`. */
 function signedHead(note: unknown, keys: readonly JsonWebKey[]) {
   if (typeof note !== 'string') throw new Error('the transparency checkpoint is not a signed note');
-  const lines = note.split('\n');
-  const head = parseCheckpoint(`${lines.slice(0, lines.indexOf('')).join('\n')}\n`);
-  const verified = verifyNote(note, verifiersOf(head.origin, keys));
-  if (!verified.signedBy.includes(head.origin))
-    throw new Error(`the checkpoint of ${head.origin} is not signed by a pinned audit key`);
-  return parseCheckpoint(verified.text);
+  return checkpointSignedBy(note, keys);
 }
 
 /** Checks that every event of the bundle is in the tree of the signed checkpoint. */
@@ -47,7 +35,7 @@ export function verifyBundleTransparency(
   const record = transparency as Partial<BundleTransparency> | null;
   if (typeof record !== 'object' || record === null || !Array.isArray(record.proofs))
     return { ok: false, seq: null, reason: 'bundle.transparency lacks its checkpoint or proofs' };
-  let head: ReturnType<typeof parseCheckpoint>;
+  let head: Checkpoint;
   try {
     head = signedHead(record.checkpoint, keys);
   } catch (error) {

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { ExportedEvent } from './manifest.js';
 import { auditLeafHash, MemoryTree, rootAt } from './merkle.js';
-import { ed25519PublicKey, noteVerifier, parseCheckpoint, verifyNote } from './tlog-note.js';
+import { checkpointSignedBy, type Checkpoint } from './tlog-note.js';
 
 export type CheckpointMatch = { ok: true; size: number; origin: string } | { ok: false; reason: string };
 
@@ -19,14 +19,7 @@ export function pinnedCheckpoint(text: string, keys: readonly JsonWebKey[]) {
   const trimmed = text.trimStart();
   const note = trimmed.startsWith('{') ? (JSON.parse(trimmed) as { note?: unknown }).note : text;
   if (typeof note !== 'string') throw new Error('no signed checkpoint note in it');
-  const body = note.slice(0, note.indexOf('\n\n') + 1);
-  const { origin } = parseCheckpoint(body);
-  const verifiers = keys
-    .filter((key) => key.kty === 'OKP' && key.crv === 'Ed25519' && typeof key.x === 'string')
-    .map((key) => noteVerifier(origin, ed25519PublicKey(Buffer.from(key.x as string, 'base64url'))));
-  if (!verifyNote(note, verifiers).signedBy.includes(origin))
-    throw new Error(`the checkpoint of ${origin} is not signed by a pinned audit key`);
-  return parseCheckpoint(body);
+  return checkpointSignedBy(note, keys);
 }
 
 /** Recomputes the tree over an unfiltered NDJSON export and compares it with the checkpoint. */
@@ -35,7 +28,7 @@ export async function matchExportToCheckpoint(
   checkpointText: string,
   keys: readonly JsonWebKey[],
 ): Promise<CheckpointMatch> {
-  let head: ReturnType<typeof parseCheckpoint>;
+  let head: Checkpoint;
   try {
     head = pinnedCheckpoint(checkpointText, keys);
   } catch (error) {

@@ -7,7 +7,15 @@
 //   "<name>+<hex key ID>+base64(0x01 ‖ public key)";
 // - tlog-cosignature (c2sp.org/tlog-cosignature) v1: a witness's Ed25519 signature (type 0x04) over
 //   "cosignature/v1\ntime <unix seconds>\n" ‖ checkpoint body, sent as key ID ‖ u64 timestamp ‖ signature.
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  sign,
+  verify,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 
 const EM_DASH_PREFIX = '\u2014 ';
 const ED25519_NOTE = 0x01;
@@ -222,4 +230,19 @@ export function verifyNote(note: string, verifiers: readonly NoteVerifier[]): Ve
     result.cosignedBy.push({ name: known.name, timestamp });
   }
   return result;
+}
+
+/**
+ * The tree head of a signed checkpoint note, once one of the broker's Ed25519 audit keys (as published in its
+ * JWKS) has signed it under the checkpoint's origin; throws with the reason otherwise.
+ */
+export function checkpointSignedBy(note: string, keys: readonly JsonWebKey[]): Checkpoint {
+  const { origin } = parseCheckpoint(parseNote(note).text);
+  const verifiers = keys
+    .filter((key) => key.kty === 'OKP' && key.crv === 'Ed25519' && typeof key.x === 'string')
+    .map((key) => noteVerifier(origin, ed25519PublicKey(Buffer.from(key.x as string, 'base64url'))));
+  const verified = verifyNote(note, verifiers);
+  if (!verified.signedBy.includes(origin))
+    throw new Error(`the checkpoint of ${origin} is not signed by a pinned audit key`);
+  return parseCheckpoint(verified.text);
 }
