@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import type { JsonWebKey } from 'node:crypto';
 import type { ExportManifest } from '../../libs/audit/manifest.js';
 import { matchExportToCheckpoint } from '../../libs/audit/export-checkpoint.js';
+import { witnessedCheckpoint, witnessPolicy, type WitnessPolicy } from '../../libs/audit/witness-policy.js';
 import { verifyExportFile } from '../../libs/audit/verify.js';
+import { auditVerifyConsistency } from './audit-verify-consistency.js';
 
 /** Where the command writes; console in the CLI, a collector in tests. */
 export interface CommandOutput {
@@ -21,6 +23,8 @@ export const AUDIT_VERIFY_USAGE = `audit verify <file> [--jwks <file|url> | --tr
       --checkpoint <file> (with --jwks): also check that an unfiltered NDJSON export reproduces a signed
       checkpoint of the audit log's Merkle tree taken earlier (GET /api/audit/checkpoint, saved): history
       rewritten and re-signed since then fails it.
+      --witness <vkey> (repeatable, with --checkpoint) [--witness-threshold N]: also require that at least N
+      (default: all) of these witnesses cosigned that checkpoint (tlog-cosignature lines in its note).
       Exit codes: 0 verified; 1 not verified (FAILED names the seq, line or record); 2 usage or read
       error; 3 consistent, but signed by a key you did not pin.`;
 
@@ -33,6 +37,8 @@ export async function auditVerify(
   output: CommandOutput = console,
   fetchJwks: (url: string) => Promise<unknown> = fetchJson,
 ): Promise<number> {
+  if (args.includes('--consistency'))
+    return auditVerifyConsistency(args, output, (source) => loadJwks(source, fetchJwks));
   const parsed = verifyArgs(args);
   if (parsed === null) {
     output.error(`Usage: npm run cli -- ${AUDIT_VERIFY_USAGE}`);
@@ -42,18 +48,10 @@ export async function auditVerify(
 
   let jwks: JsonWebKey[] | undefined;
   if (jwksSource !== undefined) {
-    const urlProblem = jwksUrlProblem(jwksSource);
-    if (urlProblem) {
-      output.error(`Cannot use --jwks ${jwksSource}: ${urlProblem}`);
-      return 2;
-    }
     try {
-      const document = URL_SCHEME.test(jwksSource)
-        ? await fetchJwks(jwksSource)
-        : (JSON.parse(await readFile(jwksSource, 'utf8')) as unknown);
-      jwks = keysOf(document);
+      jwks = await loadJwks(jwksSource, fetchJwks);
     } catch (error) {
-      output.error(`Cannot read --jwks ${jwksSource}: ${(error as Error).message}`);
+      output.error((error as Error).message);
       return 2;
     }
   }
@@ -90,18 +88,21 @@ export async function auditVerify(
   );
   output.log(manifestSummary(manifest));
   if (checkpointFile !== undefined) {
-    const matched = await checkpointMatch(file, checkpointFile, jwks ?? []);
+    const matched = await checkpointMatch(file, checkpointFile, jwks ?? [], result.format);
     output.log(
       matched.ok ? `Checkpoint: ${matched.line}` : `FAILED: checkpoint ${checkpointFile}: ${matched.reason}`,
     );
     if (!matched.ok) return 1;
   }
+  const witnessed = await witnessCheck(parsed, output);
+  if (witnessed !== 0) return witnessed;
   if (result.transparency) {
     const { events, checkpointSize } = result.transparency;
     output.log(
       `Transparency: all ${events} events proven in the signed checkpoint of the log at size ${checkpointSize}`,
     );
-  }
+  } else if (result.format === 'bundle')
+    output.log('Transparency: none (this bundle carries no inclusion proofs in a signed checkpoint)');
   output.log(
     result.keyPinned
       ? `Manifest signed by audit key ${manifest.kid} (pinned by --jwks${legacyNote(manifest)})`
@@ -117,6 +118,8 @@ interface VerifyArgs {
   jwksSource?: string;
   checkpointFile?: string;
   trustEmbeddedKey: boolean;
+  witnessVkeys: string[];
+  witnessThreshold?: number;
 }
 
 /** The arguments of `audit verify`, or null when they do not make a command (usage error). */
@@ -125,12 +128,21 @@ function verifyArgs(args: readonly string[]): VerifyArgs | null {
   let jwksSource: string | undefined;
   let checkpointFile: string | undefined;
   let trustEmbeddedKey = false;
+  const witnessVkeys: string[] = [];
+  let witnessThreshold: number | undefined;
   for (let index = 0; index < args.length; index++) {
     const arg = args[index];
     if (arg === '--jwks' && jwksSource === undefined && index + 1 < args.length) jwksSource = args[++index];
     else if (arg === '--checkpoint' && checkpointFile === undefined && index + 1 < args.length)
       checkpointFile = args[++index];
     else if (arg === '--trust-embedded-key' && !trustEmbeddedKey) trustEmbeddedKey = true;
+    else if (arg === '--witness' && index + 1 < args.length) witnessVkeys.push(args[++index]);
+    else if (
+      arg === '--witness-threshold' &&
+      witnessThreshold === undefined &&
+      /^[1-9][0-9]*$/.test(args[index + 1] ?? '')
+    )
+      witnessThreshold = Number(args[++index]);
     else if (!arg.startsWith('--') && file === undefined) file = arg;
     else return null;
   }
@@ -139,11 +151,32 @@ function verifyArgs(args: readonly string[]): VerifyArgs | null {
   if (
     file === undefined ||
     (trustEmbeddedKey && jwksSource !== undefined) ||
-    (checkpointFile !== undefined && jwksSource === undefined)
+    (checkpointFile !== undefined && jwksSource === undefined) ||
+    (witnessVkeys.length > 0 && checkpointFile === undefined) ||
+    (witnessThreshold !== undefined && witnessVkeys.length === 0)
   ) {
     return null;
   }
-  return { file, jwksSource, checkpointFile, trustEmbeddedKey };
+  return { file, jwksSource, checkpointFile, trustEmbeddedKey, witnessVkeys, witnessThreshold };
+}
+
+/** --witness: 0 when the checkpoint has enough witness cosignatures (or none are asked for), else the exit code. */
+async function witnessCheck(parsed: VerifyArgs, output: CommandOutput): Promise<number> {
+  if (parsed.witnessVkeys.length === 0 || parsed.checkpointFile === undefined) return 0;
+  let policy: WitnessPolicy;
+  try {
+    policy = witnessPolicy(parsed.witnessVkeys, parsed.witnessThreshold);
+  } catch (error) {
+    output.error(`Cannot use --witness: ${(error as Error).message}`);
+    return 2;
+  }
+  const witnessed = witnessedCheckpoint(await readFile(parsed.checkpointFile, 'utf8'), policy);
+  output.log(
+    witnessed.ok
+      ? `Witnesses: ${witnessed.line}`
+      : `FAILED: checkpoint ${parsed.checkpointFile}: ${witnessed.reason}`,
+  );
+  return witnessed.ok ? 0 : 1;
 }
 
 /** Matches the export to a signed checkpoint; a checkpoint file that cannot be read is a failure too. */
@@ -151,7 +184,16 @@ async function checkpointMatch(
   file: string,
   checkpointFile: string,
   jwks: JsonWebKey[],
+  format: string,
 ): Promise<{ ok: true; line: string } | { ok: false; reason: string }> {
+  // A bundle's events are proven in the checkpoint it carries; --consistency ties that one to a saved one.
+  if (format === 'bundle')
+    return {
+      ok: false,
+      reason:
+        'only an unfiltered NDJSON export is matched to a checkpoint; a bundle carries its own, which ' +
+        `--consistency ${checkpointFile} ${file} --proof <saved proof> ties to this one`,
+    };
   let text: string;
   try {
     text = await readFile(checkpointFile, 'utf8');
@@ -222,6 +264,20 @@ function jwksUrlProblem(source: string): string | null {
   return url.protocol === 'http:'
     ? 'plain http can be rewritten on the way; use https:// (http only to localhost) or a saved JWKS file'
     : `${url.protocol} is not supported; give a file or an https:// URL`;
+}
+
+/** The keys --jwks pins, from a file or an https URL; throws with the line to print. */
+async function loadJwks(source: string, fetchJwks: (url: string) => Promise<unknown>): Promise<JsonWebKey[]> {
+  const urlProblem = jwksUrlProblem(source);
+  if (urlProblem) throw new Error(`Cannot use --jwks ${source}: ${urlProblem}`);
+  try {
+    const document = URL_SCHEME.test(source)
+      ? await fetchJwks(source)
+      : (JSON.parse(await readFile(source, 'utf8')) as unknown);
+    return keysOf(document);
+  } catch (error) {
+    throw new Error(`Cannot read --jwks ${source}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 async function fetchJson(url: string): Promise<unknown> {

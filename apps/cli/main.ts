@@ -2,6 +2,7 @@ import { PolicyError } from '../../libs/policy/policy-error.js';
 import { policyWarnings } from '../../libs/policy/policy-checks.js';
 import { loadPolicyDir } from '../../libs/policy/policy-loader.js';
 import { AUDIT_VERIFY_USAGE, auditVerify } from './audit-verify.js';
+import { AUDIT_VERIFY_CONSISTENCY_USAGE } from './audit-verify-consistency.js';
 import { inviteCommand } from './invite.js';
 import { KEYS_USAGE, keysCommand } from './keys.js';
 import { REQUEST_USAGE, requestCommand } from './request.js';
@@ -14,6 +15,7 @@ Commands:
       Validate every *.yaml in <dir> as one policy (for CI). Prints the policy hash, or each problem as
       file:line: reason, and exits 1.
   ${AUDIT_VERIFY_USAGE}
+  ${AUDIT_VERIFY_CONSISTENCY_USAGE}
   invite <username> [--role admin|auditor]... [--display-name "Name"] [--break-glass]
       Create a one-time enrollment link (24 h): the first admin, or a recovery invite for an existing
       user (roles unchanged). Needs DATABASE_URL (and PUBLIC_URL for the link); audited as actor "cli".

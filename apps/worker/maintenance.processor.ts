@@ -3,7 +3,10 @@ import { Inject, Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { appendCheckpoint, type CheckpointResult } from '../../libs/audit/checkpoint-log.js';
-import { issueCheckpoint, logOriginOf } from '../../libs/audit/merkle-log.js';
+import { issueCheckpoint, logOriginOf, type TlogCheckpoint } from '../../libs/audit/merkle-log.js';
+import { parseVkey } from '../../libs/audit/tlog-note.js';
+import type { Witness } from '../../libs/audit/witness-client.js';
+import { submitToWitnesses, type WitnessOutcome } from '../../libs/audit/witness-log.js';
 import { APP_CONFIG, type AppConfig } from '../../libs/config/config.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { GrantsService } from '../../libs/elevation/grants.service.js';
@@ -20,6 +23,8 @@ export class MaintenanceProcessor extends WorkerHost {
     [JobName.Sweep]: () => this.sweep(),
     [JobName.Checkpoint]: () => this.checkpoint(),
   };
+  /** AUDIT_WITNESSES, validated at boot (libs/config/audit-witnesses.ts). */
+  private readonly witnesses: Witness[];
 
   constructor(
     private readonly grants: GrantsService,
@@ -30,6 +35,11 @@ export class MaintenanceProcessor extends WorkerHost {
   ) {
     super();
     assertHandlesEveryJob(QueueName.Maintenance, this.handlers);
+    this.witnesses = config.auditWitnesses.map(({ name, url, vkey }) => ({
+      name,
+      url,
+      verifier: parseVkey(vkey),
+    }));
   }
 
   /** Connection errors (Redis restarting) are logged; BullMQ would otherwise print them raw. */
@@ -69,7 +79,9 @@ export class MaintenanceProcessor extends WorkerHost {
    * Signs the audit chain head with the audit key (an audit.checkpoint event), unless it has not moved, then
    * integrates the new events into the Merkle tree and signs its checkpoint.
    */
-  private async checkpoint(): Promise<CheckpointResult & { treeSize?: number }> {
+  private async checkpoint(): Promise<
+    CheckpointResult & { treeSize?: number; witnesses?: Record<string, WitnessOutcome> }
+  > {
     const result = await appendCheckpoint(this.dataSource, this.connectors.signingKeys);
     if (result.status === 'written') {
       this.logger.log(`Audit checkpoint at seq ${result.checkpoint.seq} (event ${result.eventSeq})`);
@@ -80,7 +92,19 @@ export class MaintenanceProcessor extends WorkerHost {
       this.connectors.signingKeys,
       logOriginOf(this.config.webauthn.origins),
     );
-    return { ...result, ...(signed ? { treeSize: signed.size } : {}) };
+    if (!signed) return result;
+    return { ...result, treeSize: signed.size, witnesses: await this.witness(signed) };
+  }
+
+  /** Each witness cosigns the checkpoint, or is warned about and tried again next time: it never blocks one. */
+  private async witness(checkpoint: TlogCheckpoint): Promise<Record<string, WitnessOutcome>> {
+    if (this.witnesses.length === 0) return {};
+    const outcomes = await submitToWitnesses(this.dataSource, this.witnesses, checkpoint);
+    for (const [name, outcome] of Object.entries(outcomes)) {
+      if (outcome.status === 'failed')
+        this.logger.warn(`Witness ${name} did not cosign checkpoint ${checkpoint.size}: ${outcome.reason}`);
+    }
+    return outcomes;
   }
 
   process(job: Job): Promise<unknown> {

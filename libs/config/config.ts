@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { parseAuditWitnesses, type AuditWitnessConfig } from './audit-witnesses.js';
 
 const MASTER_KEY_BYTES = 32;
 /** Introspection client secrets: long enough that guessing is infeasible without any lockout. */
@@ -43,6 +44,7 @@ const envSchema = z.object({
     .default('jit'),
   SWEEP_INTERVAL_SECONDS: positiveSeconds.default(15),
   CHECKPOINT_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
+  AUDIT_WITNESSES: z.string().optional(),
   INTROSPECTION_CLIENTS: z
     .string()
     .regex(/^([A-Za-z0-9_.-]+:[^,\s]+)(,[A-Za-z0-9_.-]+:[^,\s]+)*$/, {
@@ -151,6 +153,8 @@ export interface AppConfig {
   sweepIntervalSeconds: number;
   /** How often the worker signs the audit chain head (an audit.checkpoint event), when it has moved; 0 turns it off. */
   checkpointIntervalSeconds: number;
+  /** tlog-witnesses each signed checkpoint of the audit log is submitted to (AUDIT_WITNESSES); empty: none. */
+  auditWitnesses: AuditWitnessConfig[];
   introspectionClients: ReadonlyMap<string, string>;
   /** WebAuthn relying party and the origins allowed in ceremonies and on state-changing requests. */
   webauthn: { rpId: string; rpName: string; origins: string[] };
@@ -284,6 +288,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (values.SESSION_IDLE_SECONDS > values.SESSION_ABSOLUTE_SECONDS) {
     problems.push('SESSION_IDLE_SECONDS must not exceed SESSION_ABSOLUTE_SECONDS');
   }
+  const witnesses = parseAuditWitnesses(values.AUDIT_WITNESSES);
+  problems.push(...witnesses.problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const introspectionClients = new Map<string, string>();
@@ -319,6 +325,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     queuePrefix: values.QUEUE_PREFIX,
     sweepIntervalSeconds: values.SWEEP_INTERVAL_SECONDS,
     checkpointIntervalSeconds: values.CHECKPOINT_INTERVAL_SECONDS,
+    auditWitnesses: witnesses.witnesses,
     introspectionClients,
     webauthn: { rpId, rpName: 'JIT elevation broker', origins },
     secureCookies: origins.every((origin) => new URL(origin).protocol === 'https:'),

@@ -17,6 +17,8 @@ export const RUNTIME_PRIVILEGES: Readonly<Record<string, readonly TablePrivilege
   audit_merkle_nodes: ['SELECT', 'INSERT'],
   audit_merkle_size: ['SELECT', 'UPDATE'],
   audit_tlog_checkpoints: ['SELECT', 'INSERT'],
+  // Witness cosignatures of those checkpoints, as each witness returned them: append-only (trigger too).
+  audit_tlog_cosignatures: ['SELECT', 'INSERT'],
   approvals: ['SELECT', 'INSERT'],
   policy_versions: ['SELECT', 'INSERT'],
   // UPDATE only for LOCK TABLE … SHARE ROW EXCLUSIVE, which serialises activations.

@@ -189,6 +189,60 @@ describe('the audit log as a Merkle transparency log', () => {
     }
   }, 60_000);
 
+  it('proves saved checkpoints, and the one a bundle carries, consistent with audit verify --consistency', async () => {
+    const before = await signNow();
+    const requestId = await fileRequest();
+    const after = await signNow();
+    const bundle = (await auditor.get(`/api/audit/requests/${requestId}/bundle`)).body;
+    const bundleSize = Number(String(bundle.transparency.checkpoint).split('\n')[1]);
+    const jwks = await fetch(`${stack.baseUrl}/.well-known/audit-jwks.json`).then((r) => r.json());
+    const proofOf = async (from: number, to: number) => {
+      const answer = await auditor.get(`/api/audit/proofs/consistency?from=${from}&to=${to}`);
+      expect(answer.status).toBe(200);
+      return answer.body as unknown;
+    };
+    const scratch = await mkdtemp(path.join(tmpdir(), 'jit-tlog-consistency-'));
+    const save = async (name: string, value: unknown) => {
+      const file = path.join(scratch, name);
+      await writeFile(file, typeof value === 'string' ? value : JSON.stringify(value));
+      return file;
+    };
+    try {
+      // What an auditor keeps: the checkpoint route's answer, a bare note, a bundle, and the proofs.
+      const [jwksFile, older, newer, bundleFile, proof, bundleProof] = [
+        await save('jwks.json', jwks),
+        await save('before.json', before),
+        await save('after.note', after.note),
+        await save('bundle.json', bundle),
+        await save('proof.json', await proofOf(before.size, after.size)),
+        await save('bundle-proof.json', await proofOf(before.size, bundleSize)),
+      ];
+      const lines: string[] = [];
+      const output = { log: (line: string) => lines.push(line), error: (line: string) => lines.push(line) };
+      const verify = (args: string[]) => auditVerify(['--jwks', jwksFile, '--consistency', ...args], output);
+      expect(await verify([older, newer, '--proof', proof])).toBe(0);
+      expect(lines.at(-1)).toMatch(
+        new RegExp(
+          `^OK: the log ${before.origin} at size ${after.size} .* extends its checkpoint at size ${before.size} `,
+        ),
+      );
+      expect(await verify([older, bundleFile, '--proof', bundleProof])).toBe(0);
+      expect(await verify([newer, older, '--proof', proof])).toBe(1);
+      expect(lines.at(-1)).toMatch(/^FAILED: sizes reversed/);
+      expect(await verify([older, bundleFile, '--proof', proof])).toBe(bundleSize === after.size ? 0 : 1);
+      // A bundle alone proves its events in the checkpoint it carries; --checkpoint is for exports.
+      expect(await auditVerify([bundleFile, '--jwks', jwksFile, '--checkpoint', older], output)).toBe(1);
+      expect(lines.at(-1)).toMatch(/^FAILED: checkpoint .*a bundle carries its own, which --consistency/);
+      const { transparency: _dropped, ...bare } = bundle as Record<string, unknown>;
+      expect(await auditVerify([await save('bare.json', bare), '--jwks', jwksFile], output)).toBe(0);
+      expect(lines).toContain(
+        'Transparency: none (this bundle carries no inclusion proofs in a signed checkpoint)',
+      );
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('proves a rewritten old event inconsistent, even after the stored tree is rebuilt to match', async () => {
     const honest = await signNow();
     const owner = new pg.Client({ connectionString: stack.ownerUrl });

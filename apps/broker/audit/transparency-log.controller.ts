@@ -11,6 +11,7 @@ import {
   storedCheckpoint,
 } from '../../../libs/audit/merkle-log.js';
 import { ed25519PublicKey, formatVkey, noteVerifier } from '../../../libs/audit/tlog-note.js';
+import { withCosignatures } from '../../../libs/audit/witness-log.js';
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import type { Actor } from '../../../libs/domain/actor.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
@@ -78,7 +79,7 @@ export class TransparencyLogController {
     private readonly connectors: ConnectorRegistry,
   ) {}
 
-  /** The latest signed checkpoint, or the one of `size`; with the vkeys that verify it. */
+  /** The latest signed checkpoint, or the one of `size`, with its witnesses' cosignatures; and the log's vkeys. */
   @Get('checkpoint')
   @Header('Cache-Control', 'no-store')
   async checkpoint(@CurrentActor() actor: Actor, @Query() query: CheckpointQuery) {
@@ -92,7 +93,7 @@ export class TransparencyLogController {
           : `No checkpoint of size ${query.size}`,
       );
     }
-    return { ...found, vkeys: await this.vkeys() };
+    return { ...(await withCosignatures(this.dataSource, found)), vkeys: await this.vkeys() };
   }
 
   /** Integrates what the tree lacks and signs a checkpoint of it now (201; the same one if nothing moved). */
