@@ -18,6 +18,7 @@ import { StepUpController } from './auth/step-up.controller.js';
 import { EntitlementsController } from './entitlements/entitlements.controller.js';
 import { EventsController } from './events/events.controller.js';
 import { LiveUpdates } from './events/live-updates.js';
+import { RequestWaits } from './requests/request-waits.js';
 import { ErrorEnvelopeFilter } from './errors/error-envelope.filter.js';
 import { createValidationPipe } from './errors/validation.js';
 import { HealthController } from './health/health.controller.js';
@@ -28,6 +29,7 @@ import { ClientAuthenticationService } from './tokens/client-authentication.serv
 import { SshKrlController } from './tokens/ssh-krl.controller.js';
 import { IntrospectionService } from './tokens/introspection.service.js';
 import { TokensController } from './tokens/tokens.controller.js';
+import { WorkloadsController } from './admin/workloads.controller.js';
 import { NotificationSettingsService } from '../../libs/notify/notification-settings.service.js';
 import { NotificationsController } from './notifications/notifications.controller.js';
 
@@ -48,6 +50,7 @@ export class BrokerModule {
         StepUpController,
         AuthenticatorsController,
         AdminController,
+        WorkloadsController,
         RequestsController,
         ApprovalsController,
         EntitlementsController,
@@ -67,6 +70,7 @@ export class BrokerModule {
         IpRateLimitGuard,
         MetricsService,
         LiveUpdates,
+        RequestWaits,
         NotificationSettingsService,
         { provide: APP_GUARD, useClass: SessionGuard },
         { provide: APP_FILTER, useClass: ErrorEnvelopeFilter },

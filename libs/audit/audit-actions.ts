@@ -80,6 +80,14 @@ interface Evidence {
   evidence: AuditedEvidence;
 }
 
+/**
+ * Who a workload's OIDC token proved it was (issue 21), on each event a workload causes: its policy id, the
+ * token's issuer, subject and `jti` (null when the issuer sets none).
+ */
+export interface WorkloadAudit {
+  workload: { id: string; issuer: string; subject: string; jti: string | null };
+}
+
 /** What every refused ceremony records; `reason` is the error message, cut to a bounded length. */
 export interface CeremonyFailure {
   code: string;
@@ -97,18 +105,20 @@ export interface StepUpFailureContext {
 /** `data` of each action, as written. */
 export interface AuditPayloads {
   /** The request's immutable fields twice: flat, and as the `subject` its step-ups commit to (DESIGN §5). */
-  [AuditAction.RequestCreated]: Omit<RequestSubject, 'id' | 'requesterId'> & {
-    subject: RequestSubject;
-    requester: string;
-    approvalsRequired: number;
-    selfService: boolean;
-  };
+  [AuditAction.RequestCreated]: Omit<RequestSubject, 'id' | 'requesterId'> &
+    Partial<WorkloadAudit> & {
+      subject: RequestSubject;
+      requester: string;
+      approvalsRequired: number;
+      selfService: boolean;
+    };
   /** `selfService: true` when no approval was needed; else after the quorum's last approval. */
   [AuditAction.RequestApproved]: { selfService?: boolean; activateBy?: string };
   [AuditAction.RequestDenied]: { reason: string | null };
-  [AuditAction.RequestCancelled]: { reason: string | null };
+  [AuditAction.RequestCancelled]: Partial<WorkloadAudit> & { reason: string | null };
   [AuditAction.RequestWindowOpened]: { notBefore: string; activateBy: string | null };
-  [AuditAction.RequestActivated]: Evidence & {
+  /** A person's activation carries their step-up; a workload's, the identity its token proved. */
+  [AuditAction.RequestActivated]: (Evidence | WorkloadAudit) & {
     activatedAt: string;
     notAfter: string;
     extendsRequestId?: string;
@@ -140,7 +150,7 @@ export interface AuditPayloads {
   [AuditAction.BreakGlassReviewOverdue]: Alert & { entitlementId: string; reviewDueAt: string };
   [AuditAction.EntitlementLocked]: Alert & { entitlementId: string; denials: number; windowSeconds: number };
   [AuditAction.EntitlementUnlocked]: { entitlementId: string; lockoutId: string };
-  [AuditAction.GrantIssued]: {
+  [AuditAction.GrantIssued]: Partial<WorkloadAudit> & {
     connector: string;
     connectorType: string;
     externalRef: string;

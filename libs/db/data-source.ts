@@ -24,6 +24,7 @@ import { NoticeIndex1764800000000 } from './migrations/1764800000000-notice-inde
 import { Notifications1764900000000 } from './migrations/1764900000000-notifications.js';
 import { MintUndoResend1764960000000 } from './migrations/1764960000000-mint-undo-resend.js';
 import { MerkleLog1765100000000 } from './migrations/1765100000000-merkle-log.js';
+import { Workloads1765150000000 } from './migrations/1765150000000-workloads.js';
 import { WitnessCosignatures1765200000000 } from './migrations/1765200000000-witness-cosignatures.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
@@ -58,6 +59,7 @@ export const MIGRATIONS = [
   Notifications1764900000000,
   MintUndoResend1764960000000,
   MerkleLog1765100000000,
+  Workloads1765150000000,
   WitnessCosignatures1765200000000,
 ];
 

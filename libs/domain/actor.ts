@@ -8,12 +8,28 @@ export const Role = {
 } as const;
 export type Role = (typeof Role)[keyof typeof Role];
 
-/** The authenticated person on whose behalf a service method runs. */
+/** What a workload's OIDC token proved on this call (issue 21). */
+export interface WorkloadIdentity {
+  /** The policy's workload id; the actor's username is `workload:<id>`. */
+  id: string;
+  issuer: string;
+  subject: string;
+  /** The token's `jti`, null when the issuer sets none. */
+  jti: string | null;
+  ownerGroup: string;
+}
+
+/**
+ * The authenticated person, or workload, on whose behalf a service method runs. A workload has no roles, is
+ * in no group, and reaches only the routes marked for workloads (WorkloadGuard).
+ */
 export interface Actor {
   id: string;
   username: string;
   displayName: string;
   roles: readonly Role[];
+  /** Present exactly when the caller is a workload. */
+  workload?: WorkloadIdentity;
 }
 
 /** Admins and auditors see every request. */

@@ -9,6 +9,8 @@ export enum ErrorCode {
   STEP_UP_INVALID = 'STEP_UP_INVALID',
   INVALID_CLIENT = 'INVALID_CLIENT',
   SESSION_EXPIRED = 'SESSION_EXPIRED',
+  /** A workload's bearer token that does not verify, or matches no workload in the policy (issue 21). */
+  WORKLOAD_TOKEN_INVALID = 'WORKLOAD_TOKEN_INVALID',
   // 401: a WebAuthn ceremony or step-up that does not hold; each way has its own code (and an audit event)
   WEBAUTHN_MALFORMED = 'WEBAUTHN_MALFORMED',
   CEREMONY_EXPIRED = 'CEREMONY_EXPIRED',
@@ -30,6 +32,8 @@ export enum ErrorCode {
   STEP_UP_SUBJECT_CHANGED = 'STEP_UP_SUBJECT_CHANGED',
   // 403
   FORBIDDEN = 'FORBIDDEN',
+  /** A workload calling a route that is not one of its own: it can never approve, deny or break glass. */
+  WORKLOAD_FORBIDDEN = 'WORKLOAD_FORBIDDEN',
   NOT_ELIGIBLE = 'NOT_ELIGIBLE',
   SELF_APPROVAL = 'SELF_APPROVAL',
   NOT_AN_APPROVER = 'NOT_AN_APPROVER',

@@ -11,6 +11,9 @@ import {
   policyHash,
   recoveryCooldownSeconds,
   SELF_SERVICE_MAX_SECONDS,
+  subjectMatches,
+  USERNAME_PATTERN,
+  workloadUsername,
   type Entitlement,
   type Policy,
 } from './policy.js';
@@ -123,5 +126,46 @@ describe('policyHash', () => {
     expect(policyHash(reordered)).toBe(policyHash(POLICY));
     const shorter = { ...POLICY, entitlements: [{ ...write, maxDurationSeconds: 1800 }, breakGlass] };
     expect(policyHash(shorter)).not.toBe(policyHash(POLICY));
+  });
+});
+
+describe("subjectMatches (a workload token's sub against its pattern)", () => {
+  const BRANCH = 'repo:org/app:ref:refs/heads/*';
+
+  it('* matches within one ":"-separated part', () => {
+    expect(subjectMatches(BRANCH, 'repo:org/app:ref:refs/heads/main')).toBe(true);
+    expect(subjectMatches(BRANCH, 'repo:org/app:ref:refs/heads/feature/x')).toBe(true);
+    expect(subjectMatches(BRANCH, 'repo:org/app:ref:refs/heads/a:b')).toBe(false);
+    expect(subjectMatches(BRANCH, 'repo:org/other:ref:refs/heads/main')).toBe(false);
+    expect(subjectMatches(BRANCH, 'repo:org/app:ref:refs/tags/v1')).toBe(false);
+  });
+
+  it('** matches across parts', () => {
+    expect(subjectMatches('repo:org/app:**', 'repo:org/app:ref:refs/heads/main')).toBe(true);
+    expect(subjectMatches('repo:org/app:**', 'repo:org/app:environment:prod')).toBe(true);
+    expect(subjectMatches('repo:org/app:**', 'repo:org/application:ref:refs/heads/main')).toBe(false);
+  });
+
+  it('matches the whole sub, not a part of it', () => {
+    expect(subjectMatches('repo:org/app', 'repo:org/app')).toBe(true);
+    expect(subjectMatches('repo:org/app', 'xrepo:org/app')).toBe(false);
+    expect(subjectMatches('repo:org/app', 'repo:org/app:ref:main')).toBe(false);
+    expect(subjectMatches(BRANCH, 'repo:org/app:ref:refs/heads/main\nrepo:org/other')).toBe(false);
+  });
+
+  it('takes regular expression metacharacters in the pattern literally', () => {
+    expect(subjectMatches('repo:org/a.p:ref', 'repo:org/a.p:ref')).toBe(true);
+    expect(subjectMatches('repo:org/a.p:ref', 'repo:org/axp:ref')).toBe(false);
+    expect(subjectMatches('a+b(c)|d', 'a+b(c)|d')).toBe(true);
+    expect(subjectMatches('a+b(c)|d', 'd')).toBe(false);
+    expect(subjectMatches('[ab]?$^{1}\\', '[ab]?$^{1}\\')).toBe(true);
+    expect(subjectMatches('[ab]', 'a')).toBe(false);
+  });
+});
+
+describe('workloadUsername', () => {
+  it('holds a ":", which a person\'s username cannot', () => {
+    expect(workloadUsername('deploy-bot')).toBe('workload:deploy-bot');
+    expect(USERNAME_PATTERN.test(workloadUsername('deploy-bot'))).toBe(false);
   });
 });

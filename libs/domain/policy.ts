@@ -43,6 +43,56 @@ export interface Entitlement {
   breakGlass: { notify: string[]; postReviewWithinSeconds: number } | null;
   selfService: boolean;
   authenticator: { deviceBound: boolean; aaguids: string[] | null };
+  /**
+   * Workload ids (issue 21) that may request it, sorted; present only when the policy names some, so the
+   * hashes of other policies hold. Such an entitlement always needs a human approval (checked at load).
+   */
+  eligibleWorkloads?: string[];
+  /** A workload's cap (≤ maxDurationSeconds); present exactly when eligibleWorkloads is. */
+  workloadMaxDurationSeconds?: number;
+}
+
+/**
+ * A non-human requester (issue 21): a pipeline or agent that proves who it is with an OIDC token of its
+ * issuer, for the audience, whose `sub` matches the pattern. It can request, wait, activate and cancel; never
+ * approve, deny or break glass. Its owner group is accountable for it and is told about its requests.
+ */
+export interface Workload {
+  id: string;
+  title: string;
+  /** The token's `iss`, exactly. */
+  issuer: string;
+  /** The token's `aud` must contain it. */
+  audience: string;
+  /** A glob over `sub`: `*` matches within one `:`-separated part, `**` matches anything. */
+  subject: string;
+  ownerGroup: string;
+  /** Where the issuer's keys are; absent: the `jwks_uri` of its OpenID discovery document. */
+  jwksUri?: string;
+}
+
+/** The username a workload's requests are filed under; a person's username cannot hold ":". */
+export function workloadUsername(workloadId: string): string {
+  return `${WORKLOAD_PREFIX}${workloadId}`;
+}
+const WORKLOAD_PREFIX = 'workload:';
+
+/** Whether `sub` matches a workload's subject pattern (`*` within a `:`-part, `**` across parts). */
+export function subjectMatches(pattern: string, sub: string): boolean {
+  let source = '';
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern.startsWith('**', i)) {
+      source += '.*';
+      i++;
+    } else if (pattern[i] === '*') source += '[^:]*';
+    else source += pattern[i].replace(/[.+?^${}()|[\]\\/-]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`, 's').test(sub);
+}
+
+/** The workload a policy declares under this id. */
+export function findWorkload(policy: Policy, id: string): Workload | undefined {
+  return policy.workloads?.find((workload) => workload.id === id);
 }
 
 /** Policy-wide settings (the `settings:` mapping); absent when no file declares it, so older hashes hold. */
@@ -84,6 +134,8 @@ export interface Policy {
   entitlements: Entitlement[];
   settings?: PolicySettings;
   notifications?: NotificationSettings;
+  /** Present only when some file declares `workloads:`, so older hashes hold (issue 21). */
+  workloads?: Workload[];
 }
 
 /** Self-service skips human approval, so its grants stay short whatever the configured hard cap. */
@@ -122,7 +174,10 @@ export function groupsOf(policy: Policy, username: string): string[] {
     .sort();
 }
 
+/** Whether `username` may request it: a person through an eligible group, a workload when it is named. */
 export function isEligible(policy: Policy, entitlement: Entitlement, username: string): boolean {
+  if (username.startsWith(WORKLOAD_PREFIX))
+    return entitlement.eligibleWorkloads?.includes(username.slice(WORKLOAD_PREFIX.length)) ?? false;
   return isMemberOfAny(policy, entitlement.eligible, username);
 }
 

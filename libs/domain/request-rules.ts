@@ -249,7 +249,7 @@ export function checkConfirmation(evidence: Confirmation, expected: Confirmation
  */
 export function checkNewRequest(
   policy: Policy,
-  actor: Pick<Actor, 'username'>,
+  actor: Pick<Actor, 'username' | 'workload'>,
   input: NewRequest,
   kind: { breakGlass: boolean },
 ): Entitlement | DomainError {
@@ -257,6 +257,12 @@ export function checkNewRequest(
   if (!entitlement) {
     return new DomainError(ErrorCode.ENTITLEMENT_NOT_FOUND, `No entitlement "${input.entitlementId}"`);
   }
+  if (actor.workload)
+    return (
+      checkWorkloadRequest(entitlement, actor.workload.id, input, kind) ??
+      checkCredentialInput(policy, entitlement, input) ??
+      entitlement
+    );
   if (!isEligible(policy, entitlement, actor.username)) {
     return new DomainError(ErrorCode.NOT_ELIGIBLE, `You are not eligible for "${entitlement.id}"`);
   }
@@ -281,6 +287,39 @@ function checkCredentialInput(
 ): DomainError | null {
   if (policy.connectors[entitlement.connector]?.type !== 'ssh') return null;
   return checkUserPublicKey(input.sshPublicKey);
+}
+
+/**
+ * A workload (issue 21) may file an ordinary request for an entitlement that names it, within its own cap,
+ * always with a task; never break-glass, and never an extension (it files a new request instead).
+ */
+function checkWorkloadRequest(
+  entitlement: Entitlement,
+  workloadId: string,
+  input: NewRequest,
+  kind: { breakGlass: boolean },
+): DomainError | null {
+  if (kind.breakGlass)
+    return new DomainError(ErrorCode.WORKLOAD_FORBIDDEN, 'A workload can never use break-glass');
+  if (!entitlement.eligibleWorkloads?.includes(workloadId))
+    return new DomainError(
+      ErrorCode.NOT_ELIGIBLE,
+      `Workload "${workloadId}" is not eligible for "${entitlement.id}"`,
+    );
+  if (entitlement.breakGlass || entitlement.selfService || !entitlement.approval)
+    return new DomainError(ErrorCode.NOT_ELIGIBLE, `"${entitlement.id}" needs no human approval`);
+  if (input.extendsRequestId)
+    return new DomainError(ErrorCode.VALIDATION_FAILED, 'A workload files a new request, not an extension');
+  const cap = entitlement.workloadMaxDurationSeconds ?? entitlement.maxDurationSeconds;
+  if (input.durationSeconds > cap)
+    return new DomainError(
+      ErrorCode.DURATION_TOO_LONG,
+      `"${entitlement.id}" allows a workload at most ${cap} seconds`,
+      { maxDurationSeconds: cap },
+    );
+  if (input.justification.trim().length === 0)
+    return new DomainError(ErrorCode.JUSTIFICATION_REQUIRED, 'A workload must describe its task');
+  return checkRequirements(entitlement, input);
 }
 
 function checkOrdinaryDoor(entitlement: Entitlement): DomainError | null {

@@ -13,6 +13,7 @@ import { RequestAnnouncer } from './request-announcer.js';
 import { RequestQueries } from './request-queries.js';
 import { RequestSweeper } from './request-sweeper.js';
 import { RequestsService } from './requests.service.js';
+import { WorkloadAuthenticator } from './workload-auth.js';
 
 const SERVICES = [
   PolicyService,
@@ -22,6 +23,7 @@ const SERVICES = [
   RequestSweeper,
   GrantsService,
   RequestAnnouncer,
+  WorkloadAuthenticator,
 ];
 
 /** The elevation core shared by broker and worker, with what it runs on: config, logs, PostgreSQL, queues. */

@@ -26,6 +26,7 @@ import {
   undoRecord,
   type MintUndo,
 } from './mint-compensation.js';
+import { workloadFacts } from './request-audit.js';
 
 export type { GrantListItem } from './grant-store.js';
 
@@ -407,6 +408,7 @@ export class GrantsService {
         fingerprint: grant.fingerprint,
         notAfter: grant.notAfter.toISOString(),
         ...(grant.overlapKey ? { overlapKey: grant.overlapKey } : {}),
+        ...workloadFacts(actor),
       },
     });
   }

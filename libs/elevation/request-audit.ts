@@ -1,5 +1,5 @@
 import type { EntityManager } from 'typeorm';
-import { AuditAction, type AuditPayloads } from '../audit/audit-actions.js';
+import { AuditAction, type AuditPayloads, type WorkloadAudit } from '../audit/audit-actions.js';
 import { appendAuditEvent, SYSTEM_ACTOR } from '../audit/audit-log.js';
 import type { ElevationRequestEntity } from '../db/index.js';
 import type { Actor } from '../domain/actor.js';
@@ -30,6 +30,13 @@ export async function event<A extends AuditAction>(
   });
 }
 
+/** `{ workload }` for an event a workload causes (issue 21), `{}` for a person's. */
+export function workloadFacts(actor: Pick<Actor, 'workload'>): Partial<WorkloadAudit> {
+  if (!actor.workload) return {};
+  const { id, issuer, subject, jti } = actor.workload;
+  return { workload: { id, issuer, subject, jti } };
+}
+
 /** request.created, with the immutable fields every step-up on the request commits to. */
 export async function created(
   manager: EntityManager,
@@ -54,6 +61,7 @@ export async function created(
     selfService,
     extendsRequestId: row.extendsRequestId,
     sshPublicKey: row.sshPublicKey,
+    ...workloadFacts(actor),
   });
 }
 
@@ -103,18 +111,24 @@ export async function approvalRecorded(
   });
 }
 
-/** request.activated: the window the credential runs for. */
+/**
+ * request.activated: the window the credential runs for, and who proved it: a person's step-up, or (null
+ * evidence) the workload whose token activated it.
+ */
 export async function activated(
   manager: EntityManager,
   actor: Actor,
   request: ElevationRequestEntity,
-  evidence: StepUpEvidence,
+  evidence: StepUpEvidence | null,
 ): Promise<void> {
+  const proof = evidence ? { evidence: evidenceForAudit(evidence) } : workloadFacts(actor);
+  if (!('evidence' in proof) && !('workload' in proof))
+    throw new Error('An activation needs a step-up or a workload');
   await event(manager, actor.id, AuditAction.RequestActivated, request.id, {
     activatedAt: request.activatedAt!.toISOString(),
     notAfter: request.endsAt!.toISOString(),
     ...(request.extendsRequestId ? { extendsRequestId: request.extendsRequestId } : {}),
-    evidence: evidenceForAudit(evidence),
+    ...(proof as Required<WorkloadAudit> | { evidence: ReturnType<typeof evidenceForAudit> }),
   });
 }
 

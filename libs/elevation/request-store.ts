@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { ApprovalEntity, ElevationRequestEntity } from '../db/index.js';
+import { ApprovalEntity, ElevationRequestEntity, type RequesterWorkload } from '../db/index.js';
 import { namedQuery } from '../db/named-query.js';
 import { UserStatus, type Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
@@ -221,6 +221,8 @@ export async function waitingRequests(manager: EntityManager): Promise<
 
 /** A new request's row, one field per column: the fields its step-ups commit to, and how it starts. */
 export interface RequestRow extends StoredRequest {
+  /** Who a workload's token proved it was (issue 21); null for a person. */
+  requesterWorkload: RequesterWorkload | null;
   approvalsRequired: number;
   state: RequestState;
   createdAt: Date;
@@ -245,6 +247,7 @@ const REQUEST_COLUMNS: ReadonlyArray<[keyof RequestRow, string]> = [
   ['breakGlass', 'break_glass'],
   ['extendsRequestId', 'extends_request_id'],
   ['sshPublicKey', 'ssh_public_key'],
+  ['requesterWorkload', 'requester_workload'],
   ['approvalsRequired', 'approvals_required'],
   ['state', 'state'],
   ['createdAt', 'created_at'],
@@ -279,6 +282,16 @@ export function requestRow(
     notBefore: input.notBefore ?? null,
     extendsRequestId: input.extendsRequestId ?? null,
     sshPublicKey: input.sshPublicKey ?? null,
+    requesterWorkload: actor.workload
+      ? {
+          id: actor.workload.id,
+          title: actor.displayName,
+          ownerGroup: actor.workload.ownerGroup,
+          issuer: actor.workload.issuer,
+          subject: actor.workload.subject,
+          jti: actor.workload.jti,
+        }
+      : null,
     pendingUntil: null,
     decidedAt: null,
     activateBy: null,

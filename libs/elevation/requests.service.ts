@@ -204,7 +204,10 @@ export class RequestsService {
    * credential that expires on its own at notAfter, and the revocation job is scheduled after commit.
    * An extension's credential runs to its original's end plus its own duration, never longer than the cap.
    */
-  async activate(actor: Actor, requestId: string, evidence: StepUpEvidence): Promise<Activation> {
+  async activate(actor: Actor, requestId: string, evidence: StepUpEvidence | null): Promise<Activation> {
+    // A person proves each activation with a step-up; a workload (issue 21) with the token it called with.
+    if (!evidence && !actor.workload)
+      throw new DomainError(ErrorCode.STEP_UP_REQUIRED, 'Activation needs a step-up');
     const current = (await this.policies.inForce()).policy;
     // Load the request's policy version before the row lock: inside it, a cache miss would need a second
     // pooled connection while this one holds the lock, and enough parallel activations exhaust the pool.
@@ -215,7 +218,7 @@ export class RequestsService {
         // An extension's original is locked first, as suspension and revocation lock them (older id first).
         if (filed?.extendsRequestId) await store.shareLockRequest(manager, filed.extendsRequestId);
         const request = await store.lockVisible(manager, actor, requestId, current);
-        assertConfirmed(request, evidence, actor, 'activate');
+        if (evidence) assertConfirmed(request, evidence, actor, 'activate');
         const { now, notAfter: ownEnd } = await store.windowFrom(manager, request.durationSeconds);
         const next = checked(
           transition(request.state as RequestState, 'activate', {
@@ -236,7 +239,7 @@ export class RequestsService {
         }
         await store.compareAndSet(manager, request, next, { endsAt: notAfter });
         // Mint before the first audit append (see breakGlass).
-        const authenticatedAt = evidence.verifiedAt;
+        const authenticatedAt = evidence?.verifiedAt;
         const mint = { actor, request, policy, entitlement, now, notAfter, authenticatedAt };
         const activation = await this.grants.mint(manager, mint, issued, jobs);
         await audit.activated(manager, actor, request, evidence);
@@ -262,7 +265,8 @@ export class RequestsService {
         }),
       );
       await store.compareAndSet(manager, request, next);
-      await audit.event(manager, actor.id, AuditAction.RequestCancelled, request.id, { reason });
+      const data = { reason, ...audit.workloadFacts(actor) };
+      await audit.event(manager, actor.id, AuditAction.RequestCancelled, request.id, data);
       return request;
     });
   }

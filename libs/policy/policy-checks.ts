@@ -5,9 +5,11 @@ import {
   type ConnectorConfig,
   type Entitlement,
   type Policy,
+  type Workload,
 } from '../domain/policy.js';
 import { formatDuration } from './duration.js';
 import type { PolicyProblem } from './policy-error.js';
+import { LOCAL_HOSTS } from './policy-schema.js';
 import { indexIn, problemAt, type Origin, type YamlPath } from './yaml-lines.js';
 
 // The checks that need the whole (merged) policy, or that the schema cannot express.
@@ -16,9 +18,6 @@ import { indexIn, problemAt, type Origin, type YamlPath } from './yaml-lines.js'
 export interface PolicyLimits {
   hardMaxDurationSeconds: number;
 }
-
-/** Hosts a plain http:// webhook may reach without `allowInsecureHttp: true`. */
-const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 /** Whether a webhook would send grants over plain http:// to another machine. */
 function isInsecureWebhook(config: ConnectorConfig): boolean {
@@ -76,24 +75,9 @@ export function checkEntitlement(
   if (entitlement.breakGlass)
     unknownGroups(entitlement.breakGlass.notify, ['breakGlass', 'notify'], 'breakGlass.notify');
 
-  const { approval, breakGlass, selfService } = entitlement;
-  if (selfService && breakGlass) at(['selfService'], `${subject} cannot be both selfService and breakGlass`);
-  if (approval && breakGlass)
-    at(
-      ['approval'],
-      `${subject} declares both approval and breakGlass; break-glass activates without approval`,
-    );
-  if (approval && selfService)
-    at(
-      ['approval'],
-      `${subject} declares both approval and selfService; self-service activates without approval`,
-    );
-  if (!breakGlass && !selfService && (!approval || approval.approvals < 1))
-    at(
-      approval ? ['approval', 'approvals'] : ['id'],
-      `${subject} needs at least 1 approval unless it declares breakGlass or selfService: true`,
-    );
+  checkApprovalMode(policy, entitlement, origin, at);
 
+  const { approval } = entitlement;
   if (approval) {
     const unknown = unknownGroups(
       approval.approverGroups,
@@ -111,6 +95,101 @@ export function checkEntitlement(
 
 /** Where a check reports: a path below the entitlement and the reason. */
 type Report = (path: YamlPath, reason: string) => void;
+
+/** Exactly one of approval-gated (≥ 1 approval), breakGlass or selfService; workloads only approval-gated. */
+function checkApprovalMode(policy: Policy, entitlement: Entitlement, origin: Origin, at: Report): void {
+  const subject = `entitlement "${entitlement.id}"`;
+  const { approval, breakGlass, selfService } = entitlement;
+  if (selfService && breakGlass) at(['selfService'], `${subject} cannot be both selfService and breakGlass`);
+  if (approval && breakGlass)
+    at(
+      ['approval'],
+      `${subject} declares both approval and breakGlass; break-glass activates without approval`,
+    );
+  if (approval && selfService)
+    at(
+      ['approval'],
+      `${subject} declares both approval and selfService; self-service activates without approval`,
+    );
+  if (entitlement.eligibleWorkloads) checkWorkloadEntitlement(policy, entitlement, origin, at);
+  else if (!breakGlass && !selfService && (!approval || approval.approvals < 1))
+    at(
+      approval ? ['approval', 'approvals'] : ['id'],
+      `${subject} needs at least 1 approval unless it declares breakGlass or selfService: true`,
+    );
+}
+
+/**
+ * An entitlement workloads may request: only workloads the policy declares, always behind at least one human
+ * approval (a workload never approves, so nobody would otherwise look), and a workload cap within maxDuration.
+ */
+function checkWorkloadEntitlement(
+  policy: Policy,
+  entitlement: Entitlement,
+  origin: Origin,
+  at: Report,
+): void {
+  const subject = `entitlement "${entitlement.id}"`;
+  for (const workloadId of entitlement.eligibleWorkloads ?? [])
+    if (!policy.workloads?.some((workload) => workload.id === workloadId))
+      at(
+        ['eligibleWorkloads', indexIn(origin, ['eligibleWorkloads'], workloadId)],
+        `${subject} lists unknown workload "${workloadId}" in eligibleWorkloads`,
+      );
+
+  const { approval, breakGlass, selfService } = entitlement;
+  const [path, why]: [YamlPath, string] | [null, null] = selfService
+    ? [['selfService'], 'is selfService']
+    : breakGlass
+      ? [['breakGlass'], 'is breakGlass']
+      : !approval
+        ? [['eligibleWorkloads'], 'has no approval']
+        : approval.approvals < 1
+          ? [['approval', 'approvals'], 'requires 0 approvals']
+          : [null, null];
+  if (path)
+    at(
+      path,
+      `${subject} lists eligibleWorkloads but ${why}; a workload always needs at least one human approval`,
+    );
+
+  const workloadMax = entitlement.workloadMaxDurationSeconds;
+  if (workloadMax !== undefined && workloadMax > entitlement.maxDurationSeconds)
+    at(
+      ['workloadMaxDuration'],
+      `${subject} workloadMaxDuration ${formatDuration(workloadMax)} exceeds its maxDuration of ${formatDuration(entitlement.maxDurationSeconds)}`,
+    );
+}
+
+/** A workload's owner group must exist: it is accountable for the workload and told about its requests. */
+export function checkWorkload(policy: Policy, workload: Workload, origin: Origin): PolicyProblem[] {
+  if (Object.hasOwn(policy.groups, workload.ownerGroup)) return [];
+  const reason = `workload "${workload.id}" names unknown group "${workload.ownerGroup}" as ownerGroup`;
+  return [problemAt({ source: origin.source, path: [...origin.path, 'ownerGroup'] }, reason)];
+}
+
+/** Two workloads with the same issuer, audience and subject pattern: a token would prove to be either. */
+export function checkWorkloadsDistinct(workloads: { workload: Workload; origin: Origin }[]): PolicyProblem[] {
+  const seen = new Map<string, { workload: Workload; origin: Origin }>();
+  const problems: PolicyProblem[] = [];
+  for (const entry of workloads) {
+    const { issuer, audience, subject } = entry.workload;
+    const key = JSON.stringify([issuer, audience, subject]);
+    const first = seen.get(key);
+    if (!first) {
+      seen.set(key, entry);
+      continue;
+    }
+    const firstAt = problemAt({ source: first.origin.source, path: [...first.origin.path, 'subject'] }, '');
+    const reason =
+      `workload "${entry.workload.id}" has the same issuer, audience and subject as workload ` +
+      `"${first.workload.id}" (${firstAt.file}:${firstAt.line ?? '?'}); a token would match both`;
+    problems.push(
+      problemAt({ source: entry.origin.source, path: [...entry.origin.path, 'subject'] }, reason),
+    );
+  }
+  return problems;
+}
 
 /** The duration caps (configured, self-service, break-glass) and a ticket pattern that compiles. */
 function checkLimits(entitlement: Entitlement, limits: PolicyLimits, at: Report): void {

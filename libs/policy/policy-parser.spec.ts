@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
-import { DEFAULT_RECOVERY_COOLDOWN_SECONDS, findEntitlement, policyHash } from '../domain/policy.js';
+import {
+  DEFAULT_RECOVERY_COOLDOWN_SECONDS,
+  findEntitlement,
+  findWorkload,
+  policyHash,
+} from '../domain/policy.js';
 import { parsePolicy } from './policy-parser.js';
 
 const LIMITS = { hardMaxDurationSeconds: 8 * 60 * 60 };
@@ -233,6 +238,140 @@ entitlements:
     const empty = { name: 'policies/30-settings.yaml', text: 'settings: {}\n' };
     expect(parsePolicy([people, access, empty], LIMITS).settings).toEqual({
       recoveryCooldownSeconds: DEFAULT_RECOVERY_COOLDOWN_SECONDS,
+    });
+  });
+});
+
+describe('parsePolicy: workloads (issue 21)', () => {
+  const people = {
+    name: 'policies/10-people.yaml',
+    text: 'groups:\n  devs: [alice]\n  leads: [carol, dave]\n  platform: [erin]\n',
+  };
+  const access = {
+    name: 'policies/20-access.yaml',
+    text: `connectors:
+  db: { type: postgres, urlEnv: DB_URL }
+entitlements:
+  - id: db-migrate
+    connector: db
+    scope: {}
+    eligible: [devs]
+    eligibleWorkloads: [web-bot, deploy-bot, deploy-bot]
+    maxDuration: 2h
+    approval: { approvals: 1, approverGroups: [leads] }
+  - id: db-short
+    connector: db
+    scope: {}
+    eligible: [devs]
+    eligibleWorkloads: [deploy-bot]
+    maxDuration: 10m
+    approval: { approvals: 1, approverGroups: [leads] }
+  - id: db-own-cap
+    connector: db
+    scope: {}
+    eligible: [devs]
+    eligibleWorkloads: [deploy-bot]
+    maxDuration: 2h
+    workloadMaxDuration: 45m
+    approval: { approvals: 1, approverGroups: [leads] }
+  - id: db-people-only
+    connector: db
+    scope: {}
+    eligible: [devs]
+    maxDuration: 1h
+    approval: { approvals: 1, approverGroups: [leads] }
+`,
+  };
+  const bots = {
+    name: 'policies/30-workloads.yaml',
+    text: `workloads:
+  - id: web-bot
+    title: Web deploys
+    issuer: https://token.actions.githubusercontent.com
+    audience: jit-broker
+    subject: 'repo:org/web:**'
+    ownerGroup: platform
+    jwksUri: https://token.actions.githubusercontent.com/.well-known/jwks
+  - id: deploy-bot
+    issuer: https://token.actions.githubusercontent.com
+    audience: jit-broker
+    subject: 'repo:org/app:ref:refs/heads/*'
+    ownerGroup: platform
+`,
+  };
+
+  it('normalises workloads (sorted by id, title defaulted, jwksUri only when given)', () => {
+    const policy = parsePolicy([people, access, bots], LIMITS);
+    expect(policy.workloads).toEqual([
+      {
+        id: 'deploy-bot',
+        title: 'deploy-bot',
+        issuer: 'https://token.actions.githubusercontent.com',
+        audience: 'jit-broker',
+        subject: 'repo:org/app:ref:refs/heads/*',
+        ownerGroup: 'platform',
+      },
+      {
+        id: 'web-bot',
+        title: 'Web deploys',
+        issuer: 'https://token.actions.githubusercontent.com',
+        audience: 'jit-broker',
+        subject: 'repo:org/web:**',
+        ownerGroup: 'platform',
+        jwksUri: 'https://token.actions.githubusercontent.com/.well-known/jwks',
+      },
+    ]);
+    expect(Object.keys(findWorkload(policy, 'deploy-bot')!)).not.toContain('jwksUri');
+    expect(findWorkload(policy, 'nope')).toBeUndefined();
+  });
+
+  it('normalises eligibleWorkloads as a sorted set with a workload cap of at most 15m by default', () => {
+    const policy = parsePolicy([people, access, bots], LIMITS);
+    const workloadFields = (id: string) => {
+      const { eligibleWorkloads, workloadMaxDurationSeconds } = findEntitlement(policy, id)!;
+      return { eligibleWorkloads, workloadMaxDurationSeconds };
+    };
+    expect(workloadFields('db-migrate')).toEqual({
+      eligibleWorkloads: ['deploy-bot', 'web-bot'],
+      workloadMaxDurationSeconds: 900,
+    });
+    expect(workloadFields('db-short').workloadMaxDurationSeconds).toBe(600);
+    expect(workloadFields('db-own-cap').workloadMaxDurationSeconds).toBe(2700);
+    const peopleOnly = findEntitlement(policy, 'db-people-only')!;
+    expect(Object.keys(peopleOnly)).not.toContain('eligibleWorkloads');
+    expect(Object.keys(peopleOnly)).not.toContain('workloadMaxDurationSeconds');
+  });
+
+  it('leaves workloads out when no file declares them, and keeps them (empty) when one does', () => {
+    const withoutBots = {
+      name: access.name,
+      text: access.text.replace(/ {4}(eligibleWorkloads|workloadMaxDuration): .*\n/g, ''),
+    };
+    expect(parsePolicy([people, withoutBots], LIMITS)).not.toHaveProperty('workloads');
+    const empty = { name: 'policies/30-workloads.yaml', text: 'workloads: []\n' };
+    expect(parsePolicy([people, withoutBots, empty], LIMITS).workloads).toEqual([]);
+  });
+
+  it('keeps the hash of a policy without workloads (the example policy, pinned)', () => {
+    const policy = parsePolicy([{ name: 'policies/example.yaml', text: EXAMPLE }], LIMITS);
+    expect(policyHash(policy)).toBe('111fa6d3f284345db4fe8975d991a3b3dde5c706e4d68a1639c8ca6d474905d9');
+  });
+
+  it('parses the workload-cli e2e fixture with its local issuer', () => {
+    const fixture = new URL('../../test/fixtures/policies/workload-cli/workload-cli.yaml', import.meta.url);
+    const text = readFileSync(fixture, 'utf8').replaceAll('${ISSUER}', 'http://127.0.0.1:45678');
+    const policy = parsePolicy([{ name: 'workload-cli.yaml', text }], LIMITS);
+    expect(findWorkload(policy, 'deploy-bot')).toEqual({
+      id: 'deploy-bot',
+      title: 'Deploy pipeline',
+      issuer: 'http://127.0.0.1:45678',
+      audience: 'jit-broker',
+      subject: 'repo:org/app:ref:refs/heads/*',
+      ownerGroup: 'platform',
+    });
+    expect(findEntitlement(policy, 'db-deploy')).toMatchObject({
+      eligibleWorkloads: ['deploy-bot'],
+      workloadMaxDurationSeconds: 900,
     });
   });
 });

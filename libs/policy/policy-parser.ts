@@ -9,8 +9,15 @@ import {
   type Entitlement,
   type Policy,
   type PolicySettings,
+  type Workload,
 } from '../domain/policy.js';
-import { checkConnector, checkEntitlement, type PolicyLimits } from './policy-checks.js';
+import {
+  checkConnector,
+  checkEntitlement,
+  checkWorkload,
+  checkWorkloadsDistinct,
+  type PolicyLimits,
+} from './policy-checks.js';
 import { PolicyError, type PolicyProblem } from './policy-error.js';
 import {
   validatePolicyFile,
@@ -18,13 +25,23 @@ import {
   type ParsedEntitlement,
   type notificationsSchema,
   type ParsedFile,
+  type ParsedWorkload,
   type settingsSchema,
 } from './policy-schema.js';
-import { definedTwice, readYaml, type Origin, type PolicyFile, type SourceFile } from './yaml-lines.js';
+import {
+  definedTwice,
+  problemAt,
+  readYaml,
+  type Origin,
+  type PolicyFile,
+  type SourceFile,
+} from './yaml-lines.js';
 
 // Parsing: YAML -> schema (per file) -> merge -> checks (whole policy) -> the normalised Policy of libs/domain.
 
 const DEFAULT_PENDING_TTL_SECONDS = 60 * 60;
+/** A workload's grants stay short unless the policy says otherwise (never above the entitlement's cap). */
+const DEFAULT_WORKLOAD_MAX_SECONDS = 15 * 60;
 
 /** Every part of the merged policy, each with the origin that problems found later point at. */
 interface Merged {
@@ -33,6 +50,8 @@ interface Merged {
   entitlements: Map<string, { entitlement: Entitlement; origin: Origin }>;
   settings: { settings: PolicySettings; origin: Origin } | null;
   notifications: { notifications: NotificationSettings; origin: Origin } | null;
+  /** Null when no file declares `workloads:`, so the policy leaves the key out (and older hashes hold). */
+  workloads: Map<string, { workload: Workload; origin: Origin }> | null;
 }
 
 /** Parses and validates every file as one policy; throws PolicyError naming file, line and reason. */
@@ -60,11 +79,17 @@ export function parsePolicy(files: PolicyFile[], limits: PolicyLimits): Policy {
     entitlements: [...merged.entitlements.values()].map(({ entitlement }) => entitlement),
     ...(merged.settings ? { settings: merged.settings.settings } : {}),
     ...(merged.notifications ? { notifications: merged.notifications.notifications } : {}),
+    ...(merged.workloads
+      ? { workloads: [...merged.workloads.values()].map(({ workload }) => workload).sort(byId) }
+      : {}),
   };
   for (const [connectorName, { config, origin }] of merged.connectors)
     problems.push(...checkConnector(connectorName, config, origin));
   for (const { entitlement, origin } of merged.entitlements.values())
     problems.push(...checkEntitlement(policy, entitlement, origin, limits));
+  const workloads = [...(merged.workloads?.values() ?? [])];
+  for (const { workload, origin } of workloads) problems.push(...checkWorkload(policy, workload, origin));
+  problems.push(...checkWorkloadsDistinct(workloads));
   if (problems.length > 0) throw new PolicyError(problems);
   return policy;
 }
@@ -77,6 +102,7 @@ function mergeFiles(parsed: { source: SourceFile; data: ParsedFile }[], problems
     entitlements: new Map(),
     settings: null,
     notifications: null,
+    workloads: null,
   };
   for (const { source, data } of parsed) {
     if (data.settings) {
@@ -110,9 +136,52 @@ function mergeFiles(parsed: { source: SourceFile; data: ParsedFile }[], problems
           definedTwice(`entitlement "${raw.id}"`, first.origin, { source, path: [...origin.path, 'id'] }),
         );
       else merged.entitlements.set(raw.id, { entitlement: normaliseEntitlement(raw), origin });
+      if (raw.workloadMaxDuration !== undefined && raw.eligibleWorkloads === undefined)
+        problems.push(
+          problemAt(
+            { source, path: [...origin.path, 'workloadMaxDuration'] },
+            `entitlement "${raw.id}" sets workloadMaxDuration but lists no eligibleWorkloads`,
+          ),
+        );
     });
+    if (data.workloads) mergeWorkloads(source, data.workloads, (merged.workloads ??= new Map()), problems);
   }
   return merged;
+}
+
+/** Adds one file's workloads; an id defined twice adds a problem naming both places. */
+function mergeWorkloads(
+  source: SourceFile,
+  workloads: ParsedWorkload[],
+  into: NonNullable<Merged['workloads']>,
+  problems: PolicyProblem[],
+): void {
+  workloads.forEach((raw, index) => {
+    const origin = { source, path: ['workloads', index] };
+    const first = into.get(raw.id);
+    if (first)
+      problems.push(
+        definedTwice(`workload "${raw.id}"`, first.origin, { source, path: [...origin.path, 'id'] }),
+      );
+    else into.set(raw.id, { workload: normaliseWorkload(raw), origin });
+  });
+}
+
+/** `title` defaults to the id; `jwksUri` only when given. */
+function normaliseWorkload(raw: ParsedWorkload): Workload {
+  return {
+    id: raw.id,
+    title: raw.title ?? raw.id,
+    issuer: raw.issuer,
+    audience: raw.audience,
+    subject: raw.subject,
+    ownerGroup: raw.ownerGroup,
+    ...(raw.jwksUri ? { jwksUri: raw.jwksUri } : {}),
+  };
+}
+
+function byId(a: { id: string }, b: { id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
 function byKey<T>([a]: [string, T], [b]: [string, T]): number {
@@ -186,5 +255,13 @@ function normaliseEntitlement(raw: ParsedEntitlement): Entitlement {
         ? asSet(raw.authenticator.aaguids.map((id) => id.toLowerCase()))
         : null,
     },
+    // Only for an entitlement workloads may request: a key that is absent keeps older policies' hashes.
+    ...(raw.eligibleWorkloads
+      ? {
+          eligibleWorkloads: asSet(raw.eligibleWorkloads),
+          workloadMaxDurationSeconds:
+            raw.workloadMaxDuration ?? Math.min(raw.maxDuration, DEFAULT_WORKLOAD_MAX_SECONDS),
+        }
+      : {}),
   };
 }

@@ -54,11 +54,12 @@ describe('parsePolicy: invalid policies are refused with file, line and reason',
       'the file is empty; expected a mapping with groups, connectors and/or entitlements',
     ],
     ['top level is a list', '- alice\n- bob\n', 1, 'the document must be a mapping, not a list'],
+    ['unknown top-level key', 'groups:\n  devs: [alice]\nagents: {}\n', 3, 'unknown top-level key "agents"'],
     [
-      'unknown top-level key',
+      'workloads as a mapping (it is a list)',
       'groups:\n  devs: [alice]\nworkloads: {}\n',
       3,
-      'unknown top-level key "workloads"',
+      'workloads must be a list, not a mapping',
     ],
     [
       'invalid username',
@@ -451,4 +452,221 @@ describe('parsePolicy: webhook URLs over plain http://', () => {
       }),
     ]);
   });
+});
+
+describe('parsePolicy: workloads (issue 21) are refused with file, line and reason', () => {
+  // Thirteen lines, so the entitlement of every fixture below starts on line 14.
+  const workloadHeader = (workload = '', ownerGroup = 'platform') => `groups:
+  devs: [alice, bob]
+  leads: [carol, dave]
+  platform: [erin]
+connectors:
+  db: { type: postgres, urlEnv: DB_URL }
+workloads:
+  - id: deploy-bot
+    issuer: https://token.actions.githubusercontent.com
+    audience: jit-broker
+    subject: 'repo:org/app:ref:refs/heads/*'
+    ownerGroup: ${ownerGroup}
+${workload}entitlements:
+`;
+  /** The header without its `entitlements:` key, for fixtures about workloads alone. */
+  const workloadsOnly = (workload = '', ownerGroup = 'platform') =>
+    workloadHeader(workload, ownerGroup).replace(/entitlements:\n$/, '');
+  const entitlement = (lines: string) =>
+    `  - id: e1\n    connector: db\n    scope: {}\n    eligible: [devs]\n${lines}`;
+  const APPROVAL = '    approval: { approvals: 1, approverGroups: [leads] }\n';
+  const workload = (fields: string) => `  - id: other-bot\n${fields}`;
+  const OTHER = `    audience: jit-broker\n    subject: 'repo:org/other:*'\n    ownerGroup: platform\n`;
+  const URL_RULE = 'must be an https:// URL (http:// only for localhost, 127.0.0.1 or [::1])';
+  const GUARD = 'a workload always needs at least one human approval';
+
+  // [what, YAML, line, path, reason]: each fixture has exactly one problem.
+  const fixtures: [string, string, number, string, string][] = [
+    [
+      'an unknown workload in eligibleWorkloads',
+      workloadHeader() +
+        entitlement(
+          `    eligibleWorkloads:\n      - deploy-bot\n      - nope\n    maxDuration: 1h\n${APPROVAL}`,
+        ),
+      20,
+      'entitlements[0].eligibleWorkloads[1]',
+      'entitlement "e1" lists unknown workload "nope" in eligibleWorkloads',
+    ],
+    [
+      'a self-service entitlement workloads may request',
+      workloadHeader() +
+        entitlement('    eligibleWorkloads: [deploy-bot]\n    maxDuration: 1h\n    selfService: true\n'),
+      20,
+      'entitlements[0].selfService',
+      `entitlement "e1" lists eligibleWorkloads but is selfService; ${GUARD}`,
+    ],
+    [
+      'a break-glass entitlement workloads may request',
+      workloadHeader() +
+        entitlement(
+          '    eligibleWorkloads: [deploy-bot]\n    maxDuration: 30m\n    breakGlass: { notify: [leads], postReviewWithin: 24h }\n',
+        ),
+      20,
+      'entitlements[0].breakGlass',
+      `entitlement "e1" lists eligibleWorkloads but is breakGlass; ${GUARD}`,
+    ],
+    [
+      'a workload entitlement without an approval block',
+      workloadHeader() + entitlement('    eligibleWorkloads: [deploy-bot]\n    maxDuration: 1h\n'),
+      18,
+      'entitlements[0].eligibleWorkloads',
+      `entitlement "e1" lists eligibleWorkloads but has no approval; ${GUARD}`,
+    ],
+    [
+      'a workload entitlement with zero approvals',
+      workloadHeader() +
+        entitlement(
+          '    eligibleWorkloads: [deploy-bot]\n    maxDuration: 1h\n    approval:\n      approvals: 0\n      approverGroups: [leads]\n',
+        ),
+      21,
+      'entitlements[0].approval.approvals',
+      `entitlement "e1" lists eligibleWorkloads but requires 0 approvals; ${GUARD}`,
+    ],
+    [
+      'workloadMaxDuration above maxDuration',
+      workloadHeader() +
+        entitlement(
+          `    eligibleWorkloads: [deploy-bot]\n    maxDuration: 1h\n    workloadMaxDuration: 2h\n${APPROVAL}`,
+        ),
+      20,
+      'entitlements[0].workloadMaxDuration',
+      'entitlement "e1" workloadMaxDuration 2h exceeds its maxDuration of 1h',
+    ],
+    [
+      'workloadMaxDuration without eligibleWorkloads',
+      workloadHeader() + entitlement(`    maxDuration: 1h\n    workloadMaxDuration: 15m\n${APPROVAL}`),
+      19,
+      'entitlements[0].workloadMaxDuration',
+      'entitlement "e1" sets workloadMaxDuration but lists no eligibleWorkloads',
+    ],
+    [
+      'an empty eligibleWorkloads list',
+      workloadHeader() + entitlement(`    eligibleWorkloads: []\n    maxDuration: 1h\n${APPROVAL}`),
+      18,
+      'entitlements[0].eligibleWorkloads',
+      'entitlements[0].eligibleWorkloads must list at least one workload, or be left out',
+    ],
+    [
+      'an owner group that is not defined',
+      workloadsOnly('', 'ops'),
+      12,
+      'workloads[0].ownerGroup',
+      'workload "deploy-bot" names unknown group "ops" as ownerGroup',
+    ],
+    [
+      'a workload id defined twice',
+      workloadsOnly(`  - id: deploy-bot\n    issuer: https://token.actions.githubusercontent.com\n${OTHER}`),
+      13,
+      'workloads[1].id',
+      'workload "deploy-bot" is defined twice: p.yaml:8 and p.yaml:13',
+    ],
+    [
+      'two workloads with the same issuer, audience and subject',
+      workloadsOnly(
+        workload(
+          "    issuer: https://token.actions.githubusercontent.com\n    audience: jit-broker\n    subject: 'repo:org/app:ref:refs/heads/*'\n    ownerGroup: leads\n",
+        ),
+      ),
+      16,
+      'workloads[1].subject',
+      'workload "other-bot" has the same issuer, audience and subject as workload "deploy-bot" (p.yaml:11); a token would match both',
+    ],
+    [
+      'an issuer over plain http:// to another host',
+      workloadsOnly(workload(`    issuer: http://issuer.example.com\n${OTHER}`)),
+      14,
+      'workloads[1].issuer',
+      `workloads[1].issuer ${URL_RULE}`,
+    ],
+    [
+      'an issuer that is not a URL',
+      workloadsOnly(workload(`    issuer: token.actions.githubusercontent.com\n${OTHER}`)),
+      14,
+      'workloads[1].issuer',
+      `workloads[1].issuer ${URL_RULE}`,
+    ],
+    [
+      'a jwksUri that is not http(s)',
+      workloadsOnly(
+        workload(
+          `    issuer: https://issuer.example.com\n    jwksUri: ftp://issuer.example.com/keys\n${OTHER}`,
+        ),
+      ),
+      15,
+      'workloads[1].jwksUri',
+      `workloads[1].jwksUri ${URL_RULE}`,
+    ],
+    [
+      'an empty subject',
+      workloadsOnly(
+        workload(
+          "    issuer: https://issuer.example.com\n    audience: jit-broker\n    subject: ''\n    ownerGroup: platform\n",
+        ),
+      ),
+      16,
+      'workloads[1].subject',
+      'workloads[1].subject must not be empty',
+    ],
+    [
+      'a workload without an owner group',
+      workloadsOnly(
+        workload("    issuer: https://issuer.example.com\n    audience: jit-broker\n    subject: 'x'\n"),
+      ),
+      13,
+      'workloads[1].ownerGroup',
+      'workloads[1].ownerGroup is required',
+    ],
+    [
+      'an unknown workload key',
+      workloadsOnly(workload(`    issuer: https://issuer.example.com\n${OTHER}    secret: hunter2\n`)),
+      18,
+      'workloads[1].secret',
+      'unknown key "secret" in workloads[1]',
+    ],
+    [
+      'an invalid workload id',
+      workloadsOnly(`  - id: Deploy:Bot\n    issuer: https://issuer.example.com\n${OTHER}`),
+      13,
+      'workloads[1].id',
+      `workloads[1].id "Deploy:Bot" is not a valid id (${ID_RULE})`,
+    ],
+  ];
+
+  it.each(fixtures)('%s', (_what, text, line, path, reason) => {
+    expect(problemsOf([{ name: 'p.yaml', text }])).toEqual([{ file: 'p.yaml', line, path, reason }]);
+  });
+
+  it('names both files when a workload id is defined in two of them', () => {
+    const first = { name: 'policies/10-a.yaml', text: workloadsOnly() };
+    const second = {
+      name: 'policies/20-b.yaml',
+      text: `workloads:\n  - id: deploy-bot\n    issuer: https://issuer.example.com\n${OTHER}`,
+    };
+    expect(problemsOf([first, second])).toEqual([
+      {
+        file: 'policies/20-b.yaml',
+        line: 2,
+        path: 'workloads[0].id',
+        reason: 'workload "deploy-bot" is defined twice: policies/10-a.yaml:8 and policies/20-b.yaml:2',
+      },
+    ]);
+  });
+
+  it.each(['http://127.0.0.1:4567', 'http://localhost:8080/issuer', 'http://[::1]:9', 'https://a.example/'])(
+    'accepts the issuer and jwksUri %s',
+    (url) => {
+      const text = workloadsOnly(workload(`    issuer: ${url}\n    jwksUri: ${url}\n${OTHER}`));
+      const policy = parsePolicy([{ name: 'p.yaml', text }], LIMITS);
+      expect(policy.workloads?.map(({ id, issuer, jwksUri }) => ({ id, issuer, jwksUri }))).toEqual([
+        { id: 'deploy-bot', issuer: 'https://token.actions.githubusercontent.com', jwksUri: undefined },
+        { id: 'other-bot', issuer: url, jwksUri: url },
+      ]);
+    },
+  );
 });

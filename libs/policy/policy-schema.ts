@@ -36,6 +36,16 @@ const text = z
   });
 const groupList = z.array(name).min(1, { error: 'must list at least one group' });
 
+/** Hosts reached over plain http:// without a flag: a webhook (policy-checks.ts), a local test issuer. */
+export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+const OIDC_URL_RULE = 'must be an https:// URL (http:// only for localhost, 127.0.0.1 or [::1])';
+/** Where a workload's tokens and keys come from: https, or plain http on this machine (tests, a local issuer). */
+const oidcUrl = text.superRefine((value, context) => {
+  const url = URL.canParse(value) ? new URL(value) : null;
+  const secure = url?.protocol === 'https:' || (url?.protocol === 'http:' && LOCAL_HOSTS.has(url.hostname));
+  if (!secure) context.addIssue({ code: 'custom', message: OIDC_URL_RULE });
+});
+
 const duration = z
   .string({
     error: (issue) => (issue.input === undefined ? undefined : 'must be a duration string like "1h"'),
@@ -130,6 +140,25 @@ const entitlementSchema = z.strictObject({
         .optional(),
     })
     .optional(),
+  /** Workload ids (issue 21) that may request it; such an entitlement always needs a human approval. */
+  eligibleWorkloads: z
+    .array(entitlementId)
+    .min(1, { error: 'must list at least one workload, or be left out' })
+    .optional(),
+  /** A workload's cap; default the lesser of maxDuration and 15m. */
+  workloadMaxDuration: duration.optional(),
+});
+
+/** A non-human requester (issue 21), known by the issuer, audience and subject of its OIDC tokens. */
+const workloadSchema = z.strictObject({
+  id: entitlementId,
+  title: text.optional(),
+  issuer: oidcUrl,
+  audience: text,
+  /** A glob over the token's `sub` (libs/domain subjectMatches). */
+  subject: text,
+  ownerGroup: name,
+  jwksUri: oidcUrl.optional(),
 });
 
 export const settingsSchema = z.strictObject({ recoveryCooldown: duration.optional() });
@@ -171,10 +200,12 @@ const policyFileSchema = z.strictObject({
   entitlements: z.array(entitlementSchema).optional(),
   settings: settingsSchema.optional(),
   notifications: notificationsSchema.optional(),
+  workloads: z.array(workloadSchema).optional(),
 });
 
 export type ParsedFile = z.output<typeof policyFileSchema>;
 export type ParsedEntitlement = z.output<typeof entitlementSchema>;
+export type ParsedWorkload = z.output<typeof workloadSchema>;
 
 /** Wording for the issues the schema leaves to zod: missing and mistyped values, unknown connector types. */
 function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {

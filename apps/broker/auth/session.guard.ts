@@ -3,8 +3,9 @@ import { Reflector } from '@nestjs/core';
 import { APP_CONFIG, type AppConfig } from '../../../libs/config/config.js';
 import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { SessionsService } from '../../../libs/identity/sessions.service.js';
+import { WorkloadAuthenticator } from '../../../libs/elevation/workload-auth.js';
 import type { AuthenticatedRequest } from './current-actor.decorator.js';
-import { IS_BACKGROUND, IS_PUBLIC, SKIPS_ORIGIN_CHECK } from './public.decorator.js';
+import { IS_BACKGROUND, IS_PUBLIC, SKIPS_ORIGIN_CHECK, WORKLOAD_ALLOWED } from './public.decorator.js';
 import { readSessionToken } from './session-cookie.js';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -23,6 +24,7 @@ export class SessionGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly sessions: SessionsService,
+    private readonly workloads: WorkloadAuthenticator,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     if (config.insecureHttp) {
@@ -38,6 +40,18 @@ export class SessionGuard implements CanActivate {
     const checksOrigin = !this.reflector.getAllAndOverride<boolean>(SKIPS_ORIGIN_CHECK, targets);
     if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets)) {
       if (checksOrigin) this.checkOrigin(request);
+      return true;
+    }
+    const bearer = bearerToken(request);
+    if (bearer !== null) {
+      // A workload (issue 21): its OIDC token on every call, no cookie and so no cross-site risk; it may call
+      // only the routes marked for it, and is refused before any handler runs.
+      request.actor = await this.workloads.authenticate(bearer);
+      if (!this.reflector.getAllAndOverride<boolean>(WORKLOAD_ALLOWED, targets))
+        throw new DomainError(
+          ErrorCode.WORKLOAD_FORBIDDEN,
+          'A workload may only file, read, wait on, activate and cancel its own requests',
+        );
       return true;
     }
     const token = readSessionToken(request, this.config);
@@ -69,4 +83,14 @@ export class SessionGuard implements CanActivate {
       );
     }
   }
+}
+
+/** The bearer token of an `Authorization: Bearer …` header, or null when the call carries none. */
+function bearerToken(request: AuthenticatedRequest): string | null {
+  const header = request.header('authorization');
+  if (header === undefined) return null;
+  const match = /^Bearer +(\S+)$/i.exec(header);
+  if (!match)
+    throw new DomainError(ErrorCode.UNAUTHENTICATED, 'The Authorization header must be "Bearer <token>"');
+  return match[1];
 }

@@ -10,6 +10,7 @@ import { redisOptionsFromUrl } from '../../../libs/jobs/jobs.module.js';
 import { requestEventsChannel, type RequestEvent } from '../../../libs/jobs/request-events.js';
 import { SessionsService } from '../../../libs/identity/sessions.service.js';
 import { PolicyService } from '../../../libs/policy/policy.service.js';
+import { RequestWaits } from '../requests/request-waits.js';
 
 /** A stream ends after this long; the browser reconnects through the session guard again. */
 const STREAM_LIFETIME_MS = 10 * 60_000;
@@ -45,6 +46,7 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly sessions: SessionsService,
     private readonly policies: PolicyService,
+    private readonly waits: RequestWaits,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.subscriber = new Redis(redisOptionsFromUrl(config.redisUrl, config.redisSentinel));
@@ -118,9 +120,10 @@ export class LiveUpdates implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** Writes one published event to every stream whose person may see the request. */
+  /** Writes one published event to every stream whose person may see the request, and wakes its waits. */
   private async deliver(message: string): Promise<void> {
     const event = parseEvent(message);
+    if (event) this.waits.notify(event.requestId);
     if (!event || this.streams.size === 0) return;
     try {
       const { policy } = await this.policies.inForce();

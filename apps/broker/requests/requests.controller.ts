@@ -2,6 +2,7 @@ import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, Res } from
 import type { Response } from 'express';
 import type { ElevationRequestEntity } from '../../../libs/db/index.js';
 import type { Actor } from '../../../libs/domain/actor.js';
+import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 import { GrantState } from '../../../libs/domain/grant-state.js';
 import { RequestQueries, type RequestPage } from '../../../libs/elevation/request-queries.js';
 import { RequestsService, type CreateRequestInput } from '../../../libs/elevation/requests.service.js';
@@ -9,6 +10,7 @@ import { StepUpService, type StepUpProof } from '../../../libs/identity/step-up.
 import { Metrics } from '../../../libs/metrics/metrics.js';
 import type { StepUpEvidence } from '../../../libs/webauthn/evidence.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
+import { Background, WorkloadAllowed } from '../auth/public.decorator.js';
 import { StepUpOnlyDto } from '../auth/webauthn.dto.js';
 import { UuidPipe } from '../errors/validation.js';
 import {
@@ -22,7 +24,12 @@ import {
   ReviewDto,
   RevokeDto,
   toRequestView,
+  WaitQuery,
 } from './requests.dto.js';
+import { RequestWaits } from './request-waits.js';
+
+/** How long GET /api/requests/:id/wait holds the call when `timeout` is not given, in seconds. */
+const DEFAULT_WAIT_SECONDS = 30;
 
 /** Elevation requests (DESIGN §10): thin; RequestsService decides and the step-up service confirms. */
 @Controller('api/requests')
@@ -32,6 +39,7 @@ export class RequestsController {
     private readonly queries: RequestQueries,
     private readonly stepUp: StepUpService,
     private readonly metrics: Metrics,
+    private readonly waits: RequestWaits,
   ) {}
 
   /**
@@ -40,11 +48,14 @@ export class RequestsController {
    * `{ request, credential }`.
    */
   @Post()
+  @WorkloadAllowed()
   async create(
     @CurrentActor() actor: Actor,
     @Body() body: CreateRequestDto,
     @Res({ passthrough: true }) response: Response,
   ) {
+    if (actor.workload && body.stepUp)
+      throw new DomainError(ErrorCode.WORKLOAD_FORBIDDEN, 'A workload can never use break-glass');
     const input: CreateRequestInput = {
       entitlementId: body.entitlementId,
       durationSeconds: body.durationSeconds,
@@ -80,7 +91,35 @@ export class RequestsController {
     return this.page(page);
   }
 
+  /**
+   * Long-poll (issue 21): answers `{ request, changed }` as soon as the request leaves `state` (default
+   * PENDING), or when `timeout` seconds (1–60, default 30) pass without that; at once when it is not in
+   * `state` when asked. Holds no database connection while it waits.
+   */
+  @Get(':id/wait')
+  @WorkloadAllowed()
+  @Background()
+  async wait(
+    @CurrentActor() actor: Actor,
+    @Param('id', UuidPipe) id: string,
+    @Query() query: WaitQuery,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    const waitingIn = query.state ?? 'PENDING';
+    const deadline = Date.now() + (query.timeout ?? DEFAULT_WAIT_SECONDS) * 1000;
+    const closed = new AbortController();
+    // The response's 'close' (not the request's, which comes once its empty body is read): the client left.
+    response.on('close', () => closed.abort());
+    let request = await this.queries.get(actor, id);
+    while (request.state === waitingIn && Date.now() < deadline && !closed.signal.aborted) {
+      await this.waits.until(actor.id, id, deadline - Date.now(), closed.signal);
+      request = await this.queries.get(actor, id);
+    }
+    return { request: await this.view(request), changed: request.state !== waitingIn };
+  }
+
   @Get(':id')
+  @WorkloadAllowed()
   async get(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string) {
     const request = await this.queries.get(actor, id);
     await this.queries.recordView(actor, request);
@@ -108,7 +147,9 @@ export class RequestsController {
     });
   }
 
+  /** A person activates with an `activate` step-up; a workload (issue 21) with its token alone, body `{}`. */
   @Post(':id/activate')
+  @WorkloadAllowed()
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')
   async activate(
@@ -116,14 +157,20 @@ export class RequestsController {
     @Param('id', UuidPipe) id: string,
     @Body() body: StepUpOnlyDto,
   ) {
+    if (actor.workload && body.stepUp)
+      throw new DomainError(
+        ErrorCode.VALIDATION_FAILED,
+        'A workload activates with its token, not a step-up',
+      );
     return this.metrics.timed(this.metrics.activateDuration, async () => {
-      const evidence = await this.confirmed(actor, id, 'activate', body.stepUp);
+      const evidence = actor.workload ? null : await this.confirmed(actor, id, 'activate', body.stepUp);
       const { request, credential } = await this.requests.activate(actor, id, evidence);
       return { request: await this.view(request), credential };
     });
   }
 
   @Post(':id/cancel')
+  @WorkloadAllowed()
   @HttpCode(200)
   async cancel(@CurrentActor() actor: Actor, @Param('id', UuidPipe) id: string, @Body() body: CancelDto) {
     return this.view(await this.requests.cancel(actor, id, body.reason ?? null));

@@ -1,4 +1,5 @@
 import { IsStepUp, StepUpDto } from '../auth/webauthn.dto.js';
+import { Type } from 'class-transformer';
 import {
   IsDateString,
   IsEnum,
@@ -123,6 +124,23 @@ export class DenyDto {
 /** The page size of a list when the query sets no `limit`. */
 export const DEFAULT_PAGE_SIZE = 50;
 
+/** GET /api/requests/:id/wait: how long to hold the call, and the state to wait out. */
+export class WaitQuery {
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt({ message: 'timeout must be a whole number of seconds' })
+  @Min(1, { message: 'timeout must be 1 to 60 seconds' })
+  @Max(60, { message: 'timeout must be 1 to 60 seconds' })
+  timeout?: number;
+
+  @IsOptional()
+  @IsEnum(RequestState)
+  state?: RequestState;
+}
+
+/** A person's username, or a workload's `workload:<id>`. */
+const REQUESTER_PATTERN = new RegExp(`^(?:workload:)?${USERNAME_PATTERN.source.slice(1)}`);
+
 export class ListRequestsQuery extends PageQuery {
   @IsOptional()
   @IsEnum(RequestState)
@@ -134,10 +152,10 @@ export class ListRequestsQuery extends PageQuery {
   @Matches(/^[a-z0-9][a-z0-9-]{0,63}$/, { message: 'entitlementId must be an entitlement id' })
   entitlementId?: string;
 
-  /** Narrows what the caller may see to one requester, by username. */
+  /** Narrows what the caller may see to one requester, by username (`workload:<id>` for a workload). */
   @IsOptional()
   @IsString()
-  @Matches(USERNAME_PATTERN, { message: 'requester must be a username' })
+  @Matches(REQUESTER_PATTERN, { message: 'requester must be a username' })
   requester?: string;
 }
 
@@ -153,6 +171,17 @@ export function toRequestView(request: ElevationRequestEntity, { usernames, gran
     id: request.id,
     requesterId: request.requesterId,
     requester: usernames.get(request.requesterId) ?? null,
+    /** 'workload' when a pipeline or agent filed it (issue 21): approvers see who is accountable for it. */
+    requesterKind: request.requesterWorkload ? ('workload' as const) : ('person' as const),
+    workload: request.requesterWorkload
+      ? {
+          id: request.requesterWorkload.id,
+          title: request.requesterWorkload.title,
+          ownerGroup: request.requesterWorkload.ownerGroup,
+          issuer: request.requesterWorkload.issuer,
+          subject: request.requesterWorkload.subject,
+        }
+      : null,
     entitlementId: request.entitlementId,
     policyHash: request.policyHash,
     scope: request.scope,

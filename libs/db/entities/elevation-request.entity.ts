@@ -1,5 +1,17 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
+/** The identity a workload's OIDC token proved when it filed a request, and the policy's words for it then. */
+export interface RequesterWorkload {
+  id: string;
+  title: string;
+  /** The group accountable for the workload when it filed. */
+  ownerGroup: string;
+  issuer: string;
+  subject: string;
+  /** The token's `jti`, null when the issuer sets none. */
+  jti: string | null;
+}
+
 /** A request for an entitlement. Only RequestsService writes `state` (one writer per aggregate). */
 @Entity({ name: 'elevation_requests' })
 export class ElevationRequestEntity {
@@ -39,6 +51,10 @@ export class ElevationRequestEntity {
   /** The OpenSSH public key an ssh entitlement signs; part of what every step-up on the request commits to. */
   @Column('text', { name: 'ssh_public_key', nullable: true })
   sshPublicKey: string | null;
+
+  /** Set when a workload filed it (issue 21): who its OIDC token proved it was, at filing. */
+  @Column('jsonb', { name: 'requester_workload', nullable: true })
+  requesterWorkload: RequesterWorkload | null;
 
   @Column('integer', { name: 'approvals_required' })
   approvalsRequired: number;

@@ -20,6 +20,10 @@ export class UserEntity {
   @Column('text', { default: 'active' })
   status: UserStatus;
 
+  /** 'workload' for a non-human requester (issue 21), named `workload:<id>`; it never signs in. */
+  @Column('text', { default: 'person' })
+  kind: 'person' | 'workload';
+
   /** The WebAuthn user handle: random bytes, never the id or the name. */
   @Column('bytea', { name: 'webauthn_user_id' })
   webauthnUserId: Buffer;
