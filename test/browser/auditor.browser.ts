@@ -80,12 +80,13 @@ describe('the auditor’s workspace', () => {
   }
 
   it('shows each person the navigation of their roles: Audit to auditors, the union to an admin-auditor', async () => {
-    expect(await navOf('audrey')).toEqual(['Audit', 'Passkeys', 'Notifications']);
+    expect(await navOf('audrey')).toEqual(['Audit', 'Workloads', 'Passkeys', 'Notifications']);
     expect(await navOf('root')).toEqual(expect.arrayContaining(['Audit', 'Admin', 'Passkeys']));
     const alice = await navOf('alice');
     expect(alice).toContain('Requests');
     expect(alice).not.toContain('Audit');
     expect(alice).not.toContain('Admin');
+    expect(alice).not.toContain('Workloads');
     expect(alice).not.toContain('Approvals');
     expect(await navOf('bob')).toEqual(expect.arrayContaining(['Approvals', 'Reviews']));
     // `/` is the requester's page: an auditor who may request nothing lands on Audit instead.

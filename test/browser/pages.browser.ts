@@ -249,9 +249,15 @@ describe('every page on a phone and under axe-core', () => {
       case 'bob':
         return [...common, { path: '/approvals', open: pendingId }, { path: `/requests/${pendingId}` }];
       case 'admin':
-        return [...common, { path: '/admin' }, { path: '/admin/people' }, { path: '/admin/access' }];
+        return [
+          ...common,
+          { path: '/admin' },
+          { path: '/admin/people' },
+          { path: '/admin/access' },
+          { path: '/admin/workloads' },
+        ];
       case 'audrey':
-        return [...common, { path: `/requests/${deniedId}` }];
+        return [...common, { path: `/requests/${deniedId}` }, { path: '/admin/workloads' }];
     }
   }
 

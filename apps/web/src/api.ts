@@ -152,6 +152,18 @@ export interface ElevationRequest {
   reviewDueAt?: string | null;
   reviewedAt?: string | null;
   overdue?: boolean;
+  /** 'workload' when a non-human requester (a CI job, a deploy bot) filed it with its OIDC token (issue 21). */
+  requesterKind?: 'person' | 'workload';
+  workload?: WorkloadRef | null;
+}
+
+/** The workload behind a workload's request: its policy id, the group accountable for it, its token's identity. */
+export interface WorkloadRef {
+  id: string;
+  title: string | null;
+  ownerGroup: string;
+  issuer: string;
+  subject: string;
 }
 
 export interface Decision {

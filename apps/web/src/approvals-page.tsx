@@ -9,6 +9,7 @@ import { ErrorMessage, Notice } from './messages';
 import { ReasonForm } from './reason-form';
 import { RequesterHistory, RubberStampHint } from './approver-context';
 import { ScopeView } from './request-parts';
+import { RequesterLabel, requesterName, WorkloadFacts } from './workload-parts';
 import { Link } from './router';
 import { decideWithStepUp } from './step-up';
 import { formatDuration, formatTime, stateByNow } from './time';
@@ -67,7 +68,9 @@ export function ApprovalsPage() {
             <tbody>
               {inbox.data.items.map((request) => (
                 <tr key={request.id} data-request-id={request.id}>
-                  <td data-label="Requester">{request.requester ?? request.requesterId}</td>
+                  <td data-label="Requester">
+                    <RequesterLabel request={request} />
+                  </td>
                   <td data-label="Entitlement">{titleOf(request.entitlementId)}</td>
                   <td data-label="Duration">{formatDuration(request.durationSeconds)}</td>
                   <td data-label="Requested">{formatTime(request.createdAt)}</td>
@@ -81,7 +84,7 @@ export function ApprovalsPage() {
                         setOutcome(null);
                         setOpenId(request.id);
                       }}
-                      aria-label={`Open the request by ${request.requester ?? 'unknown'} for ${titleOf(request.entitlementId)}`}
+                      aria-label={`Open the request by ${request.workload ? `workload ${request.workload.id}` : (request.requester ?? 'unknown')} for ${titleOf(request.entitlementId)}`}
                     >
                       Open
                     </button>
@@ -148,7 +151,7 @@ function RequestToDecide({
 
   return (
     <section className="panel" aria-labelledby="decide-heading" data-request-id={id}>
-      <h2 id="decide-heading">Request {request ? `by ${request.requester ?? request.requesterId}` : ''}</h2>
+      <h2 id="decide-heading">Request {request ? `by ${requesterName(request)}` : ''}</h2>
       <ErrorMessage error={loaded.error} />
       {request && (
         <>
@@ -169,7 +172,8 @@ function RequestToDecide({
             </dd>
             <dt>Duration</dt>
             <dd>{formatDuration(request.durationSeconds)}</dd>
-            <dt>Justification</dt>
+            <WorkloadFacts request={request} />
+            <dt>{request.workload ? 'Task' : 'Justification'}</dt>
             <dd className="prose">{request.justification || '—'}</dd>
             <dt>Ticket</dt>
             <dd>{request.ticket ?? '—'}</dd>

@@ -19,6 +19,7 @@ import { Link, navigate } from './router';
 import { decideWithStepUp } from './step-up';
 import { formatDuration, stateByNow } from './time';
 import { useAction, useApiGet } from './use-api';
+import { requesterName, WorkloadBadge, WorkloadFacts } from './workload-parts';
 
 const FINISHED = new Set(['DENIED', 'EXPIRED', 'CANCELLED', 'ENDED', 'REVOKED']);
 
@@ -51,6 +52,7 @@ export function RequestPage({ id, me }: { id: string; me: Me }) {
               {state}
             </span>
             {request.breakGlass && <span className="badge">break-glass</span>}
+            <WorkloadBadge request={request} />
           </p>
           <DenialReason request={request} />
           <Decisions request={request} />
@@ -93,7 +95,8 @@ function RequestFacts({
   return (
     <dl className="facts">
       <dt>Requester</dt>
-      <dd>{request.requester ?? request.requesterId}</dd>
+      <dd>{requesterName(request)}</dd>
+      <WorkloadFacts request={request} />
       <dt>Entitlement</dt>
       <dd>
         {entitlement?.title ?? request.entitlementId} <span className="muted">({request.entitlementId})</span>
@@ -104,7 +107,7 @@ function RequestFacts({
       </dd>
       <dt>Duration</dt>
       <dd>{formatDuration(request.durationSeconds)}</dd>
-      <dt>Justification</dt>
+      <dt>{request.workload ? 'Task' : 'Justification'}</dt>
       <dd className="prose">{request.justification || '—'}</dd>
       <dt>Ticket</dt>
       <dd>{request.ticket ?? '—'}</dd>

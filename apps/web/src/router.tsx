@@ -3,6 +3,7 @@ import { useSyncExternalStore, type MouseEvent, type ReactNode } from 'react';
 import { AdminAccessPage } from './admin-access-page';
 import { AdminPeoplePage } from './admin-people-page';
 import { AdminPersonPage } from './admin-person-page';
+import { AdminWorkloadsPage } from './admin-workloads-page';
 import { AuditChainPage } from './audit-chain-page';
 import { AuditEventsPage } from './audit-events-page';
 import { AuditExportPage } from './audit-export-page';
@@ -94,6 +95,11 @@ export const NAV_ITEMS: readonly NavItem[] = [
   { to: '/admin', label: 'Admin', shownTo: withRole('admin') },
   { to: '/admin/people', label: 'People', shownTo: withRole('admin') },
   { to: '/admin/access', label: 'Access', shownTo: withRole('admin') },
+  {
+    to: '/admin/workloads',
+    label: 'Workloads',
+    shownTo: (audience) => audience.roles.includes('admin') || audience.roles.includes('auditor'),
+  },
   { to: '/me/passkeys', label: 'Passkeys', shownTo: () => true },
   { to: '/me/notifications', label: 'Notifications', shownTo: () => true },
 ];
@@ -123,6 +129,7 @@ export const ROUTES: readonly Route[] = [
     page: ({ username }) => <AdminPersonPage key={username} username={username} />,
   },
   { pattern: '/admin/access', title: 'Access now', page: () => <AdminAccessPage /> },
+  { pattern: '/admin/workloads', title: 'Workloads', page: () => <AdminWorkloadsPage /> },
   { pattern: '/audit/export', title: 'Export the audit trail', page: () => <AuditExportPage /> },
   { pattern: '/me/notifications', title: 'Notifications', page: () => <NotificationsPage /> },
   {
