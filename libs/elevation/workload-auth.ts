@@ -32,6 +32,12 @@ const DISCOVERY_MAX_BYTES = 64 * 1024;
 /** Bearer tokens longer than this are refused before any parsing. */
 const MAX_TOKEN_LENGTH = 16 * 1024;
 
+/** A verified token and the one workload of the policy it proves. */
+export interface ProvenWorkload {
+  workload: Workload;
+  claims: JWTPayload;
+}
+
 /** Where an issuer's keys may be fetched from: https, or http on this machine only (tests, local issuers). */
 export function isAllowedKeyUrl(url: URL): boolean {
   if (url.protocol === 'https:') return true;
@@ -77,8 +83,11 @@ export class WorkloadAuthenticator {
     private readonly dataSource: DataSource,
   ) {}
 
-  /** The actor a bearer token proves, or 401 saying why not (403 for a suspended workload). */
-  async authenticate(token: string): Promise<Actor> {
+  /**
+   * The workload a bearer token proves, or 401 saying why not. Reads nothing but the policy and the issuer's
+   * keys, and writes nothing: a caller refused after this (a route a workload may not call) leaves no trace.
+   */
+  async verify(token: string): Promise<ProvenWorkload> {
     if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw refused('it is empty or too long');
     let claims: JWTPayload;
     try {
@@ -89,7 +98,7 @@ export class WorkloadAuthenticator {
     const { policy } = await this.policies.inForce();
     const candidates = (policy.workloads ?? []).filter((workload) => workload.issuer === claims.iss);
     if (candidates.length === 0) throw refused('no workload in the policy trusts its issuer');
-    const verified = await this.verify(token, candidates);
+    const verified = await this.verifyWith(token, candidates);
     const sub = verified.sub ?? '';
     const audiences = typeof verified.aud === 'string' ? [verified.aud] : (verified.aud ?? []);
     const matching = candidates.filter(
@@ -98,11 +107,32 @@ export class WorkloadAuthenticator {
     if (matching.length === 0) throw refused(`its subject ${JSON.stringify(sub)} matches no workload`);
     if (matching.length > 1)
       throw refused(`its subject matches ${matching.map((w) => w.id).join(', ')}: more than one workload`);
-    return this.actorOf(matching[0], verified);
+    return { workload: matching[0], claims: verified };
+  }
+
+  /** The actor of a proven workload: its users row, created on its first call (403 when suspended). */
+  async actorOf({ workload, claims }: ProvenWorkload): Promise<Actor> {
+    const username = workloadUsername(workload.id);
+    const user = await this.userOf(workload, username);
+    if (user.status !== UserStatus.ACTIVE)
+      throw new DomainError(ErrorCode.FORBIDDEN, `Workload "${workload.id}" is suspended`);
+    return {
+      id: user.id,
+      username,
+      displayName: workload.title,
+      roles: [],
+      workload: {
+        id: workload.id,
+        issuer: workload.issuer,
+        subject: claims.sub!,
+        jti: typeof claims.jti === 'string' ? claims.jti : null,
+        ownerGroup: workload.ownerGroup,
+      },
+    };
   }
 
   /** Verifies signature, issuer, audience and times; the key set of the first candidate whose keys signed it. */
-  private async verify(token: string, candidates: Workload[]): Promise<JWTPayload> {
+  private async verifyWith(token: string, candidates: Workload[]): Promise<JWTPayload> {
     const audience = [...new Set(candidates.map((workload) => workload.audience))];
     const options = {
       issuer: candidates[0].issuer,
@@ -149,38 +179,21 @@ export class WorkloadAuthenticator {
     }
   }
 
-  private async actorOf(workload: Workload, claims: JWTPayload): Promise<Actor> {
-    const username = workloadUsername(workload.id);
-    const user = await this.userOf(workload, username);
-    if (user.status !== UserStatus.ACTIVE)
-      throw new DomainError(ErrorCode.FORBIDDEN, `Workload "${workload.id}" is suspended`);
-    return {
-      id: user.id,
-      username,
-      displayName: workload.title,
-      roles: [],
-      workload: {
-        id: workload.id,
-        issuer: workload.issuer,
-        subject: claims.sub!,
-        jti: typeof claims.jti === 'string' ? claims.jti : null,
-        ownerGroup: workload.ownerGroup,
-      },
-    };
-  }
-
-  /** The workload's users row, created the first time the workload calls (kind 'workload', no passkey). */
+  /** The workload's users row (kind 'workload', no passkey), inserted the first time the workload calls. */
   private async userOf(workload: Workload, username: string): Promise<{ id: string; status: string }> {
     const known = this.userIds.get(workload.id);
-    const rows = (await this.dataSource.query(
-      known
-        ? 'SELECT id, status FROM users WHERE id = $1'
-        : `INSERT INTO users (id, username, display_name, kind, webauthn_user_id)
-           VALUES ($2, $1, $3, 'workload', $4)
-           ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name
-           RETURNING id, status`,
-      known ? [known] : [username, uuidv7(), workload.title, randomBytes(32)],
-    )) as Array<{ id: string; status: string }>;
+    const select = known
+      ? this.dataSource.query('SELECT id, status FROM users WHERE id = $1', [known])
+      : this.dataSource.query('SELECT id, status FROM users WHERE username = $1', [username]);
+    let rows = (await select) as Array<{ id: string; status: string }>;
+    if (rows.length === 0) {
+      await this.dataSource.query(
+        `INSERT INTO users (id, username, display_name, kind, webauthn_user_id)
+         VALUES ($1, $2, $3, 'workload', $4) ON CONFLICT (username) DO NOTHING`,
+        [uuidv7(), username, workload.title, randomBytes(32)],
+      );
+      rows = await this.dataSource.query('SELECT id, status FROM users WHERE username = $1', [username]);
+    }
     if (rows.length === 0) throw new DomainError(ErrorCode.INTERNAL, 'The workload row is missing');
     this.userIds.set(workload.id, rows[0].id);
     return rows[0];

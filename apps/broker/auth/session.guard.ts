@@ -45,13 +45,14 @@ export class SessionGuard implements CanActivate {
     const bearer = bearerToken(request);
     if (bearer !== null) {
       // A workload (issue 21): its OIDC token on every call, no cookie and so no cross-site risk; it may call
-      // only the routes marked for it, and is refused before any handler runs.
-      request.actor = await this.workloads.authenticate(bearer);
+      // only the routes marked for it, and is refused before anything is written (its users row included).
+      const proven = await this.workloads.verify(bearer);
       if (!this.reflector.getAllAndOverride<boolean>(WORKLOAD_ALLOWED, targets))
         throw new DomainError(
           ErrorCode.WORKLOAD_FORBIDDEN,
           'A workload may only file, read, wait on, activate and cancel its own requests',
         );
+      request.actor = await this.workloads.actorOf(proven);
       return true;
     }
     const token = readSessionToken(request, this.config);
