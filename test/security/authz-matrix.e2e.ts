@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { registeredRoutes } from '../support/routes.js';
 import {
   enroll,
@@ -14,11 +15,19 @@ import {
   type Person,
   type TestStack,
 } from '../support/stack.js';
-import { AUTHZ_MATRIX, ROLES, type MatrixRow, type ObjectKind, type Role } from './authz-matrix.js';
+import {
+  AUTHZ_MATRIX,
+  CALLERS,
+  type Caller,
+  type MatrixRow,
+  type ObjectKind,
+  type Role,
+} from './authz-matrix.js';
 
-/** A column of the table: a Role, or a workload identity where the row has one (issue 21). */
-type Caller = Role | 'workload';
+/** The workload caller's OIDC subject and audience, as matrix-bot declares them. */
+const WORKLOAD_TOKEN = { sub: 'repo:org/matrix:ref:refs/heads/main', aud: 'jit-broker' };
 
+/** The matrix's policy; `${ISSUER}` is the suite's local OIDC issuer (matrix-bot's tokens). */
 const POLICY = `
 groups:
   engineers: [alice, carol]
@@ -26,12 +35,21 @@ groups:
   other-approvers: [erin]
 connectors:
   token: { type: jwt, audience: https://api.example.com }
+workloads:
+  - id: matrix-bot
+    title: Matrix workload
+    issuer: \${ISSUER}
+    audience: ${WORKLOAD_TOKEN.aud}
+    subject: '${WORKLOAD_TOKEN.sub}'
+    ownerGroup: engineers
 entitlements:
   - id: tok
     connector: token
     scope: { scopes: ['read'] }
     eligible: [engineers]
+    eligibleWorkloads: [matrix-bot]
     maxDuration: 1h
+    workloadMaxDuration: 15m
     approval: { approvals: 1, approverGroups: [approvers] }
   - id: other
     connector: token
@@ -59,6 +77,7 @@ const PEOPLE: Record<Exclude<Role, 'anonymous'>, string> = {
 
 interface World {
   stack: TestStack;
+  issuer: OidcIssuer;
   people: Map<Role, Person>;
   request: string;
   grant: string;
@@ -94,7 +113,10 @@ async function fileRequest(owner: Person, entitlementId = 'tok'): Promise<string
   return filed.body.id as string;
 }
 
-async function buildWorld(stack: TestStack): Promise<World> {
+/** A fresh, valid OIDC token of matrix-bot's. */
+const workloadToken = (issuer: OidcIssuer) => issuer.token(WORKLOAD_TOKEN);
+
+async function buildWorld(stack: TestStack, issuer: OidcIssuer): Promise<World> {
   const people = new Map<Role, Person>();
   for (const [role, username] of Object.entries(PEOPLE) as Array<[Role, string]>) {
     const roles = role === 'admin' ? ['admin' as const] : role === 'auditor' ? ['auditor' as const] : [];
@@ -114,9 +136,15 @@ async function buildWorld(stack: TestStack): Promise<World> {
   if (activated.status !== 200)
     throw new Error(`activate ${activated.status}: ${JSON.stringify(activated.body)}`);
   await inviteToken(stack, 'ivan');
+  // matrix-bot's first call creates its users row (workload-auth.ts): made here, so no refused cell does it.
+  const bot = await fetch(`${stack.baseUrl}/api/requests?limit=1`, {
+    headers: { authorization: `Bearer ${await workloadToken(issuer)}` },
+  });
+  if (bot.status !== 403) throw new Error(`workload first call ${bot.status}: ${await bot.text()}`);
   const one = async (sql: string, values: unknown[] = []) => (await stack.db.query(sql, values)).rows[0];
   return {
     stack,
+    issuer,
     people,
     request: await fileRequest(owner),
     grant: (await one('SELECT id FROM grants WHERE request_id = $1', [selfService])).id,
@@ -161,7 +189,8 @@ async function objectId(world: World, kind: ObjectKind | undefined): Promise<str
 }
 
 /** The row's body for one cell: placeholders filled, '$stepUp' a bogus proof or (realStepUp) a valid one. */
-async function cellBody(world: World, row: MatrixRow, role: Role, person: Person | null, id: string) {
+async function cellBody(world: World, row: MatrixRow, role: Caller, person: Person | null, id: string) {
+  if (role === 'workload' && row.workloadBody !== undefined) return JSON.stringify(row.workloadBody);
   if (row.body === undefined) return undefined;
   const fill = (value: unknown): unknown => {
     if (value === '$stepUp') return bogusStepUp(world, person);
@@ -174,7 +203,7 @@ async function cellBody(world: World, row: MatrixRow, role: Role, person: Person
   };
   const body = fill(row.body) as Record<string, unknown>;
   const real = row.realStepUp;
-  if (person && real?.callers.includes(role)) {
+  if (person && role !== 'workload' && real?.callers.includes(role)) {
     const { stepUp: _proof, ...rest } = body;
     const params = { ...rest, ...(fill(real.params) as Record<string, unknown>) };
     body.stepUp = await person.stepUp(real.action, person.username, params);
@@ -182,47 +211,131 @@ async function cellBody(world: World, row: MatrixRow, role: Role, person: Person
   return JSON.stringify(body);
 }
 
-/** Runs one cell: the status `role` gets for this route. */
-async function runCell(world: World, key: string, row: MatrixRow, role: Caller): Promise<number> {
-  if (role === 'workload') {
-    throw new Error(
-      `${key}: the row has a workload cell, but this runner has no workload caller yet (issue 21)`,
-    );
-  }
+/** Row counts of every table and the audit chain's head: a refused cell must leave them as they were. */
+async function snapshot(world: World): Promise<Record<string, number>> {
+  const { rows } = await world.stack.db.query(
+    `SELECT table_name AS name FROM information_schema.tables
+      WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name`,
+  );
+  const counts = (rows as Array<{ name: string }>)
+    .map(({ name }) => `(SELECT count(*)::int FROM "${name}") AS "${name}"`)
+    .join(', ');
+  const result = await world.stack.db.query(
+    `SELECT ${counts}, (SELECT seq::int FROM audit_chain_head) AS audit_head`,
+  );
+  return result.rows[0] as Record<string, number>;
+}
+
+/**
+ * Runs one cell: the status `role` gets for this route, and for a refused workload the tables its call changed
+ * (counted after the cell's own object, a fresh request or session, is made).
+ */
+async function runCell(
+  world: World,
+  key: string,
+  row: MatrixRow,
+  role: Caller,
+): Promise<{ status: number; changed: string[] }> {
   const [method, pattern] = key.split(' ');
   const id = await objectId(world, row.object);
   const url = pattern
     .replace(':username', 'alice')
     .replace(':entitlementId', 'tok')
     .replace(':hash', world.policyHash)
-    .replace(/:(id|inviteId)\b/, id);
-  let person = role === 'anonymous' ? null : world.people.get(role)!;
+    .replace(/:(id|inviteId)\b/, id)
+    .concat(row.query ?? '');
+  let person = role === 'anonymous' || role === 'workload' ? null : world.people.get(role)!;
   if (person && row.freshSession && role !== 'suspended') person = await login(world.stack, person);
   const body = await cellBody(world, row, role, person, id);
   const headers: Record<string, string> = { 'content-type': 'application/json', origin: world.stack.origin };
   if (person) headers.cookie = person.cookie;
+  if (role === 'workload') headers.authorization = `Bearer ${await workloadToken(world.issuer)}`;
+  const before = role === 'workload' ? await snapshot(world) : null;
   // Only the status counts: the body is dropped, so a stream (GET /api/events) does not hold the cell.
   const response = await fetch(`${world.stack.baseUrl}${url}`, { method, headers, body });
   await response.body?.cancel();
-  return response.status;
+  if (!before || response.status < 400) return { status: response.status, changed: [] };
+  const after = await snapshot(world);
+  return {
+    status: response.status,
+    changed: Object.keys(after).filter((name) => after[name] !== before[name]),
+  };
+}
+
+/** Every cell of the table; what went wrong, one line per cell. */
+async function runMatrix(world: World): Promise<{ cells: number; wrong: string[] }> {
+  const wrong: string[] = [];
+  let cells = 0;
+  for (const [key, row] of Object.entries(AUTHZ_MATRIX)) {
+    for (const caller of CALLERS) {
+      const { status, changed } = await runCell(world, key, row, caller);
+      cells += 1;
+      if (status !== row.expect[caller])
+        wrong.push(`${key} as ${caller}: ${status}, expected ${row.expect[caller]}`);
+      if (changed.length)
+        wrong.push(`${key} as ${caller}: refused (${status}) but changed ${changed.join(', ')}`);
+    }
+  }
+  return { cells, wrong };
+}
+
+/** One call of matrix-bot's, with a fresh token. */
+async function asWorkload(world: World, method: string, url: string, body?: unknown) {
+  const response = await fetch(`${world.stack.baseUrl}${url}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${await workloadToken(world.issuer)}`,
+      'content-type': 'application/json',
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+/** matrix-bot files a request, reads it, waits on it, activates it (too early: 409) and cancels it. */
+async function checkOwnRequest(world: World): Promise<void> {
+  const call = (method: string, url: string, body?: unknown) => asWorkload(world, method, url, body);
+  const filed = await call('POST', '/api/requests', {
+    entitlementId: 'tok',
+    durationSeconds: 600,
+    justification: 'matrix bot',
+  });
+  expect(filed).toMatchObject({ status: 201, body: { requesterKind: 'workload', state: 'PENDING' } });
+  const own = `/api/requests/${filed.body.id}`;
+  expect((await call('GET', own)).status).toBe(200);
+  // Not APPROVED when asked: answered at once, `changed` true.
+  expect(await call('GET', `${own}/wait?state=APPROVED&timeout=1`)).toMatchObject({
+    status: 200,
+    body: { changed: true, request: { id: filed.body.id, state: 'PENDING' } },
+  });
+  expect((await call('POST', `${own}/activate`, {})).status).toBe(409);
+  expect((await call('POST', `${own}/activate`, { stepUp: bogusStepUp(world, null) })).status).toBe(400);
+  expect((await world.people.get('other')!.get(own)).status).toBe(404);
+  expect(await call('POST', `${own}/cancel`, {})).toMatchObject({
+    status: 200,
+    body: { state: 'CANCELLED' },
+  });
 }
 
 describe('authorization matrix: every registered route × every kind of caller', () => {
   let stack: TestStack;
+  let issuer: OidcIssuer;
   let policyDir: string;
   let world: World;
 
   beforeAll(async () => {
+    issuer = await startOidcIssuer();
     policyDir = await mkdtemp(path.join(tmpdir(), 'jit-authz-'));
-    await writeFile(path.join(policyDir, 'policy.yaml'), POLICY);
+    await writeFile(path.join(policyDir, 'policy.yaml'), POLICY.replace('${ISSUER}', issuer.issuer));
     // Every step-up cell spends a refused proof; the lockout (5 by default, tested in step-up.e2e.ts) would
     // turn later cells into 429s, so this suite's stack alone allows many.
     stack = await startStack({ policyDir, worker: false, env: { STEP_UP_MAX_FAILURES: '100000' } });
-    world = await buildWorld(stack);
+    world = await buildWorld(stack, issuer);
   }, 60_000);
 
   afterAll(async () => {
     await stack?.close();
+    await issuer?.close();
     if (policyDir) await rm(policyDir, { recursive: true, force: true });
   }, 30_000);
 
@@ -242,26 +355,16 @@ describe('authorization matrix: every registered route × every kind of caller',
   });
 
   it('answers every cell as the table says', async () => {
-    const wrong: string[] = [];
-    let cells = 0;
-    const workloadCells = Object.values(AUTHZ_MATRIX).filter((row) => row.workload !== undefined).length;
-    for (const [key, row] of Object.entries(AUTHZ_MATRIX)) {
-      const expected: Partial<Record<Caller, number>> = { ...row.expect, workload: row.workload };
-      const callers: Caller[] = row.workload === undefined ? ROLES : [...ROLES, 'workload'];
-      for (const caller of callers) {
-        const status = await runCell(world, key, row, caller);
-        cells += 1;
-        if (status !== expected[caller])
-          wrong.push(`${key} as ${caller}: ${status}, expected ${expected[caller]}`);
-      }
-    }
+    const { cells, wrong } = await runMatrix(world);
     const routes = Object.keys(AUTHZ_MATRIX).length;
     console.log(
-      `authz-matrix: ${routes} routes x ${ROLES.length} callers` +
-        (workloadCells ? ` + ${workloadCells} workload` : '') +
-        ` = ${cells} cells, ${wrong.length} wrong`,
+      `authz-matrix: ${routes} routes x ${CALLERS.length} callers = ${cells} cells, ${wrong.length} wrong`,
     );
     expect(wrong).toEqual([]);
-    expect(cells).toBe(routes * ROLES.length + workloadCells);
-  }, 40_000);
+    expect(cells).toBe(routes * CALLERS.length);
+  }, 90_000);
+
+  it("lets the workload reach its own request through its five routes, and nobody else's", async () => {
+    await checkOwnRequest(world);
+  }, 30_000);
 });

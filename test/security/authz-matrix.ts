@@ -7,8 +7,11 @@
  * (carol, another requester eligible for the same entitlement); outsider (erin, an approver, but only of the
  * `other` entitlement's group); approver (bob, in the approver group of `tok`, the entitlement of alice's
  * requests); auditor (role auditor); admin (role admin); suspended (sam, suspended by the admin through the
- * API, calling with the cookie he had before). A row may also say what a `workload` caller gets (issue 21):
- * rows without `workload` are not checked for workloads.
+ * API, calling with the cookie he had before); workload (issue 21: matrix-bot, with a valid OIDC bearer token
+ * of the suite's local issuer and no cookie, eligible for tok). A workload may call only POST /api/requests and
+ * GET, wait, activate and cancel of a request (session.guard.ts, WorkloadAllowed): every other signed-in route
+ * is 403 WORKLOAD_FORBIDDEN, public routes ignore its bearer, and the runner checks that a refused workload cell
+ * wrote nothing.
  *
  * Objects: `:id` is a real object of alice's, named by the row's `object` (her PENDING request, a fresh
  * PENDING request per cell where the call changes it, her grant, her passkey, a fresh session of hers, an
@@ -31,6 +34,8 @@
  */
 export type Role =
   'anonymous' | 'owner' | 'other' | 'outsider' | 'approver' | 'auditor' | 'admin' | 'suspended';
+/** A column of the table: a person's role, or the workload (issue 21). */
+export type Caller = Role | 'workload';
 
 export const ROLES: Role[] = [
   'anonymous',
@@ -42,6 +47,7 @@ export const ROLES: Role[] = [
   'admin',
   'suspended',
 ];
+export const CALLERS: Caller[] = [...ROLES, 'workload'];
 
 /** What `:id` (or `:inviteId`) is filled with. */
 export type ObjectKind =
@@ -54,6 +60,10 @@ export interface MatrixRow {
    * request id.
    */
   body?: unknown;
+  /** The workload's body where it differs from `body` (it activates with `{}`, never a step-up). */
+  workloadBody?: unknown;
+  /** A query string appended to the path (a GET that must answer at once). */
+  query?: string;
   /**
    * For these callers '$stepUp' is a real, valid step-up of `action` (subject: the caller's username; params:
    * the body less stepUp, plus `params`, where '$id' is the row's object id).
@@ -62,14 +72,13 @@ export interface MatrixRow {
   /** Each signed-in cell uses a fresh login of that person (the call ends the session it runs on). */
   freshSession?: boolean;
   /** Expected status per caller. */
-  expect: Record<Role, number>;
-  /** What a workload identity gets (issue 21); rows without it are not checked for workloads. */
-  workload?: number;
+  expect: Record<Caller, number>;
   /** Why a cell is what it is, where that is not obvious. */
   why?: string;
 }
 
-type Cells = Record<Role, number>;
+type Cells = Record<Caller, number>;
+/** One row, in CALLERS order; `workload` defaults to 403 (WORKLOAD_FORBIDDEN), as for every route not marked for it. */
 const row = (
   a: number,
   owner: number,
@@ -79,6 +88,7 @@ const row = (
   auditor: number,
   admin: number,
   suspended: number,
+  workload = 403,
 ): Cells => ({
   anonymous: a,
   owner,
@@ -88,13 +98,14 @@ const row = (
   auditor,
   admin,
   suspended,
+  workload,
 });
-/** Public: the same answer for everyone. */
+/** Public: the same answer for everyone, the workload's bearer ignored. */
 const everyone = (status: number): Cells =>
-  row(status, status, status, status, status, status, status, status);
-/** Any signed-in, active person; 401 without a live session. */
+  row(status, status, status, status, status, status, status, status, status);
+/** Any signed-in, active person; 401 without a live session; 403 for the workload. */
 const signedIn = (status: number): Cells => row(401, status, status, status, status, status, status, 401);
-/** Admin only: 403 for other signed-in people. */
+/** Admin only: 403 for other signed-in people and the workload. */
 const adminOnly = (status: number): Cells => row(401, 403, 403, 403, 403, 403, status, 401);
 
 export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
@@ -164,10 +175,21 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
   },
   'POST /api/requests': {
     body: { entitlementId: 'tok', durationSeconds: 600, justification: 'matrix' },
-    expect: row(401, 201, 201, 403, 403, 403, 403, 401),
+    expect: row(401, 201, 201, 403, 403, 403, 403, 401, 201),
+    why: 'matrix-bot is in eligibleWorkloads of tok: it files its own request',
   },
   'GET /api/requests': { expect: signedIn(200) },
-  'GET /api/requests/:id': { object: 'request', expect: row(401, 200, 404, 404, 200, 200, 200, 401) },
+  'GET /api/requests/:id': {
+    object: 'request',
+    expect: row(401, 200, 404, 404, 200, 200, 200, 401, 404),
+    why: "a workload sees only its own requests: alice's is not found, as for other non-owners",
+  },
+  'GET /api/requests/:id/wait': {
+    object: 'request',
+    query: '?state=APPROVED&timeout=1',
+    expect: row(401, 200, 404, 404, 200, 200, 200, 401, 404),
+    why: 'the request is not APPROVED, so who may see it is answered at once; the others as GET /api/requests/:id',
+  },
   // Auditors and admins see every request (404 is for who cannot see it); only approvers of tok decide it.
   'POST /api/requests/:id/approve': {
     object: 'request',
@@ -182,8 +204,11 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
   'POST /api/requests/:id/activate': {
     object: 'request',
     body: { stepUp: '$stepUp' },
-    expect: row(401, 401, 404, 404, 403, 403, 403, 401),
-    why: 'only the requester activates; her step-up is checked before the state (pending: 409 after a real one)',
+    workloadBody: {},
+    expect: row(401, 401, 404, 404, 403, 403, 403, 401, 404),
+    why:
+      'only the requester activates; her step-up is checked before the state (pending: 409 after a real one); ' +
+      "the workload (body {}) cannot see alice's request",
   },
   'POST /api/requests/:id/revoke': {
     object: 'request',
@@ -194,8 +219,10 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
   'POST /api/requests/:id/cancel': {
     object: 'fresh-request',
     body: {},
-    expect: row(401, 200, 404, 404, 403, 403, 200, 401),
-    why: "an admin may cancel anyone's pending request (request-state.ts cancel: requester or admin)",
+    expect: row(401, 200, 404, 404, 403, 403, 200, 401, 404),
+    why:
+      "an admin may cancel anyone's pending request (request-state.ts cancel: requester or admin); the workload " +
+      "cannot see alice's",
   },
   'POST /api/requests/:id/extend': {
     object: 'request',
@@ -254,6 +281,7 @@ export const AUTHZ_MATRIX: Record<string, MatrixRow> = {
     expect: adminOnly(401),
   },
   'GET /api/admin/users': { expect: adminOnly(200) },
+  'GET /api/admin/workloads': { expect: row(401, 403, 403, 403, 403, 200, 200, 401) },
   'GET /api/admin/users/:username': { expect: adminOnly(200) },
   'POST /api/admin/users/:username/authenticators/:id/disable': {
     object: 'passkey',

@@ -143,6 +143,7 @@ const queryArbitrary = fc
         'limit',
         'cursor',
         'state',
+        'timeout',
         'actorId',
         'from',
         'to',
