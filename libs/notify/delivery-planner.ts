@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { findEntitlement, type NotificationSettings, type Policy } from '../domain/policy.js';
+import { findEntitlement, membersOf, type NotificationSettings, type Policy } from '../domain/policy.js';
 import { isPersonalChannel } from './channels.js';
 import { renderMessage, type MessageFacts } from './messages.js';
 import {
@@ -28,6 +28,8 @@ export interface RequestFacts {
   requester: string;
   entitlementId: string;
   state: string;
+  /** A workload's request (issue 21): the group accountable for it, told what its requester would be. */
+  ownerGroup: string | null;
 }
 
 /** What one plan needs: the policy in force, its notifications section, the public URL. */
@@ -59,7 +61,7 @@ export async function requestFacts(
   if (!requestId) return null;
   const rows = (await manager.query(
     `SELECT r.id, r.requester_id AS "requesterId", u.username AS requester, r.entitlement_id AS "entitlementId",
-            r.state
+            r.state, r.requester_workload->>'ownerGroup' AS "ownerGroup"
        FROM elevation_requests r JOIN users u ON u.id = r.requester_id WHERE r.id = $1`,
     [requestId],
   )) as RequestFacts[];
@@ -91,7 +93,11 @@ async function resolveAudiences(
       add(await usersByName(manager, approverUsernames(context.policy, entitlement, request.requester)));
     if (audience === 'break-glass-notify' && request && entitlement)
       add(await usersByName(manager, breakGlassUsernames(context.policy, entitlement, request.requester)));
-    if (audience === 'requester' && request) add(await usersWhere(manager, `id = $1`, [request.requesterId]));
+    // A workload reads no messages: its owner group hears what happens to its requests instead.
+    if (audience === 'requester' && request?.ownerGroup)
+      add(await usersByName(manager, membersOf(context.policy, request.ownerGroup)));
+    else if (audience === 'requester' && request)
+      add(await usersWhere(manager, `id = $1`, [request.requesterId]));
     if (audience === 'subject-user' && intent.subjectUserId)
       add(await usersWhere(manager, `id = $1`, [intent.subjectUserId]));
     if (audience === 'admins')

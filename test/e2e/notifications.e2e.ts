@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { SMTPServer } from 'smtp-server';
 import { verifyWebhookSignature } from '../../libs/connectors/webhook.connector.js';
 import { freePort } from '../../libs/devstack/free-port.js';
+import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { policyDirFromFixture } from '../support/policy-fixture.js';
 import {
   clientAs,
@@ -100,6 +101,7 @@ describe('notifications: e-mail, Slack and signed webhooks from the audit log', 
   let http: Server;
   let policyDir: string;
   let stack: TestStack;
+  let issuer: OidcIssuer;
   let workerMetricsUrl: string;
   const secrets: string[] = [];
   const workerMetrics = async () =>
@@ -150,7 +152,9 @@ describe('notifications: e-mail, Slack and signed webhooks from the audit log', 
     });
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     const httpUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    issuer = await startOidcIssuer();
     policyDir = await policyDirFromFixture('notifications', {
+      ISSUER: issuer.issuer,
       RECEIVER_URL: httpUrl,
       SMTP_PORT: String((smtp.server.address() as AddressInfo).port),
       DIGEST_INTERVAL: `${DIGEST_INTERVAL_SECONDS}s`,
@@ -194,6 +198,7 @@ describe('notifications: e-mail, Slack and signed webhooks from the audit log', 
 
   afterAll(async () => {
     await stack?.close();
+    await issuer?.close();
     await new Promise<void>((resolve) => (http ? http.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => (smtp ? smtp.close(() => resolve()) : resolve()));
     if (policyDir) await rm(policyDir, { recursive: true, force: true });
@@ -428,4 +433,29 @@ describe('notifications: e-mail, Slack and signed webhooks from the audit log', 
       expect(text).not.toMatch(/-----BEGIN|ssh-[a-z0-9-]+-cert|invite=|password/i);
     }
   });
+
+  it("tells a workload's owner group, not the workload, that its request was approved", async () => {
+    const token = await issuer.token({ sub: 'repo:org/app:main', aud: 'jit-broker' });
+    const filed = await fetch(`${stack.baseUrl}/api/requests`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ entitlementId: 'app-token', durationSeconds: 600, justification: 'deploy v2' }),
+    });
+    expect(filed.status).toBe(201);
+    const requestId = ((await filed.json()) as { id: string }).id;
+    expect((await clientAs(stack, 'bob').decide(requestId, 'approve')).status).toBe(200);
+    const link = `${stack.origin}/requests/${requestId}`;
+    const mail = await waitFor(
+      async () => mailsTo('alice@example.test').find((item) => textOf(item).includes(link)),
+      10_000,
+      "the owner group's e-mail",
+    );
+    expect(textOf(mail)).toContain('Subject: [JIT] Your request was approved');
+    const { rows } = await stack.db.query(
+      `SELECT count(*)::int AS n FROM notification_deliveries d JOIN users u ON u.id = d.recipient_user_id
+        WHERE d.request_id = $1 AND u.kind = 'workload'`,
+      [requestId],
+    );
+    expect(rows[0].n).toBe(0);
+  }, 30_000);
 });
