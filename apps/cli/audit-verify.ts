@@ -44,7 +44,7 @@ export async function auditVerify(
     output.error(`Usage: npm run cli -- ${AUDIT_VERIFY_USAGE}`);
     return 2;
   }
-  const { file, jwksSource, checkpointFile, trustEmbeddedKey } = parsed;
+  const { file, jwksSource, trustEmbeddedKey } = parsed;
 
   let jwks: JsonWebKey[] | undefined;
   if (jwksSource !== undefined) {
@@ -82,13 +82,26 @@ export async function auditVerify(
     );
     return 1;
   }
+  return reportVerified(parsed, result, jwks ?? [], output);
+}
+
+type Verified = Extract<Awaited<ReturnType<typeof verifyExportFile>>, { ok: true }>;
+
+/** After a file verified: the checkpoint and witness checks asked for, its transparency and who signed it. */
+async function reportVerified(
+  parsed: VerifyArgs,
+  result: Verified,
+  jwks: JsonWebKey[],
+  output: CommandOutput,
+): Promise<number> {
+  const { file, checkpointFile } = parsed;
   const { counts, manifest } = result;
   output.log(
     `OK: ${counts.events} events, ${counts.approvals} approvals, ${counts.assertions} assertions verified`,
   );
   output.log(manifestSummary(manifest));
   if (checkpointFile !== undefined) {
-    const matched = await checkpointMatch(file, checkpointFile, jwks ?? [], result.format);
+    const matched = await checkpointMatch(file, checkpointFile, jwks, result.format);
     output.log(
       matched.ok ? `Checkpoint: ${matched.line}` : `FAILED: checkpoint ${checkpointFile}: ${matched.reason}`,
     );
