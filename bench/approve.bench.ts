@@ -8,7 +8,7 @@ import type { Comparison } from './lib/report.js';
 import { enrollAll, expectOk, type Person } from './lib/people.js';
 import { startBenchStack, withClient, type BenchStack } from './lib/stack.js';
 import { statementCounter } from './lib/statements.js';
-import { waitSampler } from './lib/wait-sampler.js';
+import { waitSampler, type WaitSummary } from './lib/wait-sampler.js';
 import { latencySummary, round, type Measurement } from './lib/stats.js';
 
 const ENTITLEMENT = 'bench-approved-token';
@@ -109,7 +109,11 @@ async function floors(
 }
 
 /** Enrolls everyone, files the requests, then floors, approvals, floors. */
-async function measure(stack: BenchStack, size: ApproveSize, context: BenchContext): Promise<Comparison[]> {
+async function measure(
+  stack: BenchStack,
+  size: ApproveSize,
+  context: BenchContext,
+): Promise<{ comparisons: Comparison[]; waits: WaitSummary }> {
   const approverNames = Array.from({ length: size.approvers }, (_, index) => approverName(index));
   const [requester, ...approvers] = await enrollAll(stack, [REQUESTER, ...approverNames]);
   const requests = size.approvers * size.approvalsPerApprover;
@@ -122,7 +126,7 @@ async function measure(stack: BenchStack, size: ApproveSize, context: BenchConte
   const cpuBefore = await stack.broker.cpuMs();
   const run = await approveAll(approvers, requestIds);
   const brokerCpuMs = (await stack.broker.cpuMs()) - cpuBefore;
-  await waits?.stop();
+  const waited = await waits.stop();
   await statements?.report(run.latencies.length);
   const after = await floors(stack, size.floorSeconds);
   await assertApproved(stack, requests);
@@ -132,8 +136,10 @@ async function measure(stack: BenchStack, size: ApproveSize, context: BenchConte
     ...latencyOf(run.latencies),
     approvals: run.latencies.length,
     brokerCpuMsPerApproval: round(brokerCpuMs / run.latencies.length),
+    activeBackends: round(waited.activeBackends),
+    lockWaitPct: round(waited.lockWaitPct),
   };
-  return [
+  const comparisons = [
     {
       label: `approvals, ${size.approvers} approvers (step-up + approve)`,
       project,
@@ -145,6 +151,12 @@ async function measure(stack: BenchStack, size: ApproveSize, context: BenchConte
       floor: { name: 'ES256 verify, one core', before: before.es256, after: after.es256 },
     },
   ];
+  return { comparisons, waits: waited };
+}
+
+/** Average backends per wait event, rounded for the record. */
+function roundedWaits(waits: WaitSummary): Record<string, number> {
+  return Object.fromEntries(Object.entries(waits.byWait).map(([wait, average]) => [wait, round(average)]));
 }
 
 export const approveBench: Benchmark = {
@@ -156,13 +168,15 @@ export const approveBench: Benchmark = {
     const size = context.quick ? QUICK : FULL;
     const stack = await startBenchStack();
     try {
-      const comparisons = await measure(stack, size, context);
+      const { comparisons, waits } = await measure(stack, size, context);
       return {
-        params: { ...size, entitlement: ENTITLEMENT, quorum: 1 },
+        params: { ...size, entitlement: ENTITLEMENT, quorum: 1, backendsByWait: roundedWaits(waits) },
         comparisons,
         notes: [
           'latency = step-up challenge + assertion + POST approve, one in flight per approver',
           'each approval reaches the quorum (1): 2 audit appends, as the hot-row floor does',
+          "activeBackends, lockWaitPct: the runtime role's active backends in pg_stat_activity, sampled every " +
+            '20 ms during the approvals, and the share of them waiting on a lock (by wait event: params.backendsByWait)',
         ],
       };
     } finally {

@@ -4,6 +4,7 @@ import { approveBench } from './approve.bench.js';
 import { exportBench } from './export.bench.js';
 import { revocationJwtBench } from './revocation-jwt.bench.js';
 import { revocationPostgresBench } from './revocation-postgres.bench.js';
+import { tlogBench } from './tlog.bench.js';
 import { verifyBench } from './verify.bench.js';
 
 /** Every benchmark `npm run bench` knows, in the order it runs them; add a new one here. */
@@ -14,4 +15,5 @@ export const BENCHMARKS: readonly Benchmark[] = [
   approveBench,
   exportBench,
   verifyBench,
+  tlogBench,
 ];
