@@ -19,6 +19,11 @@ export class RequestWaits {
   private readonly perActor = new Map<string, number>();
   private total = 0;
 
+  /** How many calls are parked here now. */
+  get open(): number {
+    return this.total;
+  }
+
   /** Wakes every call waiting on this request. */
   notify(requestId: string): void {
     for (const wake of this.waiting.get(requestId) ?? []) wake();
