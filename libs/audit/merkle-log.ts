@@ -174,9 +174,20 @@ export async function issueCheckpoint(
 
 /** Leaf hash and inclusion proof of the event `seq` in the tree of `size` (base64 hashes). */
 export async function inclusionOf(db: Queryable, seq: number, size: number) {
-  const reader = storedSubtrees(db);
-  const [leaf] = await reader.subtrees([{ level: 0, index: seq - 1 }]);
+  const stored = storedSubtrees(db);
+  const leafRef: SubtreeRef = { level: 0, index: seq - 1 };
+  let leaf: Buffer | undefined;
+  // The leaf rides along with the path's one query: one round trip for the whole answer.
+  const reader: SubtreeReader = {
+    async subtrees(refs) {
+      if (leaf) return stored.subtrees(refs);
+      const hashes = await stored.subtrees([...refs, leafRef]);
+      leaf = hashes.pop();
+      return hashes;
+    },
+  };
   const proof = await inclusionProof(reader, seq - 1, size);
+  leaf ??= (await stored.subtrees([leafRef]))[0];
   return { seq, index: seq - 1, size, leafHash: leaf.toString('base64'), proof: proof.map(base64) };
 }
 
