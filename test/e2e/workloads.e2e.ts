@@ -6,7 +6,7 @@ import { createLocalJWKSet, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import pg from 'pg';
 import { RequestWaits } from '../../apps/broker/requests/request-waits.js';
 import { verifyBundle } from '../../libs/audit/verify.js';
-import { createDatabase, dropDatabase } from '../../libs/devstack/databases.js';
+import { createDatabase, dropDatabase, withClient } from '../../libs/devstack/databases.js';
 import { PolicyService } from '../../libs/policy/policy.service.js';
 import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { policyDirFromFixture } from '../support/policy-fixture.js';
@@ -38,16 +38,6 @@ const REVOKE_LAG_MS = 3000;
 interface Minted {
   token: string;
   jti: string;
-}
-
-async function withAdmin<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 /** Rows a refused call must not add (a refusal's snapshot is taken after the workload's users row exists). */
@@ -100,10 +90,10 @@ describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Re
   beforeAll(async () => {
     adminUrl = process.env.E2E_PG_ADMIN_URL!;
     targetUrl = await createDatabase(adminUrl, TARGET_DATABASE);
-    await withAdmin(adminUrl, (admin) =>
+    await withClient(adminUrl, (admin) =>
       admin.query(`CREATE ROLE ${pg.escapeIdentifier(READ_ROLE)} NOLOGIN`),
     );
-    await withAdmin(targetUrl, async (target) => {
+    await withClient(targetUrl, async (target) => {
       await target.query('CREATE TABLE releases (version text PRIMARY KEY)');
       await target.query("INSERT INTO releases VALUES ('v41'), ('v42')");
       await target.query(`GRANT SELECT ON releases TO ${pg.escapeIdentifier(READ_ROLE)}`);
@@ -123,7 +113,7 @@ describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Re
     if (policyDir) await rm(policyDir, { recursive: true, force: true });
     if (!adminUrl) return;
     await dropDatabase(adminUrl, TARGET_DATABASE);
-    await withAdmin(adminUrl, async (admin) => {
+    await withClient(adminUrl, async (admin) => {
       const { rows } = await admin.query<{ rolname: string }>(
         `SELECT rolname FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid
           WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
@@ -310,7 +300,7 @@ describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Re
     const again = new pg.Client({ connectionString: dbGrant.credential.connectionString });
     again.on('error', () => {});
     await expect(again.connect()).rejects.toThrow();
-    const role = await withAdmin(adminUrl, (admin) =>
+    const role = await withClient(adminUrl, (admin) =>
       admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [dbGrant.credential.username]),
     );
     expect(role.rowCount).toBe(0);
