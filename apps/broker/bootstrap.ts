@@ -3,10 +3,12 @@ import path from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { NextFunction, Request, Response } from 'express';
+import { DataSource } from 'typeorm';
 import type { AppConfig } from '../../libs/config/config.js';
 import { AppLogger } from '../../libs/logging/app-logger.js';
 import { Metrics } from '../../libs/metrics/metrics.js';
 import { SYSTEM_ACTOR } from '../../libs/audit/audit-log.js';
+import { sequencePendingAuditEvents } from '../../libs/audit/audit-sequencer.js';
 import { ConnectorRegistry } from '../../libs/elevation/connector-registry.js';
 import { PolicyService } from '../../libs/policy/policy.service.js';
 import { BrokerModule } from './broker.module.js';
@@ -83,6 +85,8 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
   serveWebUi(app, config.webDir);
   if (config.apiDocs) serveOpenApi(app);
   // No signal hooks here: main.ts drains on SIGTERM and SIGINT (shutdown.ts), SIGHUP reloads the policy.
+  // Audit events a previous broker committed but did not live to chain (issue 22).
+  await sequencePendingAuditEvents(app.get(DataSource));
   const { policy } = await app.get(PolicyService).loadFromDirectory(SYSTEM_ACTOR);
   // Load the SSH CA now, not on the first mint, where it would take a second pooled connection inside the
   // activation transaction (the jwt key is preloaded by the ConnectorRegistry itself).

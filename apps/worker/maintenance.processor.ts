@@ -2,6 +2,7 @@ import { OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
 import { Inject, Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { DataSource } from 'typeorm';
+import { sequencePendingAuditEvents } from '../../libs/audit/audit-sequencer.js';
 import { appendCheckpoint, type CheckpointResult } from '../../libs/audit/checkpoint-log.js';
 import { issueCheckpoint, logOriginOf, type TlogCheckpoint } from '../../libs/audit/merkle-log.js';
 import { parseVkey } from '../../libs/audit/tlog-note.js';
@@ -52,6 +53,8 @@ export class MaintenanceProcessor extends WorkerHost {
   private async sweep(): Promise<Record<string, number | string>> {
     // Each part on its own: a Redis timeout while re-enqueueing grants must not skip the other parts.
     const parts: Record<string, () => Promise<number>> = {
+      // Audit events committed by a process that stopped before chaining them (issue 22).
+      pendingAuditEvents: () => sequencePendingAuditEvents(this.dataSource),
       grants: () => this.grants.sweep(),
       // Before mintUndos: an attempt whose broker stopped mid-mint becomes an undo it sends in the same sweep.
       abandonedMints: () => this.grants.claimAbandonedReservations(),

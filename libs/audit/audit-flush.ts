@@ -6,14 +6,23 @@ import type {
   TransactionCommitEvent,
   TransactionRollbackEvent,
 } from 'typeorm';
-import { AuditEventEntity } from '../db/index.js';
+import type { AuditEventEntity } from '../db/index.js';
 import type { StorableAuditInput } from './audit-log.js';
-import { chainHash, type ChainedEvent } from './chain.js';
+import {
+  chainEvents,
+  lockChainHeadRow,
+  sequenceAfterCommit,
+  takePendingEvents,
+  writeChainedEvents,
+  type ChainHead,
+} from './audit-sequencer.js';
 
 // A transaction's audit events wait here, keyed on its query runner, until just before its COMMIT: then one
-// statement locks the chain head (and reads the clock), the events are hashed here, and one more statement
-// inserts them and moves the head. The head is held for those two round trips and the COMMIT, never across
-// the transaction's own work (DESIGN §4.1).
+// statement inserts them into audit_pending, which locks nothing shared, and they commit or roll back with the
+// state change. Once COMMIT is done the process's sequencer chains them (audit-sequencer.ts), and the
+// transaction's caller resumes only then, so it reads its own events in audit_events (DESIGN §9).
+// A transaction that must read its events back before it commits takes the chain lock itself
+// (flushAuditEvents): it then writes straight into the chain until it ends.
 
 interface Pending {
   /** The transaction depth (1, or deeper inside savepoints) the event was appended at. */
@@ -22,6 +31,12 @@ interface Pending {
 }
 
 const pending = new WeakMap<QueryRunner, Pending[]>();
+/** Transactions holding the chain lock, with the depth they took it at (a rolled-back savepoint drops it). */
+const chainHolders = new WeakMap<QueryRunner, number>();
+/** Transactions that committed events into audit_pending: their caller waits for the sequencer. */
+const awaitingSequencer = new WeakSet<QueryRunner>();
+/** Data sources whose transactions chain their events at COMMIT, under the chain lock (chainAuditEventsAtCommit). */
+const chainedAtCommit = new WeakSet<DataSource>();
 
 /** TypeORM's nesting depth of the query runner's transaction (1 outside any savepoint). */
 function depthOf(queryRunner: QueryRunner): number {
@@ -31,16 +46,23 @@ function depthOf(queryRunner: QueryRunner): number {
   return depth;
 }
 
-/** Writes pending events before COMMIT; forgets those of a rolled-back transaction or savepoint. */
+/** Queues pending events before COMMIT, chains them after it; forgets those of a rollback. */
 class AuditFlushSubscriber implements EntitySubscriberInterface {
   async beforeTransactionCommit({ queryRunner }: TransactionCommitEvent): Promise<void> {
     const depth = depthOf(queryRunner);
     if (depth === 1) {
-      await writePending(queryRunner);
+      await writeAtCommit(queryRunner);
       return;
     }
-    // A released savepoint's events belong to the enclosing level from now on.
+    // A released savepoint's events (and chain lock) belong to the enclosing level from now on.
     for (const item of pending.get(queryRunner) ?? []) if (item.depth === depth) item.depth = depth - 1;
+    if (chainHolders.get(queryRunner) === depth) chainHolders.set(queryRunner, depth - 1);
+  }
+
+  async afterTransactionCommit({ queryRunner }: TransactionCommitEvent): Promise<void> {
+    if (depthOf(queryRunner) !== 0 || !awaitingSequencer.has(queryRunner)) return;
+    awaitingSequencer.delete(queryRunner);
+    await sequenceAfterCommit(queryRunner);
   }
 
   beforeTransactionRollback({ queryRunner }: TransactionRollbackEvent): void {
@@ -48,6 +70,8 @@ class AuditFlushSubscriber implements EntitySubscriberInterface {
     const kept = (pending.get(queryRunner) ?? []).filter((item) => item.depth < depth);
     if (kept.length > 0) pending.set(queryRunner, kept);
     else pending.delete(queryRunner);
+    if ((chainHolders.get(queryRunner) ?? 0) >= depth) chainHolders.delete(queryRunner);
+    if (depth === 1) awaitingSequencer.delete(queryRunner);
   }
 }
 
@@ -58,7 +82,7 @@ function installFlush(dataSource: DataSource): void {
   if (!dataSource.subscribers.includes(flusher)) dataSource.subscribers.push(flusher);
 }
 
-/** Queues an event to be chained and written just before the transaction of `manager` commits. */
+/** Queues an event to be written at the commit of the transaction of `manager`, and chained after it. */
 export function deferAuditEvent(manager: EntityManager, event: StorableAuditInput): void {
   const queryRunner = manager.queryRunner;
   if (!queryRunner?.isTransactionActive) throw new Error('appendAuditEvent must run inside a transaction');
@@ -69,13 +93,43 @@ export function deferAuditEvent(manager: EntityManager, event: StorableAuditInpu
 }
 
 /**
- * Chains and writes the events queued in the transaction of `manager` now rather than at commit, for a
- * caller that reads them back in the same transaction; returns them as stored.
+ * Takes the chain lock and head row for the rest of the transaction of `manager` and, the first time, chains
+ * every pending event committed so far, so that the head returned follows everything accepted before it.
+ * Appends of this transaction are then chained straight after the head. For the checkpoint and the step-up
+ * lockout count, which must see the chain complete up to their own events.
+ */
+export async function lockChainHead(manager: EntityManager): Promise<ChainHead> {
+  const queryRunner = manager.queryRunner;
+  if (!queryRunner?.isTransactionActive) throw new Error('lockChainHead must run inside a transaction');
+  installFlush(queryRunner.connection);
+  const head = await lockChainHeadRow(queryRunner);
+  if (chainHolders.has(queryRunner)) return head;
+  chainHolders.set(queryRunner, depthOf(queryRunner));
+  const committed = await takePendingEvents(queryRunner, null);
+  if (committed.length === 0) return head;
+  const events = chainEvents(head, committed);
+  await writeChainedEvents(queryRunner, events);
+  const last = events[events.length - 1];
+  return { seq: last.seq, hash: last.hash, now: head.now };
+}
+
+/**
+ * Chains and writes the events queued in the transaction of `manager` now rather than after commit, for a
+ * caller that reads them back in the same transaction; returns them as stored. The transaction holds the
+ * chain lock from here to its end (lockChainHead), as every append did before issue 22.
  */
 export async function flushAuditEvents(manager: EntityManager): Promise<AuditEventEntity[]> {
-  if (!manager.queryRunner?.isTransactionActive)
-    throw new Error('flushAuditEvents must run inside a transaction');
-  return writePending(manager.queryRunner);
+  const head = await lockChainHead(manager);
+  const queryRunner = manager.queryRunner!;
+  const queued = pending.get(queryRunner) ?? [];
+  pending.delete(queryRunner);
+  if (queued.length === 0) return [];
+  const events = chainEvents(
+    head,
+    queued.map((item) => item.event),
+  );
+  await writeChainedEvents(queryRunner, events);
+  return events;
 }
 
 /** Whether events are queued and not yet written (for tests). */
@@ -83,67 +137,43 @@ export function hasPendingAuditEvents(manager: EntityManager): boolean {
   return manager.queryRunner !== undefined && (pending.get(manager.queryRunner)?.length ?? 0) > 0;
 }
 
-// 10 parameters an event; PostgreSQL takes at most 65,535 in one statement.
-const EVENTS_PER_STATEMENT = 1000;
+/**
+ * Has the transactions of `dataSource` chain their events at COMMIT under the chain lock, as before issue 22,
+ * instead of through audit_pending: a state change and its chained event then become visible together. For the
+ * worker, whose few appends (revocations, expiries, sweeps) are observed by polling PostgreSQL, not by a caller.
+ */
+export function chainAuditEventsAtCommit(dataSource: DataSource): void {
+  chainedAtCommit.add(dataSource);
+}
 
-async function writePending(queryRunner: QueryRunner): Promise<AuditEventEntity[]> {
-  const queued = pending.get(queryRunner) ?? [];
-  pending.delete(queryRunner);
-  if (queued.length === 0) return [];
-  // The clock is read as the head is locked: after a wait, the re-read row is projected again, so `at`
-  // follows the previous event's commit (now() would be the transaction's start).
-  const [head] = (await queryRunner.query(
-    'SELECT seq, hash, clock_timestamp() AS now FROM audit_chain_head WHERE id = 1 FOR UPDATE',
-  )) as Array<{ seq: string; hash: Buffer; now: Date }>;
-  const events = chain(head, queued);
-  for (let start = 0; start < events.length; start += EVENTS_PER_STATEMENT) {
-    await insertAndMoveHead(queryRunner, events.slice(start, start + EVENTS_PER_STATEMENT));
+/** At COMMIT: straight into the chain when the transaction holds it, else into audit_pending in one statement. */
+async function writeAtCommit(queryRunner: QueryRunner): Promise<void> {
+  if (chainHolders.has(queryRunner) || chainedAtCommit.has(queryRunner.connection)) {
+    if (hasPendingAuditEvents(queryRunner.manager)) await flushAuditEvents(queryRunner.manager);
+    chainHolders.delete(queryRunner);
+    return;
   }
-  return events;
-}
-
-/** Hashes the queued events onto the head: consecutive seqs, one `at` (millisecond precision, as stored). */
-function chain(head: { seq: string; hash: Buffer; now: Date }, queued: Pending[]): AuditEventEntity[] {
-  const at = new Date(head.now.getTime());
-  let seq = Number(head.seq);
-  let prevHash = head.hash;
-  return queued.map(({ event }) => {
-    seq += 1;
-    const body: ChainedEvent = { seq, at: at.toISOString(), ...event, prevHash: prevHash.toString('hex') };
-    const hash = chainHash(prevHash, body);
-    const stored = Object.assign(new AuditEventEntity(), { ...event, seq: String(seq), at, prevHash, hash });
-    prevHash = hash;
-    return stored;
-  });
-}
-
-/** One statement: the events' rows, and the head moved to the last of them. */
-async function insertAndMoveHead(queryRunner: QueryRunner, events: AuditEventEntity[]): Promise<void> {
-  const values: unknown[] = [];
-  const rows = events.map((event) => {
-    const fields = [
-      event.seq,
-      event.at,
-      event.actorId,
-      event.action,
-      event.subjectType,
-      event.subjectId,
-      event.requestId,
-      event.data,
-      event.prevHash,
-      event.hash,
-    ];
-    const placeholders = fields.map((field) => `$${values.push(field)}`);
-    return `(${placeholders.join(', ')})`;
-  });
-  const last = events[events.length - 1];
-  const seqParam = values.push(last.seq);
-  const hashParam = values.push(last.hash);
+  const queued = (pending.get(queryRunner) ?? []).map((item) => item.event);
+  pending.delete(queryRunner);
+  if (queued.length === 0) return;
+  // One batch number per transaction (a CTE with a volatile function runs once), `ord` its events' order.
   await queryRunner.query(
-    `WITH appended AS (
-       INSERT INTO audit_events (seq, at, actor_id, action, subject_type, subject_id, request_id, data, prev_hash, hash)
-       VALUES ${rows.join(', ')})
-     UPDATE audit_chain_head SET seq = $${seqParam}, hash = $${hashParam} WHERE id = 1`,
-    values,
+    `WITH drawn AS (SELECT nextval('audit_pending_batch_seq') AS batch)
+     INSERT INTO audit_pending (batch, ord, actor_id, action, subject_type, subject_id, request_id, data)
+     SELECT drawn.batch, queued.ord, queued.actor_id, queued.action, queued.subject_type, queued.subject_id,
+            queued.request_id, queued.data
+       FROM drawn,
+            unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[]) WITH ORDINALITY
+              AS queued (actor_id, action, subject_type, subject_id, request_id, data, ord)`,
+    [
+      queued.map((event) => event.actorId),
+      queued.map((event) => event.action),
+      queued.map((event) => event.subjectType),
+      queued.map((event) => event.subjectId),
+      queued.map((event) => event.requestId),
+      // As the driver sends a jsonb parameter: JSON.stringify, then parsed by PostgreSQL.
+      queued.map((event) => JSON.stringify(event.data)),
+    ],
   );
+  awaitingSequencer.add(queryRunner);
 }

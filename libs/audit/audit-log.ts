@@ -100,11 +100,11 @@ export function storableAuditInput(input: UnsanitisedInput): StorableAuditInput 
 
 /**
  * Appends one event to the chain as part of the caller's transaction: the state change and its event commit
- * or roll back together (DESIGN §4.1). The event is chained and written just before COMMIT, with the
- * transaction's other events, under the chain head lock (libs/audit/audit-flush.ts), so concurrent
- * transactions hold the head only for their last round trips. Client text (a WebAuthn library's error, a
- * hostile clientDataJSON) is made storable now, so a refusal is still recorded and the stored event is
- * exactly the hashed one. A caller that reads the event back in the same transaction calls flushAuditEvents.
+ * or roll back together (DESIGN §4.1). The event is written into audit_pending at COMMIT, with the
+ * transaction's other events, without locking anything shared, and chained by the sequencer once the
+ * transaction has committed, before its caller resumes (libs/audit/audit-flush.ts). Client text (a WebAuthn
+ * library's error, a hostile clientDataJSON) is made storable now, so a refusal is still recorded and the
+ * stored event is exactly the hashed one. A caller that reads the event back in the same transaction calls flushAuditEvents.
  */
 export async function appendAuditEvent<A extends AuditAction>(
   manager: EntityManager,

@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { auditPrivateKey, type AuditKeySource } from './audit-key.js';
 import { AuditAction } from './audit-actions.js';
+import { lockChainHead } from './audit-flush.js';
 import { appendAuditEvent, flushAuditEvents, SYSTEM_ACTOR } from './audit-log.js';
 import { signCheckpoint, type CheckpointData } from './checkpoint.js';
 
@@ -10,8 +11,8 @@ export type CheckpointResult =
 
 /**
  * Signs the chain head with the audit key and appends an audit.checkpoint event that carries the signature.
- * The head is read under the same row lock the append takes, so the checkpoint covers exactly the event
- * before its own. Skipped when the chain is empty or its head is already a checkpoint (nothing new to sign),
+ * The head is read under the chain lock, which the transaction keeps until its event is chained right after
+ * it, so the checkpoint covers exactly the event before its own. Skipped when the chain is empty or its head is already a checkpoint (nothing new to sign),
  * which also makes two workers running it at once write one checkpoint.
  */
 export async function appendCheckpoint(
@@ -22,9 +23,8 @@ export async function appendCheckpoint(
   const key = await keys.currentKey('audit');
   const privateKey = auditPrivateKey(key);
   return dataSource.transaction(async (manager): Promise<CheckpointResult> => {
-    const [head] = (await manager.query(
-      'SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE',
-    )) as Array<{ seq: string; hash: Buffer }>;
+    // Locked as every chain writer locks it, every event already accepted chained first (issue 22).
+    const head = await lockChainHead(manager);
     const headSeq = Number(head.seq);
     if (headSeq === 0) return { status: 'skipped', reason: 'empty-chain', headSeq };
     const [last] = (await manager.query('SELECT action FROM audit_events WHERE seq = $1', [

@@ -26,6 +26,7 @@ import { MintUndoResend1764960000000 } from './migrations/1764960000000-mint-und
 import { MerkleLog1765100000000 } from './migrations/1765100000000-merkle-log.js';
 import { Workloads1765150000000 } from './migrations/1765150000000-workloads.js';
 import { WitnessCosignatures1765200000000 } from './migrations/1765200000000-witness-cosignatures.js';
+import { AuditPending1765260000000 } from './migrations/1765260000000-audit-pending.js';
 
 /** Every entity, listed explicitly: TypeORM glob loading does not work under ESM. */
 export const ENTITIES = [
@@ -61,6 +62,7 @@ export const MIGRATIONS = [
   MerkleLog1765100000000,
   Workloads1765150000000,
   WitnessCosignatures1765200000000,
+  AuditPending1765260000000,
 ];
 
 /** A TypeORM data source over `pg`; schema changes only through migrations, never `synchronize`. */

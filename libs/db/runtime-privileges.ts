@@ -12,6 +12,9 @@ export const RUNTIME_PRIVILEGES: Readonly<Record<string, readonly TablePrivilege
   // Append-only evidence: the trigger refuses UPDATE/DELETE/TRUNCATE, and the role lacks them anyway.
   audit_events: ['SELECT', 'INSERT'],
   audit_chain_head: ['SELECT', 'UPDATE'],
+  // Events committed with their state change, waiting for the chain sequencer, which deletes them as it
+  // chains them (no UPDATE: a queued event is never changed).
+  audit_pending: ['SELECT', 'INSERT', 'DELETE'],
   // The Merkle tree beside the chain: subtree hashes and signed checkpoints are append-only (trigger too);
   // the integrated size moves forward under the sequencer's advisory lock.
   audit_merkle_nodes: ['SELECT', 'INSERT'],

@@ -136,6 +136,14 @@ describe('database roles (least privilege)', () => {
         code: INSUFFICIENT_PRIVILEGE,
         message: 'permission denied to set parameter "session_replication_role"',
       });
+      // Events waiting for the chain sequencer are never changed in place: it deletes them as it chains them.
+      for (const statement of [`UPDATE audit_pending SET action = 'forged'`, 'TRUNCATE audit_pending']) {
+        expect({ statement, ...(await refusal(client, statement)) }).toEqual({
+          statement,
+          code: INSUFFICIENT_PRIVILEGE,
+          message: 'permission denied for table audit_pending',
+        });
+      }
       // It can still do its job: read and append (rolled back).
       expect(await refusal(client, 'SELECT count(*) FROM audit_events')).toEqual({ message: 'succeeded' });
     });

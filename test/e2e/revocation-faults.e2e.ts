@@ -282,4 +282,34 @@ describe('revocation survives FLUSHALL and a worker killed with SIGKILL', () => 
       expect({ index, lagWithinBound: lag <= boundMs }).toEqual({ index, lagWithinBound: true });
     }
   });
+
+  it('chains audit events a process committed but did not live to chain, with no broker call (worker sweep)', async () => {
+    // What a broker killed between its COMMIT and its sequencer run leaves: one batch in audit_pending.
+    const subjectId = `left-pending-${Date.now()}`;
+    await stack.db.query(
+      `WITH drawn AS (SELECT nextval('audit_pending_batch_seq') AS batch)
+       INSERT INTO audit_pending (batch, ord, actor_id, action, subject_type, subject_id, data)
+       SELECT drawn.batch, pending.ord, 'system', 'session.ended', 'test', $1, pending.data
+         FROM drawn, unnest(ARRAY['{"reason": "logout"}', '{"reason": "idle"}']::jsonb[]) WITH ORDINALITY
+           AS pending (data, ord)`,
+      [subjectId],
+    );
+    const chained = await waitFor(
+      async () => {
+        const { rows } = await stack.db.query<{ seq: string; reason: string }>(
+          `SELECT seq, data->>'reason' AS reason FROM audit_events WHERE subject_id = $1 ORDER BY seq`,
+          [subjectId],
+        );
+        return rows.length === 2 ? rows : undefined;
+      },
+      (SWEEP_INTERVAL_SECONDS + 10) * 1000,
+      'the worker to chain the pending events',
+    );
+    expect(chained.map((row) => row.reason)).toEqual(['logout', 'idle']);
+    expect(Number(chained[1].seq)).toBe(Number(chained[0].seq) + 1);
+    const { rows } = await stack.db.query<{ left: number }>(
+      'SELECT count(*)::int AS left FROM audit_pending',
+    );
+    expect(rows[0].left).toBe(0);
+  });
 });

@@ -35,7 +35,7 @@ export class AuditEventEntity {
   hash: Buffer;
 }
 
-/** The single row that serialises appends: locked FOR UPDATE inside each state-change transaction. */
+/** The chain's last seq and hash: moved only by a holder of the chain lock (libs/audit/audit-sequencer.ts). */
 @Entity({ name: 'audit_chain_head' })
 export class AuditChainHeadEntity {
   @PrimaryColumn('smallint')
