@@ -85,6 +85,19 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
   serveWebUi(app, config.webDir);
   if (config.apiDocs) serveOpenApi(app);
   // No signal hooks here: main.ts drains on SIGTERM and SIGINT (shutdown.ts), SIGHUP reloads the policy.
+  try {
+    await prepare(app);
+  } catch (error) {
+    // A broker that cannot start (a policy refused at load) closes its pools and Redis clients, so an
+    // in-process caller (tests, the dev stack) is not left with connections that retry for ever.
+    await app.close().catch(() => undefined);
+    throw error;
+  }
+  return app;
+}
+
+/** What must hold before the first request: leftover audit events chained, the policy loaded, keys ready. */
+async function prepare(app: NestExpressApplication): Promise<void> {
   // Audit events a previous broker committed but did not live to chain (issue 22).
   await sequencePendingAuditEvents(app.get(DataSource));
   const { policy } = await app.get(PolicyService).loadFromDirectory(SYSTEM_ACTOR);
@@ -93,7 +106,6 @@ export async function createBroker(config: AppConfig): Promise<NestExpressApplic
   if (Object.values(policy.connectors).some((connector) => connector.type === 'ssh')) {
     await app.get(ConnectorRegistry).signingKeys.currentSshCaKey();
   }
-  return app;
 }
 
 /**

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createLocalJWKSet, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import pg from 'pg';
+import { createBroker } from '../../apps/broker/bootstrap.js';
 import { RequestWaits } from '../../apps/broker/requests/request-waits.js';
 import { verifyBundle } from '../../libs/audit/verify.js';
 import { createDatabase, dropDatabase, withClient } from '../../libs/devstack/databases.js';
-import { PolicyService } from '../../libs/policy/policy.service.js';
 import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { policyDirFromFixture } from '../support/policy-fixture.js';
 import {
@@ -525,8 +525,8 @@ describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Re
           expect(refused.body.error.details).toEqual([
             expect.objectContaining({ file: policyFile, reason: expect.stringMatching(refusal) }),
           ]);
-          // createBroker loads POLICY_DIR with this call before it answers anything (apps/broker/bootstrap.ts).
-          await expect(stack.broker.get(PolicyService).loadFromDirectory('system')).rejects.toThrow(refusal);
+          // A broker booting on this policy refuses to start, and closes what it opened (apps/broker/bootstrap.ts).
+          await expect(createBroker(stack.config)).rejects.toThrow(refusal);
           expect((await clientAs(stack, 'admin').get('/api/admin/policies')).body.inForce).toBe(inForce);
         }
       } finally {
