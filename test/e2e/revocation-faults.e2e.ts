@@ -196,7 +196,9 @@ describe('revocation survives FLUSHALL and a worker killed with SIGKILL', () => 
   it(`revokes ${GRANTS} grants within notAfter + one sweep interval after FLUSHALL, twice`, async () => {
     const { ids: requestIds } = await activeGrants(
       stack,
-      Array.from({ length: GRANTS }, (_, index) => 4 + (index % 4)),
+      // 8 s and more: filing, approving and activating 20 one after another must end before the first is due,
+      // also on a CI machine running other suites beside this one.
+      Array.from({ length: GRANTS }, (_, index) => 8 + (index % 4)),
       'revocation fault test',
     );
     const flushedAt = Date.now();
