@@ -29,6 +29,8 @@ const FETCH_TIMEOUT_MS = 5000;
 const DISCOVERY_TTL_MS = 60 * 60_000;
 /** Discovery documents are small; a bigger answer is refused rather than read. */
 const DISCOVERY_MAX_BYTES = 64 * 1024;
+/** A token may be valid for at most this long from now: a mis-set issuer's year-long token is refused. */
+const MAX_TOKEN_LIFETIME_SECONDS = 24 * 60 * 60;
 /** Bearer tokens longer than this are refused before any parsing. */
 const MAX_TOKEN_LENGTH = 16 * 1024;
 
@@ -42,6 +44,11 @@ export interface ProvenWorkload {
 export function isAllowedKeyUrl(url: URL): boolean {
   if (url.protocol === 'https:') return true;
   return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+}
+
+/** Whether jose refused a claim (time, audience…) of a token whose signature it had verified. */
+function signatureHeld(error: unknown): boolean {
+  return error instanceof joseErrors.JWTExpired || error instanceof joseErrors.JWTClaimValidationFailed;
 }
 
 function refused(reason: string): DomainError {
@@ -98,16 +105,20 @@ export class WorkloadAuthenticator {
     const { policy } = await this.policies.inForce();
     const candidates = (policy.workloads ?? []).filter((workload) => workload.issuer === claims.iss);
     if (candidates.length === 0) throw refused('no workload in the policy trusts its issuer');
-    const verified = await this.verifyWith(token, candidates);
-    const sub = verified.sub ?? '';
-    const audiences = typeof verified.aud === 'string' ? [verified.aud] : (verified.aud ?? []);
-    const matching = candidates.filter(
-      (workload) => audiences.includes(workload.audience) && subjectMatches(workload.subject, sub),
-    );
-    if (matching.length === 0) throw refused(`its subject ${JSON.stringify(sub)} matches no workload`);
-    if (matching.length > 1)
-      throw refused(`its subject matches ${matching.map((w) => w.id).join(', ')}: more than one workload`);
-    return { workload: matching[0], claims: verified };
+    const proven = await this.provenBy(token, candidates);
+    const sub = typeof claims.sub === 'string' ? claims.sub : '';
+    if (proven.length === 0) throw refused(`its subject ${JSON.stringify(sub)} matches no workload`);
+    if (proven.length > 1)
+      throw refused(
+        `its subject matches ${proven.map((p) => p.workload.id).join(', ')}: more than one workload`,
+      );
+    const [{ workload, claims: verified }] = proven;
+    const lifetime = (verified.exp ?? 0) - Math.floor(Date.now() / 1000);
+    if (lifetime > MAX_TOKEN_LIFETIME_SECONDS)
+      throw refused(
+        `it is valid for ${lifetime} s more; at most ${MAX_TOKEN_LIFETIME_SECONDS} s is accepted`,
+      );
+    return { workload, claims: verified };
   }
 
   /** The actor of a proven workload: its users row, created on its first call (403 when suspended). */
@@ -131,26 +142,44 @@ export class WorkloadAuthenticator {
     };
   }
 
-  /** Verifies signature, issuer, audience and times; the key set of the first candidate whose keys signed it. */
-  private async verifyWith(token: string, candidates: Workload[]): Promise<JWTPayload> {
-    const audience = [...new Set(candidates.map((workload) => workload.audience))];
-    const options = {
-      issuer: candidates[0].issuer,
-      audience,
-      algorithms: ALGORITHMS,
-      clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['exp', 'sub'],
-    };
-    const uris = [...new Set(await Promise.all(candidates.map((workload) => this.jwksUriOf(workload))))];
-    let lastError: unknown;
-    for (const uri of uris) {
+  /**
+   * The workloads this token proves: each candidate is checked against its own key set, with its own audience
+   * and subject pattern, so keys trusted for one workload never vouch for another of the same issuer.
+   */
+  private async provenBy(token: string, candidates: Workload[]): Promise<ProvenWorkload[]> {
+    const proven: ProvenWorkload[] = [];
+    let lastError: unknown = null;
+    let verifiedAny = false;
+    // The reason given is the one of the workload the token names by audience, when there is one.
+    const named = new Set([decodeJwt(token).aud ?? []].flat());
+    const ordered = [...candidates].sort(
+      (a, b) => Number(named.has(a.audience)) - Number(named.has(b.audience)),
+    );
+    for (const workload of ordered) {
+      let claims: JWTPayload;
       try {
-        return (await jwtVerify(token, this.keySet(uri), options)).payload;
+        const keys = this.keySet(await this.jwksUriOf(workload));
+        claims = (
+          await jwtVerify(token, keys, {
+            issuer: workload.issuer,
+            audience: workload.audience,
+            algorithms: ALGORITHMS,
+            clockTolerance: CLOCK_TOLERANCE_SECONDS,
+            requiredClaims: ['exp', 'sub'],
+          })
+        ).payload;
       } catch (error) {
-        lastError = error;
+        // A claim refused after the signature verified says more than another key set's "no such key".
+        if (lastError === null || signatureHeld(error) || !signatureHeld(lastError)) lastError = error;
+        continue;
       }
+      verifiedAny = true;
+      if (subjectMatches(workload.subject, claims.sub ?? '')) proven.push({ workload, claims });
     }
-    throw refused(reasonOf(lastError));
+    // A token no candidate accepts is refused with jose's reason; one that verifies but whose subject no
+    // pattern matches, by the caller, naming the subject.
+    if (!verifiedAny) throw lastError instanceof DomainError ? lastError : refused(reasonOf(lastError));
+    return proven;
   }
 
   private keySet(uri: string): JWTVerifyGetKey {
@@ -209,14 +238,30 @@ async function discoverJwksUri(issuer: string): Promise<string> {
     headers: { accept: 'application/json' },
   });
   if (!response.ok) throw new Error(`discovery answered ${response.status}`);
-  if (Number(response.headers.get('content-length') ?? 0) > DISCOVERY_MAX_BYTES)
-    throw new Error('discovery document too large');
-  const text = await response.text();
-  if (text.length > DISCOVERY_MAX_BYTES) throw new Error('discovery document too large');
-  const document = JSON.parse(text) as { issuer?: unknown; jwks_uri?: unknown };
+  const document = JSON.parse(await boundedText(response, DISCOVERY_MAX_BYTES)) as {
+    issuer?: unknown;
+    jwks_uri?: unknown;
+  };
   if (document.issuer !== issuer) throw new Error('discovery names another issuer');
   if (typeof document.jwks_uri !== 'string') throw new Error('discovery has no jwks_uri');
   const jwksUri = new URL(document.jwks_uri);
   if (!isAllowedKeyUrl(jwksUri)) throw new Error(`jwks_uri ${jwksUri.href} is not https`);
   return jwksUri.href;
+}
+
+/** The body as text, reading no more than `limit` bytes whatever the server sends or claims. */
+async function boundedText(response: Response, limit: number): Promise<string> {
+  if (Number(response.headers.get('content-length') ?? 0) > limit)
+    throw new Error('discovery document too large');
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    if (size > limit) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new Error('discovery document too large');
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -81,6 +81,7 @@ function revokedGrant(stack: TestStack, requestId: string, notAfter: number) {
 
 describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Redis', () => {
   let issuer: OidcIssuer;
+  let other: OidcIssuer;
   let stack: TestStack;
   let policyDir: string;
   let adminUrl: string;
@@ -99,7 +100,12 @@ describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Re
       await target.query(`GRANT SELECT ON releases TO ${pg.escapeIdentifier(READ_ROLE)}`);
     });
     issuer = await startOidcIssuer();
-    policyDir = await policyDirFromFixture('workloads', { ISSUER: issuer.issuer, READ_ROLE });
+    other = await startOidcIssuer();
+    policyDir = await policyDirFromFixture('workloads', {
+      ISSUER: issuer.issuer,
+      OTHER_JWKS: other.jwksUri,
+      READ_ROLE,
+    });
     stack = await startStack({ policyDir, env: { WORKLOADS_TARGET_DB_URL: targetUrl } });
     await enrollAll(stack, ['alice', 'bob', 'carol', 'admin', 'audrey'], {
       admin: ['admin'],
@@ -110,6 +116,7 @@ describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Re
   afterAll(async () => {
     await stack?.close();
     await issuer?.close();
+    await other?.close();
     if (policyDir) await rm(policyDir, { recursive: true, force: true });
     if (!adminUrl) return;
     await dropDatabase(adminUrl, TARGET_DATABASE);
@@ -354,11 +361,21 @@ describe('workload requesters (issue 21): real broker, worker, PostgreSQL and Re
       }
     });
 
+    it("a token signed with another workload's keys of the same issuer, naming deploy-bot", async () => {
+      // test-bot trusts `other`'s keys for the same `iss`: they must not vouch for deploy-bot's audience.
+      const token = await other.token({ iss: issuer.issuer, sub: SUBJECT, aud: AUDIENCE, jti: randomUUID() });
+      expect(await expectRefused(() => fileWith(token), 401, 'WORKLOAD_TOKEN_INVALID')).toMatch(
+        /audience|no key of the issuer's key set/,
+      );
+    });
+
     it('an expired token, a wrong audience, a subject outside the pattern', async () => {
       const now = Math.floor(Date.now() / 1000);
       const cases: Array<[Promise<Minted>, RegExp]> = [
         // Past the 30 s clock tolerance.
         [mint({ exp: now - 90 }), /expired/],
+        // Valid for two more days: longer than any CI job, so a mis-set issuer's token is refused.
+        [mint({ exp: now + 2 * 86_400 }), /at most 86400 s is accepted/],
         [mint({ aud: 'someone-else' }), /audience/],
         [mint({ sub: 'repo:evil/app:ref:refs/heads/main' }), /matches no workload/],
         // `*` stays within one ':'-separated part.
