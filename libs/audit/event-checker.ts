@@ -62,7 +62,10 @@ export class ExportChecker {
   private firstSeq: number | null = null;
   private readonly digest = new EventsDigest();
   /** Request id → the digest of its request.created subject (and what the entitlement filter needs). */
-  private readonly subjects = new Map<string, { digest: string; entitlementId: unknown; seq: number }>();
+  private readonly subjects = new Map<
+    string,
+    { digest: string; entitlementId: unknown; seq: number; actorId: string; workloadId: string | null }
+  >();
   /** Credential id → its COSE public key: one credential never has two keys. */
   private readonly credentialKeys = new Map<string, string>();
   /** An unfiltered export holds the whole chain: seq 1 to the chain head, nothing missing. */
@@ -256,6 +259,21 @@ export class ExportChecker {
     return null;
   }
 
+  /**
+   * A request.activated without a step-up must name the workload whose token activated it (issue 21), the
+   * same workload, and the same actor, that filed the request when its request.created is in the file.
+   */
+  private workloadActivation(event: ExportedEvent): string | null {
+    const { workload } = event.data;
+    if (!isRecord(workload) || typeof workload.id !== 'string')
+      return 'request.activated carries neither step-up evidence nor the workload that activated it';
+    const created = this.subjects.get(event.subjectId);
+    if (created === undefined) return null;
+    if (created.workloadId !== workload.id || created.actorId !== event.actorId)
+      return `request.activated names workload ${JSON.stringify(workload.id)}, which did not file the request (seq ${created.seq})`;
+    return null;
+  }
+
   private checkSubjectAndEvidence(event: ExportedEvent): string | null {
     const { data } = event;
     if (event.action === AuditAction.RequestCreated && data.subject !== undefined) {
@@ -268,13 +286,21 @@ export class ExportChecker {
       } catch (error) {
         return `request.created subject is not plain JSON: ${(error as Error).message}`;
       }
-      this.subjects.set(event.subjectId, { digest, entitlementId: subject.entitlementId, seq: event.seq });
+      const workloadId = isRecord(data.workload) ? String(data.workload.id) : null;
+      const { entitlementId } = subject;
+      this.subjects.set(event.subjectId, {
+        digest,
+        entitlementId,
+        seq: event.seq,
+        actorId: event.actorId,
+        workloadId,
+      });
       this.counts.requests++;
     }
     if (data.evidence === undefined) {
-      return event.action === AuditAction.ApprovalRecorded
-        ? 'approval.recorded carries no step-up evidence'
-        : null;
+      if (event.action === AuditAction.ApprovalRecorded)
+        return 'approval.recorded carries no step-up evidence';
+      return event.action === AuditAction.RequestActivated ? this.workloadActivation(event) : null;
     }
     const evidence = parseStepUpEvidence(data.evidence);
     if (typeof evidence === 'string') return evidence;

@@ -800,6 +800,39 @@ describe('verifyExport: evidence in a chain that hashes correctly (a broker that
   });
 });
 
+describe('verifyExport: a workload activation (issue 21)', () => {
+  const workload = { id: 'deploy-bot', issuer: 'https://ci.example', subject: 'repo:o/a', jti: 'j-1' };
+  /** Seq 8 is the request's activation; without a step-up it must name the workload that filed it (seq 2). */
+  const tokenActivated = (input: SyntheticInput, extra: Record<string, unknown>): SyntheticInput => {
+    const { evidence: _evidence, ...rest } = input.data ?? {};
+    return { ...input, data: { ...rest, ...extra } };
+  };
+
+  it('verifies one filed and activated by the same workload', async () => {
+    const text = exportText(
+      buildScenario((input, index) => {
+        if (index === 1) return { ...input, data: { ...input.data, workload } };
+        return index === 7 ? tokenActivated(input, { workload }) : input;
+      }).chain.events,
+      'ndjson',
+    );
+    expect(await verifyExport(await text, { jwks: key.jwks })).toMatchObject({ ok: true });
+  });
+
+  it('refuses an activation with neither a step-up nor a workload, or by a workload that did not file it', async () => {
+    const bare = await rechained(8, (input) => tokenActivated(input, {}));
+    expect(await verifyExport(bare, { jwks: key.jwks })).toMatchObject({
+      seq: 8,
+      reason: 'request.activated carries neither step-up evidence nor the workload that activated it',
+    });
+    const foreign = await rechained(8, (input) => tokenActivated(input, { workload }));
+    expect(await verifyExport(foreign, { jwks: key.jwks })).toMatchObject({
+      seq: 8,
+      reason: 'request.activated names workload "deploy-bot", which did not file the request (seq 2)',
+    });
+  });
+});
+
 describe('verifyExport: COSE keys other than ES256', () => {
   function cose(alg: 'EdDSA' | 'RS256', publicKey: KeyObject): Buffer {
     const jwk = publicKey.export({ format: 'jwk' });
