@@ -3,8 +3,8 @@ import { DomainError, ErrorCode } from '../../../libs/domain/errors.js';
 
 /** Long-polls one broker holds at once; each is a timer and a closure, no connection to PostgreSQL. */
 export const MAX_WAITS = 2000;
-/** Long-polls one requester (a pipeline) may hold at once on one broker. */
-export const MAX_WAITS_PER_ACTOR = 20;
+/** Long-polls one waiter may hold at once on one broker: a person, or one workload token (one CI job). */
+export const MAX_WAITS_PER_WAITER = 20;
 /** A waiting call looks at the request again this often, in case a change's message was lost. */
 export const RECHECK_MS = 5000;
 
@@ -16,7 +16,7 @@ export const RECHECK_MS = 5000;
 @Injectable()
 export class RequestWaits {
   private readonly waiting = new Map<string, Set<() => void>>();
-  private readonly perActor = new Map<string, number>();
+  private readonly perWaiter = new Map<string, number>();
   private total = 0;
 
   /** How many calls are parked here now. */
@@ -33,15 +33,17 @@ export class RequestWaits {
    * Resolves after `ms`, on a change of the request, on `closed` (the client went away), or after RECHECK_MS;
    * 429 when the broker or the actor holds too many waits already.
    */
-  async until(actorId: string, requestId: string, ms: number, closed: AbortSignal): Promise<void> {
-    const held = this.perActor.get(actorId) ?? 0;
-    if (this.total >= MAX_WAITS || held >= MAX_WAITS_PER_ACTOR) {
+  async until(waiter: string, requestId: string, ms: number, closed: AbortSignal): Promise<void> {
+    // A client that left between the caller's check and here has nothing to wait for.
+    if (closed.aborted) return;
+    const held = this.perWaiter.get(waiter) ?? 0;
+    if (this.total >= MAX_WAITS || held >= MAX_WAITS_PER_WAITER) {
       throw new DomainError(ErrorCode.RATE_LIMITED, 'Too many waits are open; try again shortly', {
         retryAfterSeconds: 5,
       });
     }
     this.total += 1;
-    this.perActor.set(actorId, held + 1);
+    this.perWaiter.set(waiter, held + 1);
     const wakers = this.waiting.get(requestId) ?? new Set<() => void>();
     this.waiting.set(requestId, wakers);
     let wake = () => {};
@@ -57,9 +59,9 @@ export class RequestWaits {
       wakers.delete(wake);
       if (wakers.size === 0) this.waiting.delete(requestId);
       this.total -= 1;
-      const left = (this.perActor.get(actorId) ?? 1) - 1;
-      if (left === 0) this.perActor.delete(actorId);
-      else this.perActor.set(actorId, left);
+      const left = (this.perWaiter.get(waiter) ?? 1) - 1;
+      if (left === 0) this.perWaiter.delete(waiter);
+      else this.perWaiter.set(waiter, left);
     }
   }
 }

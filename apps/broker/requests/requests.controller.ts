@@ -112,7 +112,11 @@ export class RequestsController {
     response.on('close', () => closed.abort());
     let request = await this.queries.get(actor, id);
     while (request.state === waitingIn && Date.now() < deadline && !closed.signal.aborted) {
-      await this.waits.until(actor.id, id, deadline - Date.now(), closed.signal);
+      // Counted per person, and per token of a workload: its CI jobs share one users row.
+      const waiter = actor.workload
+        ? `${actor.id}:${actor.workload.jti ?? actor.workload.subject}`
+        : actor.id;
+      await this.waits.until(waiter, id, deadline - Date.now(), closed.signal);
       request = await this.queries.get(actor, id);
     }
     return { request: await this.view(request), changed: request.state !== waitingIn };
