@@ -105,7 +105,7 @@ export class WorkloadAuthenticator {
     const { policy } = await this.policies.inForce();
     const candidates = (policy.workloads ?? []).filter((workload) => workload.issuer === claims.iss);
     if (candidates.length === 0) throw refused('no workload in the policy trusts its issuer');
-    const proven = await this.provenBy(token, candidates);
+    const proven = await this.provenBy(token, claims, candidates);
     const sub = typeof claims.sub === 'string' ? claims.sub : '';
     if (proven.length === 0) throw refused(`its subject ${JSON.stringify(sub)} matches no workload`);
     if (proven.length > 1)
@@ -146,12 +146,16 @@ export class WorkloadAuthenticator {
    * The workloads this token proves: each candidate is checked against its own key set, with its own audience
    * and subject pattern, so keys trusted for one workload never vouch for another of the same issuer.
    */
-  private async provenBy(token: string, candidates: Workload[]): Promise<ProvenWorkload[]> {
+  private async provenBy(
+    token: string,
+    unverified: JWTPayload,
+    candidates: Workload[],
+  ): Promise<ProvenWorkload[]> {
     const proven: ProvenWorkload[] = [];
     let lastError: unknown = null;
     let verifiedAny = false;
     // The reason given is the one of the workload the token names by audience, when there is one.
-    const named = new Set([decodeJwt(token).aud ?? []].flat());
+    const named = new Set([unverified.aud ?? []].flat());
     const ordered = [...candidates].sort(
       (a, b) => Number(named.has(a.audience)) - Number(named.has(b.audience)),
     );
