@@ -153,6 +153,14 @@ export const DEFAULT_DIGEST_INTERVAL_SECONDS = 10 * 60;
 /** How long before a pending deadline approvers get their one reminder, unless the policy says. */
 export const DEFAULT_REMINDER_BEFORE_SECONDS = 15 * 60;
 
+/** Hosts plain http:// may reach without a flag: this machine only (tests, a local issuer or receiver). */
+export const LOCAL_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** Whether `url` is https://, or plain http:// to this machine. */
+export function isHttpsOrLocal(url: URL): boolean {
+  return url.protocol === 'https:' || (url.protocol === 'http:' && LOCAL_HOSTS.has(url.hostname));
+}
+
 /** What a username looks like, here and wherever users are created. */
 export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 

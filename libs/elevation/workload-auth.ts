@@ -12,7 +12,7 @@ import {
 } from 'jose';
 import { UserStatus, type Actor } from '../domain/actor.js';
 import { DomainError, ErrorCode } from '../domain/errors.js';
-import { subjectMatches, workloadUsername, type Workload } from '../domain/policy.js';
+import { isHttpsOrLocal, subjectMatches, workloadUsername, type Workload } from '../domain/policy.js';
 import { PolicyService } from '../policy/policy.service.js';
 
 // Workload identity (issue 21): a pipeline or agent presents its CI provider's OIDC token as a bearer token on
@@ -38,12 +38,6 @@ const MAX_TOKEN_LENGTH = 16 * 1024;
 export interface ProvenWorkload {
   workload: Workload;
   claims: JWTPayload;
-}
-
-/** Where an issuer's keys may be fetched from: https, or http on this machine only (tests, local issuers). */
-export function isAllowedKeyUrl(url: URL): boolean {
-  if (url.protocol === 'https:') return true;
-  return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
 }
 
 /** Whether jose refused a claim (time, audience…) of a token whose signature it had verified. */
@@ -249,7 +243,7 @@ async function discoverJwksUri(issuer: string): Promise<string> {
   if (document.issuer !== issuer) throw new Error('discovery names another issuer');
   if (typeof document.jwks_uri !== 'string') throw new Error('discovery has no jwks_uri');
   const jwksUri = new URL(document.jwks_uri);
-  if (!isAllowedKeyUrl(jwksUri)) throw new Error(`jwks_uri ${jwksUri.href} is not https`);
+  if (!isHttpsOrLocal(jwksUri)) throw new Error(`jwks_uri ${jwksUri.href} is not https`);
   return jwksUri.href;
 }
 

@@ -1,5 +1,6 @@
 import {
   BREAK_GLASS_MAX_SECONDS,
+  isHttpsOrLocal,
   membersOf,
   SELF_SERVICE_MAX_SECONDS,
   type ConnectorConfig,
@@ -9,7 +10,6 @@ import {
 } from '../domain/policy.js';
 import { formatDuration } from './duration.js';
 import type { PolicyProblem } from './policy-error.js';
-import { LOCAL_HOSTS } from './policy-schema.js';
 import { indexIn, problemAt, type Origin, type YamlPath } from './yaml-lines.js';
 
 // The checks that need the whole (merged) policy, or that the schema cannot express.
@@ -23,7 +23,7 @@ export interface PolicyLimits {
 function isInsecureWebhook(config: ConnectorConfig): boolean {
   if (config.type !== 'webhook') return false;
   const url = new URL(config.url);
-  return url.protocol === 'http:' && !LOCAL_HOSTS.has(url.hostname);
+  return !isHttpsOrLocal(url);
 }
 
 /** A webhook over plain http:// outside localhost is refused unless the policy opts in for that connector. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { unsafeFreeTextCharacter, type FreeTextOptions } from '../domain/free-text.js';
-import { USERNAME_PATTERN } from '../domain/policy.js';
+import { isHttpsOrLocal, USERNAME_PATTERN } from '../domain/policy.js';
 import { durationSeconds, notADuration } from './duration.js';
 import type { PolicyProblem } from './policy-error.js';
 import { pathText, problemAt, type SourceFile } from './yaml-lines.js';
@@ -36,14 +36,11 @@ const text = z
   });
 const groupList = z.array(name).min(1, { error: 'must list at least one group' });
 
-/** Hosts reached over plain http:// without a flag: a webhook (policy-checks.ts), a local test issuer. */
-export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 const OIDC_URL_RULE = 'must be an https:// URL (http:// only for localhost, 127.0.0.1 or [::1])';
 /** Where a workload's tokens and keys come from: https, or plain http on this machine (tests, a local issuer). */
 const oidcUrl = text.superRefine((value, context) => {
   const url = URL.canParse(value) ? new URL(value) : null;
-  const secure = url?.protocol === 'https:' || (url?.protocol === 'http:' && LOCAL_HOSTS.has(url.hostname));
-  if (!secure) context.addIssue({ code: 'custom', message: OIDC_URL_RULE });
+  if (!url || !isHttpsOrLocal(url)) context.addIssue({ code: 'custom', message: OIDC_URL_RULE });
 });
 
 const duration = z
