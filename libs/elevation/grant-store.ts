@@ -1,7 +1,8 @@
 import type { EntityManager } from 'typeorm';
-import { GrantEntity } from '../db/index.js';
+import { ElevationRequestEntity, GrantEntity } from '../db/index.js';
 import { namedQuery } from '../db/named-query.js';
 import { GrantState, type FailedRevocation } from '../domain/grant-state.js';
+import { requestColumns } from './request-store.js';
 
 // Locking and SQL of grants: plain functions over the caller's transaction. GrantsService (the grants' one
 // writer) calls the writes; RequestQueries reads `grantStatuses` for request views. Lock order as everywhere:
@@ -141,23 +142,41 @@ export async function markRevoked(manager: EntityManager, id: string): Promise<D
 }
 
 /**
- * Marks a grant REVOKED now (PostgreSQL's clock) unless it already is, and returns the row as updated (the
- * UPDATE takes its row lock); null when it was REVOKED before or does not exist. For revocations that need no
- * connector call, so the grant is never read and locked separately.
+ * Row-locks the grant's request, then marks the grant REVOKED now (PostgreSQL's clock) unless it already is,
+ * in one named statement (lock order request → grant, as everywhere): the request as locked (null when there
+ * is none) and the grant as updated (null when it was REVOKED before or does not exist). For revocations that
+ * need no connector call.
  */
-export async function markRevokedUnlessRevoked(
+export async function lockRequestAndRevoke(
   manager: EntityManager,
-  id: string,
-): Promise<GrantEntity | null> {
+  grant: Pick<GrantEntity, 'id' | 'requestId'>,
+): Promise<{ request: ElevationRequestEntity | null; revoked: GrantEntity | null }> {
   grantColumns ??= columnsOf(manager);
-  const [row] = await namedQuery<GrantEntity>(
+  // The request's CTE gates the UPDATE (a one-time filter, evaluated before the grants scan; a FOR UPDATE CTE
+  // is never inlined), so the statement waits for the request's row lock holding no grant lock. After such a
+  // wait the UPDATE re-checks the grant as last committed: one revoked meanwhile comes back null.
+  const [row] = await namedQuery<Record<string, unknown>>(
     manager,
-    'grant-mark-revoked-unless-revoked',
-    `UPDATE grants SET state = $2, revoked_at = clock_timestamp(), next_retry_at = NULL
-      WHERE id = $1 AND state <> $2 RETURNING ${grantColumns}`,
-    [id, GrantState.REVOKED],
+    'grant-revoke-locking-request',
+    `WITH request AS (SELECT ${requestColumns(manager)} FROM elevation_requests WHERE id = $1 FOR UPDATE),
+          revoked AS (
+            UPDATE grants SET state = $3, revoked_at = clock_timestamp(), next_retry_at = NULL
+             WHERE id = $2 AND state <> $3 AND (SELECT count(*) FROM request) >= 0
+            RETURNING ${grantColumns.replaceAll(/ AS "([^"]+)"/g, ' AS "grant.$1"')})
+     SELECT request.*, revoked.* FROM (SELECT 1) AS one
+       LEFT JOIN request ON true LEFT JOIN revoked ON true`,
+    [grant.requestId, grant.id, GrantState.REVOKED],
   );
-  return row ? Object.assign(new GrantEntity(), row) : null;
+  const requestFields: Record<string, unknown> = {};
+  const grantFields: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(row)) {
+    if (key.startsWith('grant.')) grantFields[key.slice('grant.'.length)] = value;
+    else requestFields[key] = value;
+  }
+  return {
+    request: requestFields.id ? Object.assign(new ElevationRequestEntity(), requestFields) : null,
+    revoked: grantFields.id ? Object.assign(new GrantEntity(), grantFields) : null,
+  };
 }
 
 /** Records a failed revocation attempt: its count, error, next retry, and REVOKE_FAILED after the last one. */

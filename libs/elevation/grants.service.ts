@@ -17,7 +17,7 @@ import { noteChanged, transactWithJobs, type AfterCommit } from './after-commit.
 import { ConnectorRegistry } from './connector-registry.js';
 import * as store from './grant-store.js';
 import { PolicyService } from '../policy/policy.service.js';
-import { RequestAnnouncer } from './request-announcer.js';
+import { committedEvent, RequestAnnouncer } from './request-announcer.js';
 import { lockRequest } from './request-store.js';
 import {
   grantRow,
@@ -515,11 +515,10 @@ export class GrantsService {
    */
   async sweep(): Promise<number> {
     const pending = await store.unrevokedGrants(this.dataSource.manager);
-    for (const grant of pending) {
-      // A due grant's job runs now even if a delayed one still waits (a lost promote, a skewed clock).
-      if (grant.due) await this.jobs.revokeNow(grant.id);
-      else await this.jobs.scheduleRevocation(grant.id, grant.notAfter);
-    }
+    // A due grant's job runs now even if a delayed one still waits (a lost promote, a skewed clock).
+    for (const grant of pending) if (grant.due) await this.jobs.revokeNow(grant.id);
+    const later = pending.filter((grant) => !grant.due);
+    await this.jobs.scheduleRevocations(later.map(({ id, notAfter }) => ({ grantId: id, notAfter })));
     if (pending.length > 0) this.logger.debug(`Sweep scheduled ${pending.length} unrevoked grant(s)`);
     return pending.length;
   }
@@ -594,18 +593,17 @@ export class GrantsService {
   }
 
   /**
-   * A revocation with nothing to take back outside this database, in one transaction and four statements:
-   * lock the request, mark the grant REVOKED (unless it already is), end the request, record the revocation.
-   * The events come in the order the two-step path writes them: the request ends, then its grant is revoked.
+   * A revocation with nothing to take back outside this database, in one transaction: one statement locks the
+   * request and marks the grant REVOKED (unless it already is), then the request ends and the revocation is
+   * recorded. The events come in the order the two-step path writes them: the request ends, then its grant
+   * is revoked. The change is announced from the rows this transaction wrote, not read back once committed.
    */
-  private revokeInDatabase(grant: GrantRef, endRequest: EndRequest): Promise<RevocationOutcome> {
-    return this.transact(async (manager) => {
-      const request = await lockRequest(manager, grant.requestId);
-      const revoked = await store.markRevokedUnlessRevoked(manager, grant.id);
-      if (!revoked?.revokedAt) return { status: 'already-revoked' };
+  private async revokeInDatabase(grant: GrantRef, endRequest: EndRequest): Promise<RevocationOutcome> {
+    const { outcome, ended } = await transactWithJobs(this.dataSource, this.jobs, async (manager) => {
+      const { request, revoked } = await store.lockRequestAndRevoke(manager, grant);
+      if (!revoked?.revokedAt) return { outcome: { status: 'already-revoked' } as const, ended: null };
       await endRequest(manager, request, revoked.revokedAt);
       const data = revokedEventData(revoked, revoked.revokedAt, {});
-      noteChanged(manager, grant.requestId);
       await appendAuditEvent(manager, {
         actorId: SYSTEM_ACTOR,
         action: AuditAction.GrantRevoked,
@@ -614,8 +612,12 @@ export class GrantsService {
         requestId: revoked.requestId,
         data,
       });
-      return { status: 'revoked', lagMs: data.lagMs, connectorType: revoked.connectorType };
+      const connectorType = revoked.connectorType;
+      return { outcome: { status: 'revoked', lagMs: data.lagMs, connectorType } as const, ended: request };
     });
+    // A request has one grant (grants_one_per_request), now REVOKED; the request as endRequest left it.
+    if (ended) await this.announcer.announceCommitted([committedEvent(ended, GrantState.REVOKED)]);
+    return outcome;
   }
 
   /** Marks a grant REVOKED with its audit event and ends its request, in the caller's transaction. */

@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import type { ElevationRequestEntity } from '../db/index.js';
 import { RequestEventPublisher, type RequestEvent } from '../jobs/request-events.js';
 
 /**
@@ -33,4 +34,25 @@ export class RequestAnnouncer {
       this.logger.warn(`Could not announce request changes: ${String(error)}`);
     }
   }
+
+  /**
+   * Publishes changes whose committed state the caller knows because its transaction wrote them (the worker's
+   * revocations), without reading the requests back; a failure is logged, as in announce().
+   */
+  async announceCommitted(events: readonly RequestEvent[]): Promise<void> {
+    try {
+      await this.publisher.publish(events);
+    } catch (error) {
+      this.logger.warn(`Could not announce request changes: ${String(error)}`);
+    }
+  }
+}
+
+/** The announcement of a request as committed, with the state of its grant. */
+export function committedEvent(
+  request: Pick<ElevationRequestEntity, 'id' | 'requesterId' | 'entitlementId' | 'breakGlass' | 'state'>,
+  grantState: string | null,
+): RequestEvent {
+  const { id: requestId, requesterId, entitlementId, breakGlass, state } = request;
+  return { requestId, requesterId, entitlementId, breakGlass, state, grantState };
 }

@@ -162,6 +162,12 @@ describe('live updates over Server-Sent Events', () => {
     // The worker ends it at notAfter: its change reaches the stream through Redis too.
     await untilState(requesterStream, requestId, 'ENDED', 'ENDED from the worker');
     await untilState(approverStream, requestId, 'ENDED', 'ENDED for the approver');
+    // A jwt grant is revoked in the same transaction that ends its request: the event says both.
+    const ended = requesterStream.events.find(
+      (event) =>
+        event.event === 'request' && event.data.requestId === requestId && event.data.state === 'ENDED',
+    );
+    expect(ended?.data.grantState).toBe('REVOKED');
 
     expect(outsiderStream.events.filter((event) => event.event === 'request')).toEqual([]);
     // Ids and states only: nothing of the credential or the request's text travels.
