@@ -15,6 +15,8 @@ import {
 } from './jobs.js';
 
 const ENQUEUE_TIMEOUT_MS = 2000;
+/** Revocation jobs per pipeline when the sweep re-adds them. */
+const REVOCATION_BULK = 500;
 
 // Finished jobs are removed so that the sweeper can enqueue the same id again if PostgreSQL says the work
 // is still not done.
@@ -38,16 +40,34 @@ export class JobProducer {
 
   /** Schedules the revocation of a grant at `notAfter` (at once when already due). */
   async scheduleRevocation(grantId: string, notAfter: Date): Promise<void> {
-    const payload: JobPayloads[JobName.RevokeGrant] = { grantId };
-    await bounded(
-      this.revocationQueue.add(JobName.RevokeGrant, payload, {
-        jobId: revokeJobId(grantId),
-        delay: Math.max(0, notAfter.getTime() - Date.now()),
-        attempts: REVOKE_ATTEMPTS,
-        backoff: { type: REVOKE_BACKOFF_TYPE, delay: this.config.revokeBackoffMs },
-        ...REMOVE_WHEN_DONE,
-      }),
-    );
+    const { name, data, opts } = this.revocationJob(grantId, notAfter, Date.now());
+    await bounded(this.revocationQueue.add(name, data, opts));
+  }
+
+  /**
+   * scheduleRevocation for many grants (the sweep's), REVOCATION_BULK jobs per Redis round trip: re-adding
+   * the jobs that still exist is a no-op, so a sweep costs a few pipelines instead of a command per grant.
+   */
+  async scheduleRevocations(grants: ReadonlyArray<{ grantId: string; notAfter: Date }>): Promise<void> {
+    for (let start = 0; start < grants.length; start += REVOCATION_BULK) {
+      const now = Date.now();
+      const jobs = grants
+        .slice(start, start + REVOCATION_BULK)
+        .map(({ grantId, notAfter }) => this.revocationJob(grantId, notAfter, now));
+      await bounded(this.revocationQueue.addBulk(jobs));
+    }
+  }
+
+  private revocationJob(grantId: string, notAfter: Date, now: number) {
+    const data: JobPayloads[JobName.RevokeGrant] = { grantId };
+    const opts: JobsOptions = {
+      jobId: revokeJobId(grantId),
+      delay: Math.max(0, notAfter.getTime() - now),
+      attempts: REVOKE_ATTEMPTS,
+      backoff: { type: REVOKE_BACKOFF_TYPE, delay: this.config.revokeBackoffMs },
+      ...REMOVE_WHEN_DONE,
+    };
+    return { name: JobName.RevokeGrant, data, opts };
   }
 
   /** Early revoke: the grant's delayed job runs now (DESIGN §8: promoted on early revoke). */
