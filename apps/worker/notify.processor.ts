@@ -52,10 +52,14 @@ export class NotifyProcessor extends WorkerHost {
   }
 }
 
+// Request events within this long of the first share one scan: a burst of revocations (one event each) costs
+// a scan, not one transaction per event.
+const EVENT_COALESCE_MS = 100;
+
 /**
- * Runs NotifyService.scan at once on every request event (the Redis pub/sub the live updates use) and at
- * least every NOTIFY_POLL_INTERVAL_MS, so a lost wake-up costs latency only. Scans never overlap in a
- * process; across workers the cursor's row lock decides.
+ * Runs NotifyService.scan within EVENT_COALESCE_MS of a request event (the Redis pub/sub the live updates
+ * use) and at least every NOTIFY_POLL_INTERVAL_MS, so a lost wake-up costs latency only. Scans never overlap
+ * in a process; across workers the cursor's row lock decides.
  */
 @Injectable()
 export class NotifyScanner implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -63,6 +67,7 @@ export class NotifyScanner implements OnApplicationBootstrap, OnApplicationShutd
   private timer: NodeJS.Timeout | undefined;
   private subscriber: Redis | undefined;
   private running: Promise<void> | null = null;
+  private soon: NodeJS.Timeout | undefined;
   private again = false;
   private stopped = false;
 
@@ -79,11 +84,20 @@ export class NotifyScanner implements OnApplicationBootstrap, OnApplicationShutd
       maxRetriesPerRequest: null,
     });
     this.subscriber.on('error', () => undefined);
-    this.subscriber.on('message', () => this.wake());
+    this.subscriber.on('message', () => this.wakeSoon());
     this.subscriber.subscribe(requestEventsChannel(this.config.queuePrefix)).catch((error: unknown) => {
       this.logger.warn(`No wake-ups from request events (polling only): ${String(error)}`);
     });
     this.wake();
+  }
+
+  /** A wake-up after EVENT_COALESCE_MS, shared by every event until then. */
+  private wakeSoon(): void {
+    if (this.soon || this.stopped) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      this.wake();
+    }, EVENT_COALESCE_MS);
   }
 
   /** Coalesces wake-ups: one scan at a time, one more after it when woken meanwhile. */
@@ -109,6 +123,7 @@ export class NotifyScanner implements OnApplicationBootstrap, OnApplicationShutd
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.soon);
     // disconnect, not quit: quit would wait for a Redis that is down.
     this.subscriber?.disconnect();
     await this.running;
